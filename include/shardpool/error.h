@@ -1,0 +1,42 @@
+/*
+ * shardpool/error.h - error codes and their names.
+ *
+ * Every shardpool function that can fail returns 0 on success or a negative
+ * errno value.  The pool-specific meanings are listed in SHP_ERRNO_MAP; any
+ * other negative errno value (for example one returned by a user's connect
+ * callback) is passed through unchanged and described by strerror().
+ */
+#ifndef SHARDPOOL_ERROR_H
+#define SHARDPOOL_ERROR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X(name, errno, text): the errors shardpool itself returns, with what they
+ * mean for a pool.  One table generates shp_strerror() and shp_err_name(). */
+#define SHP_ERRNO_MAP(X)                                                        \
+    X(EINVAL,    "invalid argument or configuration")                          \
+    X(ENOMEM,    "out of memory")                                              \
+    X(ETIMEDOUT, "timed out waiting for a connection")                         \
+    X(EAGAIN,    "no connection available without waiting")                   \
+    X(ESHUTDOWN, "pool is shut down")                                          \
+    X(EALREADY,  "connection already released")                                \
+    X(EXDEV,     "connection belongs to another pool")                         \
+    X(EBADF,     "not a shardpool connection handle")                          \
+    X(EBUSY,     "connections still borrowed at the drain deadline")           \
+    X(ECANCELED, "connection closed by the pool")                              \
+    X(EIO,       "connection failed its health check")
+
+/* Returns a static, human-readable description of err (a negative errno
+ * value, or 0).  Never returns NULL.  Thread-safe. */
+const char *shp_strerror(int err);
+
+/* Returns the symbolic name of err ("ETIMEDOUT"), "OK" for 0, or "UNKNOWN".
+ * Never returns NULL.  Thread-safe. */
+const char *shp_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

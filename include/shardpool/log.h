@@ -1,0 +1,46 @@
+/*
+ * shardpool/log.h - where shardpool's log lines go.
+ *
+ * shardpool logs misuse (bad arguments, double releases), connection failures
+ * and maintenance events.  Lines are single-line key=value text such as
+ *   level=warn pool=orders event=release_twice conn=0x5581... err=EALREADY
+ * Secrets never appear: strings that may hold a password are masked with
+ * shp_mask_secrets() before they are logged.
+ */
+#ifndef SHARDPOOL_LOG_H
+#define SHARDPOOL_LOG_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum shp_log_level {
+    SHP_LOG_ERROR = 0,
+    SHP_LOG_WARN  = 1,
+    SHP_LOG_INFO  = 2,
+    SHP_LOG_DEBUG = 3,
+} shp_log_level;
+
+/* Receives one formatted line (no trailing newline).  Called from any thread
+ * that logs, possibly concurrently: the callback must be thread-safe.  It must
+ * not call back into the pool that logged. */
+typedef void (*shp_log_fn)(shp_log_level level, const char *line, void *ud);
+
+/* Installs fn (NULL restores the default: stderr, at the level named by the
+ * environment variable SHARDPOOL_LOG_LEVEL = error|warn|info|debug, default
+ * warn) and the most verbose level passed to it.  Process-wide; safe to call
+ * at any time from any thread. */
+void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
+
+/* Copies src into dst (size dstlen, always NUL-terminated when dstlen > 0)
+ * with secrets replaced by "****": password=/pass=/secret= values in
+ * key=value strings and the password of a URL's user:password@ part.
+ * Returns dst.  Thread-safe. */
+char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

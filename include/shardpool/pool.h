@@ -1,0 +1,191 @@
+/*
+ * shardpool/pool.h - the connection pool.
+ *
+ * A pool keeps up to max_size connections made by the caller's shp_ops.
+ * Idle connections sit on per-CPU lock-free stacks (shards); shp_acquire pops
+ * from the calling CPU's shard, steals from the others on a miss, creates a
+ * connection while under max_size, and otherwise waits in FIFO order for a
+ * release.  A reaper thread per pool closes idle, old and unhealthy
+ * connections and refills to min_size, never holding anything an acquirer
+ * waits on.
+ *
+ * Synchronization table (which calls may run concurrently):
+ *
+ *                        acquire  release  stats  destroy
+ *   shp_acquire            yes      yes     yes    yes (fails -ESHUTDOWN)
+ *   shp_release[_broken]   yes      yes*    yes    yes (closed, see destroy)
+ *   shp_pool_stats         yes      yes     yes    no
+ *   shp_pool_destroy       yes      yes     no     no (call it once)
+ *
+ *   * a given connection is released once per acquire; releasing it twice
+ *     is detected (-EALREADY) as long as it has not been handed out again.
+ *   Threads calling the API need no registration.  No call may be made on a
+ *   pool after shp_pool_destroy has returned, except releasing connections
+ *   that were still borrowed at its deadline (see shp_pool_destroy).
+ *
+ * Connection states (each connection is in exactly one; an arrow is the only
+ * way out of a state; '*' marks transitions made by CAS on the state word,
+ * the others are made by the thread that solely owns the connection, which
+ * it got by an ABA-safe pop from a shard or by creating it):
+ *
+ *                 connect ok                acquire (pop)
+ *   CONNECTING ───────────────► IDLE ◄──────────────────────► IN_USE
+ *       │ connect fails          │ ▲        release (*)         │   │
+ *       ▼                        │ │ check ok                   │   │ destroy
+ *     FAILED                     │ │                            │   │ deadline (*)
+ *       │                reaper  ▼ │                   release_ │   ▼
+ *       │               takes  CHECKING                broken,  │ ORPHANED
+ *       │                 it     │ check fails         expired  │   │ late release
+ *       │                        ▼                     (*)      ▼   ▼
+ *       └────────────────────► CLOSING ◄──────────────────────────────
+ *                                │ close callback returned
+ *                                ▼
+ *                              CLOSED  (memory reclaimed after an RCU grace
+ *                                       period)
+ *   IDLE → CLOSING also happens when the reaper retires an idle connection
+ *   (idle timeout, lifetime, max_uses) and at destroy.
+ */
+#ifndef SHARDPOOL_POOL_H
+#define SHARDPOOL_POOL_H
+
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shp_pool shp_pool; /* opaque */
+typedef struct shp_conn shp_conn; /* opaque: one pooled connection */
+
+/* How to make and keep one connection.  Callbacks are called from acquiring
+ * threads (connect, check for validate-on-acquire), releasing threads (reset,
+ * close) and the reaper thread (connect, check, close), possibly
+ * concurrently for different connections; never concurrently for the same
+ * connection.  No pool lock is held during a callback.  Callbacks must not
+ * call shp_pool_destroy on their own pool. */
+typedef struct shp_ops {
+    /* Makes a connection and stores it in *handle.  Returns 0 or a negative
+     * errno value, which shp_acquire passes to its caller. */
+    int (*connect)(void *ctx, void **handle);
+    /* Closes a connection made by connect.  Required. */
+    void (*close)(void *ctx, void *handle);
+    /* Optional health check: 0 healthy, anything else closes it. */
+    int (*check)(void *ctx, void *handle);
+    /* Optional, on release: 0 keeps it, nonzero closes it. */
+    int (*reset)(void *ctx, void *handle);
+    void *ctx;
+} shp_ops;
+
+typedef struct shp_config {
+    unsigned min_size;           /* kept open (prefilled at create); default 0 */
+    unsigned max_size;           /* never more live than this; default 16 */
+    unsigned shards;             /* 0 = one per CPU (default) */
+    int64_t acquire_timeout_ns;  /* default wait of shp_acquire; default 5 s */
+    int64_t idle_timeout_ns;     /* close idle connections beyond min after
+                                    this; 0 = never; default 10 min */
+    int64_t max_lifetime_ns;     /* close after this age, minus up to 2.5 %
+                                    jitter; 0 = never; default 30 min */
+    int64_t health_interval_ns;  /* reaper checks idle connections this often;
+                                    0 = never (default) */
+    int64_t validate_idle_ns;    /* on acquire, check first if idle longer than
+                                    this; < 0 = never; default 500 ms */
+    int64_t reaper_interval_ns;  /* how often the reaper runs; also the
+                                    resolution of idle and lifetime clocks;
+                                    default 100 ms */
+    unsigned max_uses;           /* close after this many borrows; 0 = unlimited */
+    unsigned max_connecting;     /* cap on concurrent connects; 0 = 4 */
+    const char *name;            /* for log lines; copied; default "pool" */
+} shp_config;
+
+/* A snapshot of one pool.  Gauges are read one after another without
+ * stopping the pool, so under load they may disagree by the operations in
+ * flight; counters are monotonic. */
+typedef struct shp_stats {
+    /* gauges */
+    uint64_t live;        /* connecting + idle + in_use + checking */
+    uint64_t idle;
+    uint64_t in_use;
+    uint64_t connecting;
+    uint64_t checking;
+    uint64_t waiters;
+    /* counters since create */
+    uint64_t created;
+    uint64_t closed;
+    uint64_t acquired;
+    uint64_t timeouts;
+    uint64_t steals;
+    uint64_t connect_failures;
+    uint64_t health_checks;
+    uint64_t health_failures;
+    uint64_t handoffs;    /* releases handed straight to a waiter */
+} shp_stats;
+
+/* Fills cfg with the defaults above.  cfg must not be NULL. */
+void shp_config_init(shp_config *cfg);
+
+/* Returns 0 if cfg is usable, else -EINVAL (and logs which field). */
+int shp_config_validate(const shp_config *cfg);
+
+/* Creates a pool, starts its reaper and opens min_size connections (a failed
+ * prefill is logged and retried by the reaper; it does not fail create).
+ * cfg NULL means defaults; *cfg and *ops are copied.  Returns 0 and sets
+ * *pool, or -EINVAL (NULL pool or ops, ops without connect or close, bad
+ * config) or -ENOMEM.  Thread-safe. */
+int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_ops *ops);
+
+/* Shuts the pool down and frees it.  New acquires fail with -ESHUTDOWN at
+ * once and waiters are woken with -ESHUTDOWN; idle connections are closed;
+ * borrowed connections are waited for until drain_timeout_ns (< 0: wait
+ * forever, 0: do not wait) and closed as they come back.
+ * Returns 0 when every connection was closed.  Returns -EBUSY when some were
+ * still borrowed at the deadline: the pool is then gone for every other use,
+ * but each such connection stays valid for its borrower, is closed by its
+ * release (which returns -ESHUTDOWN), and the last such release frees what
+ * is left of the pool.  -EINVAL if pool is NULL or not a pool.
+ * Call it once, from a thread that is not a pool callback. */
+int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
+
+/* Borrows a connection.  timeout_ns < 0: the pool's acquire_timeout_ns;
+ * 0: never wait.  Returns 0 and sets *conn; -ETIMEDOUT (or -EAGAIN when
+ * timeout_ns is 0 and the pool is at max_size); -ESHUTDOWN; the connect
+ * callback's error when this call tried to create a connection and that
+ * failed; -EINVAL for NULL arguments.  Lock-free when an idle connection is
+ * on any shard.  Thread-safe. */
+int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
+
+/* Returns a borrowed connection: the reset hook runs, then it goes to the
+ * oldest waiter or to the calling CPU's shard.  A connection past its
+ * lifetime or max_uses, or whose reset fails, is closed instead.  Returns 0;
+ * -EALREADY if it is not borrowed (double release); -EBADF if conn is not a
+ * connection handle; -EINVAL if NULL; -ESHUTDOWN if the pool was destroyed
+ * while it was borrowed (it is closed).  Thread-safe. */
+int shp_release(shp_conn *conn);
+
+/* Like shp_release, but the pool checks conn belongs to pool first
+ * (-EXDEV otherwise). */
+int shp_pool_release(shp_pool *pool, shp_conn *conn);
+
+/* Closes a borrowed connection instead of reusing it; its capacity is freed
+ * (and given to a waiter, if any).  Returns as shp_release. */
+int shp_release_broken(shp_conn *conn);
+
+/* The handle made by the connect callback, or NULL if conn is NULL.  Valid
+ * while conn is borrowed. */
+void *shp_conn_handle(const shp_conn *conn);
+
+/* The pool conn belongs to, or NULL.  Valid while conn is borrowed. */
+shp_pool *shp_conn_pool(const shp_conn *conn);
+
+/* Fills *out.  Returns 0 or -EINVAL.  Thread-safe; not during destroy. */
+int shp_pool_stats(shp_pool *pool, shp_stats *out);
+
+/* Waits until memory that shardpool deferred for an RCU grace period has
+ * been reclaimed (useful before exit under a leak checker).  Must not be
+ * called from a pool callback. */
+void shp_quiesce(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,61 @@
+/* config.c - defaults and validation of shp_config. */
+#include "util.h"
+
+#include <errno.h>
+#include <shardpool/pool.h>
+#include <string.h>
+
+void shp_config_init(shp_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_size = 0;
+    cfg->max_size = 16;
+    cfg->shards = 0;
+    cfg->acquire_timeout_ns = 5 * SHP_NS_PER_S;
+    cfg->idle_timeout_ns = 600 * SHP_NS_PER_S;
+    cfg->max_lifetime_ns = 1800 * SHP_NS_PER_S;
+    cfg->health_interval_ns = 0;
+    cfg->validate_idle_ns = 500 * 1000000LL;
+    cfg->reaper_interval_ns = 100 * 1000000LL;
+    cfg->max_uses = 0;
+    cfg->max_connecting = 4;
+    cfg->name = "pool";
+}
+
+#define SHP__MAX_POOL_SIZE 1000000u
+#define SHP__MAX_SHARDS    4096u
+
+static int bad(const shp_config *cfg, const char *field, const char *why)
+{
+    shp__log(SHP_LOG_ERROR, cfg->name, "event=invalid_config field=%s reason=\"%s\"", field, why);
+    return -EINVAL;
+}
+
+int shp_config_validate(const shp_config *cfg)
+{
+    if (!cfg) {
+        shp__log(SHP_LOG_ERROR, NULL, "event=invalid_config reason=\"NULL config\"");
+        return -EINVAL;
+    }
+    if (cfg->max_size == 0)
+        return bad(cfg, "max_size", "must be at least 1");
+    if (cfg->max_size > SHP__MAX_POOL_SIZE)
+        return bad(cfg, "max_size", "larger than 1000000");
+    if (cfg->min_size > cfg->max_size)
+        return bad(cfg, "min_size", "greater than max_size");
+    if (cfg->shards > SHP__MAX_SHARDS)
+        return bad(cfg, "shards", "more than 4096");
+    if (cfg->acquire_timeout_ns < 0)
+        return bad(cfg, "acquire_timeout_ns", "negative");
+    if (cfg->idle_timeout_ns < 0)
+        return bad(cfg, "idle_timeout_ns", "negative");
+    if (cfg->max_lifetime_ns < 0)
+        return bad(cfg, "max_lifetime_ns", "negative");
+    if (cfg->health_interval_ns < 0)
+        return bad(cfg, "health_interval_ns", "negative");
+    if (cfg->reaper_interval_ns <= 0)
+        return bad(cfg, "reaper_interval_ns", "must be positive");
+    return 0;
+}

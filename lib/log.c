@@ -1,0 +1,166 @@
+/* log.c - the log sink and secret masking. */
+#include "util.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+/* The sink is swapped as one pointer to an immutable record, so a logging
+ * thread never sees fn of one sink with ud of another.  Old records are
+ * leaked on purpose (a handful per process at most) because a logger may
+ * still be using one. */
+struct sink {
+    shp_log_fn fn;
+    void *ud;
+    int max_level;
+};
+
+static _Atomic(struct sink *) cur_sink;
+static _Atomic int env_level = -1;
+
+static int level_from_env(void)
+{
+    int lvl = atomic_load_explicit(&env_level, memory_order_relaxed);
+    if (lvl >= 0)
+        return lvl;
+    lvl = SHP_LOG_WARN;
+    const char *e = getenv("SHARDPOOL_LOG_LEVEL");
+    for (int i = 0; e && i < 4; i++)
+        if (strcasecmp(e, level_names[i]) == 0)
+            lvl = i;
+    atomic_store_explicit(&env_level, lvl, memory_order_relaxed);
+    return lvl;
+}
+
+void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level)
+{
+    struct sink *s = NULL;
+    if (fn) {
+        s = malloc(sizeof *s);
+        if (!s)
+            return;
+        s->fn = fn;
+        s->ud = ud;
+        s->max_level = (int)max_level;
+    }
+    atomic_store_explicit(&cur_sink, s, memory_order_release);
+}
+
+int shp__log_enabled(shp_log_level level)
+{
+    struct sink *s = atomic_load_explicit(&cur_sink, memory_order_acquire);
+    return (int)level <= (s ? s->max_level : level_from_env());
+}
+
+void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
+{
+    struct sink *s = atomic_load_explicit(&cur_sink, memory_order_acquire);
+    if ((int)level > (s ? s->max_level : level_from_env()))
+        return;
+    char raw[512], line[512];
+    int n = snprintf(raw, sizeof raw, "level=%s pool=%s ",
+                     level_names[level < 4 ? level : 3], pool ? pool : "-");
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof raw) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(raw + n, sizeof raw - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    shp_mask_secrets(line, sizeof line, raw);
+    if (s)
+        s->fn(level, line, s->ud);
+    else
+        fprintf(stderr, "shardpool: %s\n", line);
+}
+
+/* Appends c to dst if room remains (one byte is kept for the NUL). */
+static void put(char *dst, size_t len, size_t *o, char c)
+{
+    if (*o + 1 < len)
+        dst[(*o)++] = c;
+}
+
+static void puts_(char *dst, size_t len, size_t *o, const char *s)
+{
+    while (*s)
+        put(dst, len, o, *s++);
+}
+
+static int secret_key_ends_at(const char *start, const char *eq)
+{
+    static const char *const keys[] = { "password", "passwd", "pass", "pwd",
+                                        "secret", "token", "auth" };
+    const char *k = eq;
+    while (k > start && (isalnum((unsigned char)k[-1]) || k[-1] == '_' || k[-1] == '-'))
+        k--;
+    size_t klen = (size_t)(eq - k);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t n = strlen(keys[i]);
+        /* key equals a secret name, or ends with it after '_' (db_password) */
+        if (klen >= n && strncasecmp(eq - n, keys[i], n) == 0 &&
+            (klen == n || eq[-(long)n - 1] == '_' || eq[-(long)n - 1] == '-'))
+            return 1;
+    }
+    return 0;
+}
+
+char *shp_mask_secrets(char *dst, size_t len, const char *src)
+{
+    size_t o = 0;
+    if (!dst || len == 0)
+        return dst;
+    if (!src) {
+        dst[0] = '\0';
+        return dst;
+    }
+    const char *p = src;
+    while (*p) {
+        /* scheme://user:password@host — mask what is between ':' and '@'. */
+        if (p[0] == ':' && p[1] == '/' && p[2] == '/') {
+            const char *auth = p + 3;
+            const char *end = auth + strcspn(auth, "/?# \t");
+            const char *at = NULL;
+            for (const char *q = auth; q < end; q++)
+                if (*q == '@')
+                    at = q;
+            const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+            if (colon) {
+                for (const char *q = p; q <= colon; q++)
+                    put(dst, len, &o, *q);
+                puts_(dst, len, &o, "****");
+                p = at;
+                continue;
+            }
+        }
+        /* key=value where key names a secret — mask the value (quoted or not). */
+        if (*p == '=' && secret_key_ends_at(src, p)) {
+            put(dst, len, &o, '=');
+            p++;
+            while (*p == ' ')
+                p++;
+            if (*p == '\'' || *p == '"') {
+                char q = *p++;
+                while (*p && *p != q)
+                    p += (*p == '\\' && p[1]) ? 2 : 1;
+                if (*p)
+                    p++;
+            } else {
+                while (*p && !isspace((unsigned char)*p) && *p != '&' && *p != ';' && *p != ',')
+                    p++;
+            }
+            puts_(dst, len, &o, "****");
+            continue;
+        }
+        put(dst, len, &o, *p++);
+    }
+    dst[o] = '\0';
+    return dst;
+}

@@ -1,0 +1,799 @@
+/*
+ * pool.c - create, acquire, release, destroy and stats.
+ *
+ * Lifetime rule (I4, I6): shp_acquire and shp_release run inside RCU
+ * read-side sections whenever they touch the pool or a connection they do
+ * not own; across any step that may block (a callback, a wait) they hold a
+ * pool reference instead.  The pool is freed after its last reference is
+ * dropped, through call_rcu, so nothing that runs concurrently with
+ * shp_pool_destroy can touch freed memory.
+ */
+#include "pool_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(SHP_TSAN)
+char shp__rcu_tsan_token;
+#endif
+
+/* ---------------------------------------------------------------- helpers */
+
+static void shp__ref(shp_pool *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+static void free_pool_cb(struct rcu_head *head)
+{
+    shp_pool *p = caa_container_of(head, shp_pool, rcu);
+    SHP__TSAN_ACQUIRE();
+    pthread_mutex_destroy(&p->wq_lock);
+    pthread_mutex_destroy(&p->reg_lock);
+    pthread_mutex_destroy(&p->rp_lock);
+    pthread_cond_destroy(&p->rp_cond);
+    p->magic = SHP__POOL_DEAD;
+    free((void *)p->cpu_shard);
+    free(p->shards);
+    free(p);
+}
+
+/* Drops a reference; the last one frees the pool after a grace period. */
+static void shp__unref(shp_pool *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        shp__call_rcu(&p->rcu, free_pool_cb);
+}
+
+static void free_conn_cb(struct rcu_head *head)
+{
+    shp_conn *c = caa_container_of(head, shp_conn, rcu);
+    SHP__TSAN_ACQUIRE();
+    c->magic = 0;
+    free(c);
+}
+
+static int64_t tick(const shp_pool *p)
+{
+    return atomic_load_explicit(&p->tick, memory_order_relaxed);
+}
+
+static bool running(shp_pool *p)
+{
+    return atomic_load_explicit(&p->state, memory_order_seq_cst) == SHP__RUNNING;
+}
+
+/* The owner of c (just popped, created or handed over) makes it borrowed. */
+static void take(shp_conn *c)
+{
+    atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_relaxed);
+    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static bool needs_validation(const shp_pool *p, const shp_conn *c)
+{
+    return p->validate_idle_ns >= 0 &&
+           tick(p) - atomic_load_explicit(&c->last_used, memory_order_relaxed) > p->validate_idle_ns;
+}
+
+static int misuse(shp_pool *p, int err, const char *event, const void *what)
+{
+    shp__log(SHP_LOG_WARN, p ? p->name : NULL, "event=%s ptr=%p err=%s", event, what,
+             shp_err_name(err));
+    return err;
+}
+
+/* ---------------------------------------------------------------- capacity */
+
+/* Reserves one connection slot and one connect slot.  Call inside a read-side
+ * section or holding a reference.  Returns 0 (and the caller holds a new
+ * pool reference, given back by shp__create), -EAGAIN at max_size, -EBUSY
+ * when max_connecting connects are in flight. */
+int shp__reserve(shp_pool *p)
+{
+    uint64_t c = atomic_load_explicit(&p->cap, memory_order_relaxed);
+    for (;;) {
+        if (SHP__CAP_LIVE(c) >= p->cfg.max_size)
+            return -EAGAIN;
+        if (SHP__CAP_CONNECTING(c) >= p->cfg.max_connecting)
+            return -EBUSY;
+        if (atomic_compare_exchange_weak_explicit(&p->cap, &c, c + (1ULL << 32) + 1,
+                                                  memory_order_seq_cst, memory_order_relaxed))
+            break;
+    }
+    shp__ref(p);
+    return 0;
+}
+
+/* Hands resources to waiters, oldest first: an idle connection from any
+ * shard, else a reserved slot for it to connect with.  One resource wakes
+ * one waiter.  Safe to call from any thread that may touch p. */
+void shp__wake_waiters(shp_pool *p)
+{
+    if (atomic_load_explicit(&p->nwaiters, memory_order_seq_cst) == 0)
+        return;
+    pthread_mutex_lock(&p->wq_lock);
+    while (p->wq_head && !p->wq_closed) {
+        struct shp__waiter *w = p->wq_head;
+        uint32_t verdict;
+        shp__rcu_lock();
+        shp_conn *c = shp__steal(p, shp__home(p));
+        shp__rcu_unlock();
+        if (c) {
+            take(c);
+            w->conn = c;
+            verdict = SHP__W_CONN;
+            atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
+        } else if (shp__reserve(p) == 0) {
+            verdict = SHP__W_GRANT;
+        } else {
+            break;
+        }
+        p->wq_head = w->next;
+        if (!p->wq_head)
+            p->wq_tail = NULL;
+        atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
+        atomic_store_explicit(&w->word, verdict, memory_order_release);
+        shp__futex_wake((uint32_t *)&w->word, 1);
+    }
+    pthread_mutex_unlock(&p->wq_lock);
+}
+
+/* ---------------------------------------------------------------- idle list */
+
+/* Pops from the home shard, then from the others in order.  Call inside a
+ * read-side section.  Returns an owned connection (state IDLE) or NULL. */
+shp_conn *shp__steal(shp_pool *p, unsigned home)
+{
+    for (unsigned i = 0; i < p->nshards; i++) {
+        unsigned s = home + i < p->nshards ? home + i : home + i - p->nshards;
+        shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[s].free);
+        if (c) {
+            if (i)
+                atomic_fetch_add_explicit(&p->shards[s].steals, 1, memory_order_relaxed);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Makes owned connection c idle: to the oldest waiter if there is one, else
+ * onto the calling CPU's shard.  Call inside a read-side section. */
+void shp__put_idle(shp_pool *p, shp_conn *c)
+{
+    atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed))) {
+        pthread_mutex_lock(&p->wq_lock);
+        struct shp__waiter *w = p->wq_closed ? NULL : p->wq_head;
+        if (w) {
+            p->wq_head = w->next;
+            if (!p->wq_head)
+                p->wq_tail = NULL;
+            atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
+            take(c);
+            w->conn = c;
+            atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
+            atomic_store_explicit(&w->word, SHP__W_CONN, memory_order_release);
+            shp__futex_wake((uint32_t *)&w->word, 1);
+        }
+        pthread_mutex_unlock(&p->wq_lock);
+        if (w)
+            return;
+    }
+    shp__stack_push(&p->shards[shp__home(p)].free, &c->link);
+    /* A waiter that queued after the check above must see this push, or we
+     * must see it: its nwaiters increment and our push are both sequentially
+     * consistent read-modify-writes, and the fence orders the load after. */
+    shp__stack_fence_after_push();
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_seq_cst)))
+        shp__wake_waiters(p);
+}
+
+/* ---------------------------------------------------------------- open/close */
+
+/* Connects with a slot reserved by shp__reserve (whose reference it gives
+ * back).  On success *out is owned by the caller in state `as` (IN_USE or
+ * IDLE) and registered.  Returns 0, the connect callback's error, -ENOMEM,
+ * or -ESHUTDOWN (the pool stopped meanwhile; the connection was closed). */
+int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
+{
+    shp_conn *c = aligned_alloc(SHP_CACHELINE, sizeof *c);
+    void *h = NULL;
+    int err = c ? p->ops.connect(p->ops.ctx, &h) : -ENOMEM;
+    if (err) {
+        free(c);
+        atomic_fetch_add_explicit(&p->connect_failures, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
+        shp__log(SHP_LOG_WARN, p->name, "event=connect_failed err=%s msg=\"%s\"",
+                 shp_err_name(err), shp_strerror(err));
+        if (atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING) {
+            atomic_fetch_add_explicit(&p->drain_seq, 1, memory_order_release);
+            shp__futex_wake((uint32_t *)&p->drain_seq, 1);
+        }
+        shp__wake_waiters(p);
+        shp__unref(p);
+        return err;
+    }
+    memset(c, 0, sizeof *c);
+    c->magic = SHP__CONN_MAGIC;
+    c->pool = p;
+    c->handle = h;
+    c->created_ns = shp__now_ns();
+    int64_t now = tick(p);
+    atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
+    atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
+    c->expires = shp__lifetime_end(p, now);
+    atomic_store_explicit(&c->state, as == SHP__IN_USE ? SHP__IN_USE : SHP__IDLE,
+                          memory_order_seq_cst);
+    if (as == SHP__IN_USE)
+        atomic_store_explicit(&c->uses, 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->reg_lock);
+    cds_list_add_tail_rcu(&c->reg, &p->reg);
+    pthread_mutex_unlock(&p->reg_lock);
+    atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->cap, 1, memory_order_seq_cst); /* connect slot */
+    shp__log(SHP_LOG_DEBUG, p->name, "event=connected conn=%p", (void *)c);
+
+    int ret = 0;
+    if (as == SHP__IN_USE && !running(p)) {
+        /* Destroy began while we connected: the borrower never sees it. */
+        uint32_t s = SHP__IN_USE;
+        if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING)) {
+            /* orphaned by destroy's deadline: drop the orphan's reference */
+            atomic_store(&c->state, SHP__CLOSING);
+            shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+            shp__unref(p);
+        } else {
+            shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+        }
+        ret = -ESHUTDOWN;
+    } else {
+        *out = c;
+    }
+    shp__wake_waiters(p); /* a connect slot is free again */
+    shp__unref(p);
+    return ret;
+}
+
+static const char *const close_reason_names[] = {
+    "idle", "lifetime", "max_uses", "health", "broken", "reset", "shutdown",
+};
+
+/* Closes owned connection c and gives its capacity back (to a waiter if
+ * one is queued).  Caller may touch p (read-side section or reference). */
+void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
+{
+    atomic_store_explicit(&c->state, SHP__CLOSING, memory_order_relaxed);
+    p->ops.close(p->ops.ctx, c->handle);
+    atomic_store_explicit(&c->state, SHP__CLOSED, memory_order_relaxed);
+    shp__log(SHP_LOG_DEBUG, p->name, "event=closed conn=%p reason=%s uses=%" PRIu64,
+             (void *)c, close_reason_names[why], atomic_load_explicit(&c->uses, memory_order_relaxed));
+    pthread_mutex_lock(&p->reg_lock);
+    cds_list_del_rcu(&c->reg);
+    pthread_mutex_unlock(&p->reg_lock);
+    atomic_fetch_add_explicit(&p->closed_uses, atomic_load_explicit(&c->uses, memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->closed, 1, memory_order_relaxed);
+    shp__call_rcu(&c->rcu, free_conn_cb);
+    atomic_fetch_sub_explicit(&p->cap, 1ULL << 32, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING) {
+        atomic_fetch_add_explicit(&p->drain_seq, 1, memory_order_release);
+        shp__futex_wake((uint32_t *)&p->drain_seq, 1);
+    }
+    shp__wake_waiters(p);
+}
+
+/* The acquirer owns c (IN_USE) but the pool is stopping: close it.  Destroy
+ * may have orphaned it meanwhile, in which case we drop the orphan's ref. */
+static void give_up(shp_pool *p, shp_conn *c)
+{
+    uint32_t s = SHP__IN_USE;
+    bool orphan = !atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING);
+    shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+    if (orphan)
+        shp__unref(p);
+}
+
+/* Runs the health check on owned connection c (caller holds a reference).
+ * Returns true if healthy; a failing connection is closed. */
+static bool validate(shp_pool *p, shp_conn *c)
+{
+    atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
+    if (!p->ops.check)
+        return true;
+    int r = p->ops.check(p->ops.ctx, c->handle);
+    atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
+    if (r == 0) {
+        atomic_store_explicit(&c->last_checked, tick(p), memory_order_relaxed);
+        return true;
+    }
+    atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
+    shp__log(SHP_LOG_INFO, p->name, "event=check_failed conn=%p err=%d", (void *)c, r);
+    shp__close(p, c, SHP__CLOSE_HEALTH);
+    return false;
+}
+
+/* ---------------------------------------------------------------- acquire */
+
+/* Validates c, popped by the caller, which holds a reference.  Returns 0 and
+ * sets *out, 1 if c failed (closed), or -ESHUTDOWN. */
+static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out)
+{
+    if (!validate(p, c))
+        return 1;
+    take(c);
+    if (!running(p)) {
+        give_up(p, c);
+        return -ESHUTDOWN;
+    }
+    *out = c;
+    return 0;
+}
+
+/* Queues the caller and sleeps until it is handed a connection, a slot, the
+ * deadline or shutdown.  Caller holds a reference.  Returns SHP__W_CONN
+ * (with *out set), SHP__W_GRANT, SHP__W_SHUTDOWN or -ETIMEDOUT. */
+static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
+{
+    struct shp__waiter w = { .next = NULL, .conn = NULL };
+    atomic_init(&w.word, SHP__W_WAITING);
+    pthread_mutex_lock(&p->wq_lock);
+    if (p->wq_closed) {
+        pthread_mutex_unlock(&p->wq_lock);
+        return SHP__W_SHUTDOWN;
+    }
+    if (p->wq_tail)
+        p->wq_tail->next = &w;
+    else
+        p->wq_head = &w;
+    p->wq_tail = &w;
+    atomic_fetch_add_explicit(&p->nwaiters, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&p->wq_lock);
+    /* Resources freed before our increment was visible: claim them now. */
+    shp__wake_waiters(p);
+
+    uint32_t v;
+    while ((v = atomic_load_explicit(&w.word, memory_order_acquire)) == SHP__W_WAITING) {
+        if (shp__futex_wait((uint32_t *)&w.word, SHP__W_WAITING, deadline) != -ETIMEDOUT)
+            continue;
+        pthread_mutex_lock(&p->wq_lock);
+        v = atomic_load_explicit(&w.word, memory_order_acquire);
+        if (v == SHP__W_WAITING) {
+            struct shp__waiter **pp = &p->wq_head, *prev = NULL;
+            while (*pp != &w) {
+                prev = *pp;
+                pp = &(*pp)->next;
+            }
+            *pp = w.next;
+            if (p->wq_tail == &w)
+                p->wq_tail = prev;
+            atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&p->wq_lock);
+        if (v == SHP__W_WAITING)
+            return -ETIMEDOUT;
+    }
+    if (v == SHP__W_CONN)
+        *out = w.conn;
+    return (int)v;
+}
+
+static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped)
+{
+    int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
+    int64_t deadline = -1;
+    int ret;
+    /* Entered inside the caller's read-side section; from here on a
+     * reference keeps the pool alive across callbacks and waits. */
+    shp__ref(p);
+    shp__rcu_unlock();
+    if (popped) {
+        ret = hand_out_checked(p, popped, out);
+        if (ret <= 0)
+            goto done;
+    }
+    for (;;) {
+        if (!running(p)) {
+            ret = -ESHUTDOWN;
+            goto done;
+        }
+        shp__rcu_lock();
+        shp_conn *c = shp__steal(p, shp__home(p));
+        shp__rcu_unlock();
+        if (c) {
+            if (needs_validation(p, c)) {
+                ret = hand_out_checked(p, c, out);
+                if (ret <= 0)
+                    goto done;
+                continue;
+            }
+            take(c);
+            *out = c;
+            ret = 0;
+            goto done;
+        }
+        ret = shp__reserve(p);
+        if (ret == 0) {
+            ret = shp__create(p, out, SHP__IN_USE);
+            goto done;
+        }
+        if (wait_ns == 0) {
+            ret = -EAGAIN;
+            goto done;
+        }
+        if (deadline < 0)
+            deadline = shp__now_ns() + wait_ns;
+        ret = wait_turn(p, out, deadline);
+        switch (ret) {
+        case SHP__W_CONN:
+            ret = 0;
+            if (!running(p)) {
+                give_up(p, *out);
+                ret = -ESHUTDOWN;
+            }
+            goto done;
+        case SHP__W_GRANT:
+            ret = shp__create(p, out, SHP__IN_USE);
+            goto done;
+        case SHP__W_SHUTDOWN:
+            ret = -ESHUTDOWN;
+            goto done;
+        default:
+            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+            goto done;
+        }
+    }
+done:
+    shp__unref(p);
+    return ret;
+}
+
+int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+    if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
+        return misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
+    shp__rcu_lock();
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING)) {
+        shp__rcu_unlock();
+        return -ESHUTDOWN;
+    }
+    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[shp__home(p)].free);
+    if (SHP_LIKELY(c != NULL) && SHP_LIKELY(!needs_validation(p, c))) {
+        take(c);
+        shp__rcu_unlock();
+        *out = c;
+        return 0;
+    }
+    return acquire_slow(p, out, timeout_ns, c); /* unlocks */
+}
+
+/* ---------------------------------------------------------------- release */
+
+/* Releases an orphan (its pool was destroyed while it was borrowed). */
+static int release_orphan(shp_pool *p, shp_conn *c)
+{
+    uint32_t s = SHP__ORPHANED;
+    if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING))
+        return misuse(p, -EALREADY, "release_twice", c);
+    shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+    shp__unref(p);
+    return -ESHUTDOWN;
+}
+
+static int not_borrowed(shp_pool *p, shp_conn *c, uint32_t s)
+{
+    if (s == SHP__ORPHANED)
+        return release_orphan(p, c);
+    return misuse(p, -EALREADY, "release_twice", c);
+}
+
+static int release_impl(shp_pool *expect, shp_conn *c, bool broken)
+{
+    if (SHP_UNLIKELY(!c))
+        return misuse(expect, -EINVAL, "release_null", c);
+    if (SHP_UNLIKELY(c->magic != SHP__CONN_MAGIC))
+        return misuse(expect, -EBADF, "release_not_a_conn", c);
+    shp_pool *p = c->pool;
+    if (SHP_UNLIKELY(expect && expect != p))
+        return misuse(expect, -EXDEV, "release_foreign", c);
+    uint32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
+    if (SHP_UNLIKELY(s != SHP__IN_USE))
+        return not_borrowed(p, c, s);
+
+    enum shp__close_reason why = SHP__CLOSE_BROKEN;
+    bool retire = broken;
+    if (!retire && p->ops.reset && p->ops.reset(p->ops.ctx, c->handle) != 0) {
+        retire = true;
+        why = SHP__CLOSE_RESET;
+    }
+    int64_t now = tick(p);
+    if (!retire && SHP_UNLIKELY(now >= c->expires)) {
+        retire = true;
+        why = SHP__CLOSE_LIFETIME;
+    }
+    if (!retire && SHP_UNLIKELY(atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)) {
+        retire = true;
+        why = SHP__CLOSE_USES;
+    }
+
+    shp__rcu_lock();
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING)) {
+        retire = true;
+        why = SHP__CLOSE_SHUTDOWN;
+    }
+    if (SHP_LIKELY(!retire)) {
+        s = SHP__IN_USE;
+        if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+                &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
+            shp__rcu_unlock();
+            return not_borrowed(p, c, s);
+        }
+        atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
+        shp__put_idle(p, c);
+        shp__rcu_unlock();
+        return 0;
+    }
+    /* Retire: take it from the borrower by CAS, then close outside the
+     * read-side section, holding a reference. */
+    s = SHP__IN_USE;
+    if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING)) {
+        shp__rcu_unlock();
+        return not_borrowed(p, c, s);
+    }
+    shp__ref(p);
+    shp__rcu_unlock();
+    shp__close(p, c, why);
+    shp__unref(p);
+    return why == SHP__CLOSE_SHUTDOWN ? -ESHUTDOWN : 0;
+}
+
+int shp_release(shp_conn *c) { return release_impl(NULL, c, false); }
+int shp_release_broken(shp_conn *c) { return release_impl(NULL, c, true); }
+
+int shp_pool_release(shp_pool *p, shp_conn *c)
+{
+    if (!p || p->magic != SHP__POOL_MAGIC)
+        return misuse(NULL, -EINVAL, "release_bad_pool", p);
+    return release_impl(p, c, false);
+}
+
+void *shp_conn_handle(const shp_conn *c) { return c ? c->handle : NULL; }
+shp_pool *shp_conn_pool(const shp_conn *c) { return c ? c->pool : NULL; }
+
+/* ---------------------------------------------------------------- create */
+
+static int build_cpu_map(shp_pool *p)
+{
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    if (n < 1)
+        n = 1;
+    p->ncpu_map = (unsigned)n;
+    p->nshards = p->cfg.shards ? p->cfg.shards : (unsigned)n;
+    uint16_t *map = malloc(sizeof *map * (size_t)n);
+    if (!map)
+        return -ENOMEM;
+    for (long i = 0; i < n; i++)
+        map[i] = (uint16_t)((unsigned long)i % p->nshards);
+    p->cpu_shard = map;
+    return 0;
+}
+
+int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops)
+{
+    shp_config cfg;
+    if (!out || !ops || !ops->connect || !ops->close) {
+        shp__log(SHP_LOG_ERROR, cfg_in ? cfg_in->name : NULL,
+                 "event=create_bad_arg reason=\"NULL pool, ops, connect or close\"");
+        return -EINVAL;
+    }
+    if (cfg_in)
+        cfg = *cfg_in;
+    else
+        shp_config_init(&cfg);
+    int err = shp_config_validate(&cfg);
+    if (err)
+        return err;
+    if (cfg.max_connecting == 0)
+        cfg.max_connecting = 4;
+
+    shp_pool *p = aligned_alloc(SHP_CACHELINE, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    p->ops = *ops;
+    snprintf(p->name, sizeof p->name, "%s", cfg.name ? cfg.name : "pool");
+    p->cfg.name = p->name;
+    if (build_cpu_map(p) ||
+        !(p->shards = aligned_alloc(SHP_CACHELINE, sizeof *p->shards * p->nshards))) {
+        free((void *)p->cpu_shard);
+        free(p);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < p->nshards; i++) {
+        shp__stack_init(&p->shards[i].free);
+        atomic_init(&p->shards[i].steals, 0);
+    }
+    p->validate_idle_ns = cfg.validate_idle_ns;
+    p->max_uses = cfg.max_uses ? cfg.max_uses : UINT64_MAX;
+    atomic_init(&p->tick, shp__now_ns());
+    atomic_init(&p->refs, 1);
+    atomic_init(&p->state, SHP__RUNNING);
+    pthread_mutex_init(&p->wq_lock, NULL);
+    pthread_mutex_init(&p->reg_lock, NULL);
+    pthread_mutex_init(&p->rp_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->rp_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    CDS_INIT_LIST_HEAD(&p->reg);
+    p->magic = SHP__POOL_MAGIC;
+
+    for (unsigned i = 0; i < cfg.min_size; i++) {
+        shp_conn *c = NULL;
+        if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
+            break; /* logged; the reaper refills to min */
+        shp__rcu_lock();
+        shp__put_idle(p, c);
+        shp__rcu_unlock();
+    }
+    err = pthread_create(&p->reaper, NULL, shp__reaper_main, p);
+    if (err) {
+        shp__log(SHP_LOG_ERROR, p->name, "event=reaper_start_failed err=%d", err);
+        shp_pool_destroy(p, 0);
+        return -err;
+    }
+    p->reaper_started = true;
+    shp__log(SHP_LOG_INFO, p->name, "event=created min=%u max=%u shards=%u", cfg.min_size,
+             cfg.max_size, p->nshards);
+    *out = p;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- destroy */
+
+static void drain_idle(shp_pool *p)
+{
+    for (unsigned i = 0; i < p->nshards; i++) {
+        shp_conn *c;
+        shp__rcu_lock();
+        while ((c = (shp_conn *)shp__stack_pop(&p->shards[i].free)) != NULL) {
+            shp__rcu_unlock();
+            shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+            shp__rcu_lock();
+        }
+        shp__rcu_unlock();
+    }
+}
+
+static uint32_t live_now(shp_pool *p)
+{
+    return SHP__CAP_LIVE(atomic_load_explicit(&p->cap, memory_order_seq_cst));
+}
+
+/* Marks every borrowed connection ORPHANED, each holding a pool reference,
+ * so that its late release closes it and the last one frees the pool. */
+static unsigned orphan_borrowed(shp_pool *p)
+{
+    unsigned n = 0;
+    struct cds_list_head *node;
+    shp__rcu_lock();
+    cds_list_for_each_rcu(node, &p->reg) {
+        shp_conn *c = caa_container_of(node, shp_conn, reg);
+        uint32_t s = SHP__IN_USE;
+        shp__ref(p);
+        if (atomic_compare_exchange_strong(&c->state, &s, SHP__ORPHANED))
+            n++;
+        else
+            shp__unref(p);
+    }
+    shp__rcu_unlock();
+    return n;
+}
+
+int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
+{
+    if (!p || p->magic != SHP__POOL_MAGIC)
+        return misuse(NULL, -EINVAL, "destroy_bad_pool", p);
+    int expect = SHP__RUNNING;
+    if (!atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
+        return misuse(p, -EINVAL, "destroy_twice", p);
+    if (p->reaper_started)
+        shp__reaper_stop(p);
+
+    pthread_mutex_lock(&p->wq_lock);
+    p->wq_closed = true;
+    for (struct shp__waiter *w = p->wq_head, *next; w; w = next) {
+        next = w->next;
+        atomic_store_explicit(&w->word, SHP__W_SHUTDOWN, memory_order_release);
+        shp__futex_wake((uint32_t *)&w->word, 1);
+    }
+    p->wq_head = p->wq_tail = NULL;
+    atomic_store(&p->nwaiters, 0);
+    pthread_mutex_unlock(&p->wq_lock);
+
+    /* Every acquire or release that saw RUNNING has finished its read-side
+     * section: later ones see STOPPING and close what they return. */
+    shp__rcu_sync();
+    int64_t deadline = drain_timeout_ns < 0 ? -1 : shp__now_ns() + drain_timeout_ns;
+    for (;;) {
+        drain_idle(p);
+        uint32_t seq = atomic_load_explicit(&p->drain_seq, memory_order_acquire);
+        if (live_now(p) == 0)
+            break;
+        int64_t now = shp__now_ns();
+        if (deadline >= 0 && now >= deadline)
+            break;
+        int64_t until = now + 10 * 1000000LL; /* re-check at least every 10 ms */
+        if (deadline >= 0 && deadline < until)
+            until = deadline;
+        shp__futex_wait((uint32_t *)&p->drain_seq, seq, until);
+    }
+    unsigned orphans = 0;
+    if (live_now(p) != 0) {
+        orphans = orphan_borrowed(p);
+        shp__rcu_sync();
+        drain_idle(p);
+    }
+    uint32_t left = live_now(p);
+    atomic_store(&p->state, SHP__STOPPED);
+    int ret = left ? -EBUSY : 0;
+    shp__log(left ? SHP_LOG_WARN : SHP_LOG_INFO, p->name,
+             "event=destroyed created=%" PRIu64 " closed=%" PRIu64 " orphaned=%u pending=%u",
+             atomic_load(&p->created), atomic_load(&p->closed), orphans, left);
+    shp__unref(p);
+    if (ret == 0)
+        shp_quiesce();
+    return ret;
+}
+
+void shp_quiesce(void)
+{
+    urcu_bp_barrier();
+}
+
+/* ---------------------------------------------------------------- stats */
+
+int shp_pool_stats(shp_pool *p, shp_stats *out)
+{
+    if (!p || !out || p->magic != SHP__POOL_MAGIC)
+        return misuse(NULL, -EINVAL, "stats_bad_arg", p);
+    memset(out, 0, sizeof *out);
+    uint64_t uses = 0;
+    struct cds_list_head *node;
+    shp__rcu_lock();
+    /* Not cds_list_for_each_entry_rcu: it forms a pointer to a shp_conn from
+     * the list head itself, which UBSan rightly flags as misaligned. */
+    cds_list_for_each_rcu(node, &p->reg) {
+        shp_conn *c = caa_container_of(node, shp_conn, reg);
+        switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
+        case SHP__IDLE: out->idle++; break;
+        case SHP__IN_USE: case SHP__ORPHANED: out->in_use++; break;
+        case SHP__CHECKING: out->checking++; break;
+        default: break;
+        }
+        uses += atomic_load_explicit(&c->uses, memory_order_relaxed);
+    }
+    shp__rcu_unlock();
+    uint64_t cap = atomic_load(&p->cap);
+    out->live = SHP__CAP_LIVE(cap);
+    out->connecting = SHP__CAP_CONNECTING(cap);
+    out->waiters = atomic_load(&p->nwaiters);
+    out->created = atomic_load(&p->created);
+    out->closed = atomic_load(&p->closed);
+    out->acquired = uses + atomic_load(&p->closed_uses);
+    out->timeouts = atomic_load(&p->timeouts);
+    out->connect_failures = atomic_load(&p->connect_failures);
+    out->health_checks = atomic_load(&p->health_checks);
+    out->health_failures = atomic_load(&p->health_failures);
+    out->handoffs = atomic_load(&p->handoffs);
+    for (unsigned i = 0; i < p->nshards; i++)
+        out->steals += atomic_load_explicit(&p->shards[i].steals, memory_order_relaxed);
+    return 0;
+}

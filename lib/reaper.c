@@ -1,0 +1,162 @@
+/*
+ * reaper.c - the maintenance thread of one pool.
+ *
+ * Every reaper_interval_ns it refreshes the pool's coarse clock, then takes
+ * each shard's idle connections off the stack, puts the ones with nothing to
+ * do back at once (order kept), and only then, holding nothing an acquirer
+ * waits on, closes what is past its idle timeout (down to min_size), its
+ * lifetime or max_uses, and health-checks what is due.  Finally it refills
+ * to min_size, at most max_connecting connects at once.
+ */
+#include "pool_internal.h"
+
+#include <errno.h>
+
+/* Thread-local xorshift64: lifetime jitter needs spread, not quality, and
+ * must not be shared state on the create path. */
+static uint64_t jitter_rand(void)
+{
+    static _Thread_local uint64_t x;
+    if (x == 0)
+        x = (uint64_t)shp__now_ns() ^ (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15ULL;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+/* The tick at which a connection created at `now` reaches its lifetime:
+ * max_lifetime_ns minus up to 2.5 % jitter, so a pool's connections do not
+ * all expire at once.  INT64_MAX when lifetimes are off. */
+int64_t shp__lifetime_end(shp_pool *p, int64_t now)
+{
+    int64_t life = p->cfg.max_lifetime_ns;
+    if (life <= 0)
+        return INT64_MAX;
+    return now + life - (int64_t)(jitter_rand() % (uint64_t)(life / 40 + 1));
+}
+
+enum verdict { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };
+
+static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
+{
+    const shp_config *cfg = &p->cfg;
+    if (cfg->idle_timeout_ns > 0 && *live > cfg->min_size &&
+        now - atomic_load_explicit(&c->last_used, memory_order_relaxed) >= cfg->idle_timeout_ns) {
+        (*live)--;
+        return CLOSE_IDLE;
+    }
+    if (now >= c->expires)
+        return CLOSE_LIFETIME;
+    if (atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)
+        return CLOSE_USES;
+    if (cfg->health_interval_ns > 0 && p->ops.check &&
+        now - atomic_load_explicit(&c->last_checked, memory_order_relaxed) >= cfg->health_interval_ns)
+        return CHECK;
+    return KEEP;
+}
+
+static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t *live)
+{
+    shp_conn *taken = NULL, *c;
+    unsigned n = 0;
+    shp__rcu_lock();
+    while (n < p->cfg.max_size && (c = (shp_conn *)shp__stack_pop(&sh->free)) != NULL) {
+        c->rnext = taken;
+        taken = c;
+        n++;
+    }
+    /* taken is bottom-first: pushing in list order keeps the stack's order. */
+    shp_conn *work = NULL, **tail = &work;
+    for (c = taken; c; c = taken) {
+        taken = c->rnext;
+        c->verdict = judge(p, c, now, live);
+        if (c->verdict == KEEP) {
+            shp__put_idle(p, c);
+        } else {
+            c->rnext = NULL;
+            *tail = c;
+            tail = &c->rnext;
+        }
+    }
+    shp__rcu_unlock();
+
+    for (c = work; c; c = work) {
+        work = c->rnext;
+        switch (c->verdict) {
+        case CHECK: {
+            atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
+            int r = p->ops.check(p->ops.ctx, c->handle);
+            atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
+            if (r == 0) {
+                atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
+                shp__rcu_lock();
+                shp__put_idle(p, c);
+                shp__rcu_unlock();
+            } else {
+                atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
+                shp__log(SHP_LOG_INFO, p->name, "event=check_failed conn=%p err=%d", (void *)c, r);
+                shp__close(p, c, SHP__CLOSE_HEALTH);
+            }
+            break;
+        }
+        case CLOSE_LIFETIME:
+            shp__close(p, c, SHP__CLOSE_LIFETIME);
+            break;
+        case CLOSE_USES:
+            shp__close(p, c, SHP__CLOSE_USES);
+            break;
+        default:
+            shp__close(p, c, SHP__CLOSE_IDLE);
+            break;
+        }
+    }
+}
+
+static void refill(shp_pool *p)
+{
+    while (atomic_load_explicit(&p->state, memory_order_relaxed) == SHP__RUNNING &&
+           SHP__CAP_LIVE(atomic_load(&p->cap)) < p->cfg.min_size) {
+        shp_conn *c = NULL;
+        if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
+            return; /* at a cap, or the backend refused: next interval */
+        shp__rcu_lock();
+        shp__put_idle(p, c);
+        shp__rcu_unlock();
+    }
+}
+
+void *shp__reaper_main(void *arg)
+{
+    shp_pool *p = arg;
+    pthread_mutex_lock(&p->rp_lock);
+    while (!p->rp_stop) {
+        int64_t wake = shp__now_ns() + p->cfg.reaper_interval_ns;
+        struct timespec ts = { .tv_sec = wake / SHP_NS_PER_S, .tv_nsec = wake % SHP_NS_PER_S };
+        while (!p->rp_stop && pthread_cond_timedwait(&p->rp_cond, &p->rp_lock, &ts) != ETIMEDOUT)
+            ;
+        if (p->rp_stop)
+            break;
+        pthread_mutex_unlock(&p->rp_lock);
+
+        int64_t now = shp__now_ns();
+        atomic_store_explicit(&p->tick, now, memory_order_relaxed);
+        uint32_t live = SHP__CAP_LIVE(atomic_load(&p->cap));
+        for (unsigned i = 0; i < p->nshards; i++)
+            reap_shard(p, &p->shards[i], now, &live);
+        refill(p);
+
+        pthread_mutex_lock(&p->rp_lock);
+    }
+    pthread_mutex_unlock(&p->rp_lock);
+    return NULL;
+}
+
+void shp__reaper_stop(shp_pool *p)
+{
+    pthread_mutex_lock(&p->rp_lock);
+    p->rp_stop = true;
+    pthread_cond_signal(&p->rp_cond);
+    pthread_mutex_unlock(&p->rp_lock);
+    pthread_join(p->reaper, NULL);
+}

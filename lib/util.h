@@ -1,0 +1,37 @@
+/*
+ * util.h - clocks, futexes, logging and small helpers (internal).
+ */
+#ifndef SHP_UTIL_H
+#define SHP_UTIL_H
+
+#include <shardpool/log.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SHP_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define SHP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SHP_CACHELINE   64
+#define SHP_NS_PER_S    1000000000LL
+
+/* CLOCK_MONOTONIC in ns.  ~20 ns: slow paths and the reaper only; the fast
+ * path reads the pool's tick instead. */
+static inline int64_t shp__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
+}
+
+/* Waits while *word == expect, until woken or the absolute CLOCK_MONOTONIC
+ * deadline (< 0: none).  Returns 0 when woken or the value differed,
+ * -ETIMEDOUT at the deadline, -EINTR on a signal (callers loop). */
+int shp__futex_wait(uint32_t *word, uint32_t expect, int64_t deadline_ns);
+/* Wakes up to n threads waiting on word. */
+void shp__futex_wake(uint32_t *word, int n);
+
+/* Logs one line "level=… pool=<name> " followed by fmt (key=value pairs). */
+void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int shp__log_enabled(shp_log_level level);
+
+#endif
