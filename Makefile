@@ -15,6 +15,9 @@ DEB_PKGS := gcc g++ make pkg-config liburcu-dev libck-dev libcmocka-dev libbench
 
 WARN    := -Wall -Wextra -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE
+# The library reaches liburcu-bp's TLS reader on every acquire and release:
+# initial-exec (liburcu-bp is a load-time dependency) avoids __tls_get_addr.
+LIB_CFLAGS := -fPIC -ftls-model=initial-exec -fvisibility=hidden
 INC     := -I include -I lib
 LIBS    := -lck -lurcu-bp -lurcu-common -lpthread
 
@@ -64,7 +67,7 @@ deps:
 define variant
 $(B)/$(1)/lib/%.o: lib/%.c $(LIB_HDR) | $(B)/.deps-ok
 	@mkdir -p $$(dir $$@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) -fPIC $(INC) -c $$< -o $$@
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(LIB_CFLAGS) $(INC) -c $$< -o $$@
 
 $(B)/$(1)/libshardpool.a: $(patsubst lib/%.c,$(B)/$(1)/lib/%.o,$(LIB_SRC))
 	@rm -f $$@

@@ -8,6 +8,7 @@
 #define SHP_VERSION_MINOR 1
 #define SHP_VERSION_PATCH 0
 
+#include <shardpool/common.h>
 #include <shardpool/error.h>
 #include <shardpool/log.h>
 #include <shardpool/pool.h>

@@ -2,12 +2,15 @@
 #include <shardpool/error.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 const char *shp_strerror(int err)
 {
     if (err == 0)
         return "success";
+    if (err == INT_MIN)
+        return "unknown error";
     switch (-err) {
 #define SHP__STR(name, text) case name: return text;
     SHP_ERRNO_MAP(SHP__STR)
@@ -26,6 +29,8 @@ const char *shp_err_name(int err)
 {
     if (err == 0)
         return "OK";
+    if (err == INT_MIN)
+        return "UNKNOWN";
     switch (-err) {
 #define SHP__NAME(name, text) case name: return #name;
     SHP_ERRNO_MAP(SHP__NAME)

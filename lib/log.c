@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,17 +12,13 @@
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
-/* The sink is swapped as one pointer to an immutable record, so a logging
- * thread never sees fn of one sink with ud of another.  Old records are
- * leaked on purpose (a handful per process at most) because a logger may
- * still be using one. */
-struct sink {
-    shp_log_fn fn;
-    void *ud;
-    int max_level;
-};
-
-static _Atomic(struct sink *) cur_sink;
+/* The sink: set rarely, read on every logged line.  Readers copy it under
+ * the mutex and call it outside, so a callback may itself log or reset the
+ * sink.  The level alone is an atomic so filtered-out lines take no lock. */
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static shp_log_fn sink_fn;
+static void *sink_ud;
+static _Atomic int sink_level = -1; /* -1: default sink, level from env */
 static _Atomic int env_level = -1;
 
 static int level_from_env(void)
@@ -38,30 +35,29 @@ static int level_from_env(void)
     return lvl;
 }
 
-void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level)
+static int max_level(void)
 {
-    struct sink *s = NULL;
-    if (fn) {
-        s = malloc(sizeof *s);
-        if (!s)
-            return;
-        s->fn = fn;
-        s->ud = ud;
-        s->max_level = (int)max_level;
-    }
-    atomic_store_explicit(&cur_sink, s, memory_order_release);
+    int lvl = atomic_load_explicit(&sink_level, memory_order_acquire);
+    return lvl >= 0 ? lvl : level_from_env();
+}
+
+void shp_log_set(shp_log_fn fn, void *ud, shp_log_level level)
+{
+    pthread_mutex_lock(&sink_lock);
+    sink_fn = fn;
+    sink_ud = fn ? ud : NULL;
+    atomic_store_explicit(&sink_level, fn ? (int)level : -1, memory_order_release);
+    pthread_mutex_unlock(&sink_lock);
 }
 
 int shp__log_enabled(shp_log_level level)
 {
-    struct sink *s = atomic_load_explicit(&cur_sink, memory_order_acquire);
-    return (int)level <= (s ? s->max_level : level_from_env());
+    return (int)level <= max_level();
 }
 
 void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
 {
-    struct sink *s = atomic_load_explicit(&cur_sink, memory_order_acquire);
-    if ((int)level > (s ? s->max_level : level_from_env()))
+    if ((int)level > max_level())
         return;
     char raw[512], line[512];
     int n = snprintf(raw, sizeof raw, "level=%s pool=%s ",
@@ -75,8 +71,12 @@ void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
         va_end(ap);
     }
     shp_mask_secrets(line, sizeof line, raw);
-    if (s)
-        s->fn(level, line, s->ud);
+    pthread_mutex_lock(&sink_lock);
+    shp_log_fn fn = sink_fn;
+    void *ud = sink_ud;
+    pthread_mutex_unlock(&sink_lock);
+    if (fn)
+        fn(level, line, ud);
     else
         fprintf(stderr, "shardpool: %s\n", line);
 }
@@ -98,6 +98,8 @@ static int secret_key_ends_at(const char *start, const char *eq)
 {
     static const char *const keys[] = { "password", "passwd", "pass", "pwd",
                                         "secret", "token", "auth" };
+    while (eq > start && (eq[-1] == ' ' || eq[-1] == '\t'))
+        eq--; /* libpq allows "password = x" */
     const char *k = eq;
     while (k > start && (isalnum((unsigned char)k[-1]) || k[-1] == '_' || k[-1] == '-'))
         k--;
@@ -144,7 +146,7 @@ char *shp_mask_secrets(char *dst, size_t len, const char *src)
         if (*p == '=' && secret_key_ends_at(src, p)) {
             put(dst, len, &o, '=');
             p++;
-            while (*p == ' ')
+            while (*p == ' ' || *p == '\t')
                 p++;
             if (*p == '\'' || *p == '"') {
                 char q = *p++;

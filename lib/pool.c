@@ -81,7 +81,7 @@ static bool needs_validation(const shp_pool *p, const shp_conn *c)
            tick(p) - atomic_load_explicit(&c->last_used, memory_order_relaxed) > p->validate_idle_ns;
 }
 
-static int misuse(shp_pool *p, int err, const char *event, const void *what)
+SHP__COLD static int misuse(shp_pool *p, int err, const char *event, const void *what)
 {
     shp__log(SHP_LOG_WARN, p ? p->name : NULL, "event=%s ptr=%p err=%s", event, what,
              shp_err_name(err));
@@ -162,29 +162,34 @@ shp_conn *shp__steal(shp_pool *p, unsigned home)
     return NULL;
 }
 
+/* Hands owned connection c to the oldest waiter.  Returns false if there
+ * was none (queue empty or closed). */
+SHP__COLD static bool handoff(shp_pool *p, shp_conn *c)
+{
+    pthread_mutex_lock(&p->wq_lock);
+    struct shp__waiter *w = p->wq_closed ? NULL : p->wq_head;
+    if (w) {
+        p->wq_head = w->next;
+        if (!p->wq_head)
+            p->wq_tail = NULL;
+        atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
+        take(c);
+        w->conn = c;
+        atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
+        atomic_store_explicit(&w->word, SHP__W_CONN, memory_order_release);
+        shp__futex_wake((uint32_t *)&w->word, 1);
+    }
+    pthread_mutex_unlock(&p->wq_lock);
+    return w != NULL;
+}
+
 /* Makes owned connection c idle: to the oldest waiter if there is one, else
  * onto the calling CPU's shard.  Call inside a read-side section. */
-void shp__put_idle(shp_pool *p, shp_conn *c)
+static inline void put_idle(shp_pool *p, shp_conn *c)
 {
     atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
-    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed))) {
-        pthread_mutex_lock(&p->wq_lock);
-        struct shp__waiter *w = p->wq_closed ? NULL : p->wq_head;
-        if (w) {
-            p->wq_head = w->next;
-            if (!p->wq_head)
-                p->wq_tail = NULL;
-            atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
-            take(c);
-            w->conn = c;
-            atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
-            atomic_store_explicit(&w->word, SHP__W_CONN, memory_order_release);
-            shp__futex_wake((uint32_t *)&w->word, 1);
-        }
-        pthread_mutex_unlock(&p->wq_lock);
-        if (w)
-            return;
-    }
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)) && handoff(p, c))
+        return;
     shp__stack_push(&p->shards[shp__home(p)].free, &c->link);
     /* A waiter that queued after the check above must see this push, or we
      * must see it: its nwaiters increment and our push are both sequentially
@@ -192,6 +197,11 @@ void shp__put_idle(shp_pool *p, shp_conn *c)
     shp__stack_fence_after_push();
     if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_seq_cst)))
         shp__wake_waiters(p);
+}
+
+void shp__put_idle(shp_pool *p, shp_conn *c)
+{
+    put_idle(p, c);
 }
 
 /* ---------------------------------------------------------------- open/close */
@@ -233,7 +243,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     if (as == SHP__IN_USE)
         atomic_store_explicit(&c->uses, 1, memory_order_relaxed);
     pthread_mutex_lock(&p->reg_lock);
-    cds_list_add_tail_rcu(&c->reg, &p->reg);
+    shp__reg_add_tail(&p->reg, &c->reg);
     pthread_mutex_unlock(&p->reg_lock);
     atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&p->cap, 1, memory_order_seq_cst); /* connect slot */
@@ -274,7 +284,7 @@ void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
     shp__log(SHP_LOG_DEBUG, p->name, "event=closed conn=%p reason=%s uses=%" PRIu64,
              (void *)c, close_reason_names[why], atomic_load_explicit(&c->uses, memory_order_relaxed));
     pthread_mutex_lock(&p->reg_lock);
-    cds_list_del_rcu(&c->reg);
+    shp__reg_del(&c->reg);
     pthread_mutex_unlock(&p->reg_lock);
     atomic_fetch_add_explicit(&p->closed_uses, atomic_load_explicit(&c->uses, memory_order_relaxed),
                               memory_order_relaxed);
@@ -383,7 +393,7 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
     return (int)v;
 }
 
-static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped)
+SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped)
 {
     int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
     int64_t deadline = -1;
@@ -475,7 +485,7 @@ int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 /* ---------------------------------------------------------------- release */
 
 /* Releases an orphan (its pool was destroyed while it was borrowed). */
-static int release_orphan(shp_pool *p, shp_conn *c)
+SHP__COLD static int release_orphan(shp_pool *p, shp_conn *c)
 {
     uint32_t s = SHP__ORPHANED;
     if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING))
@@ -485,62 +495,19 @@ static int release_orphan(shp_pool *p, shp_conn *c)
     return -ESHUTDOWN;
 }
 
-static int not_borrowed(shp_pool *p, shp_conn *c, uint32_t s)
+SHP__COLD static int not_borrowed(shp_pool *p, shp_conn *c, uint32_t s)
 {
     if (s == SHP__ORPHANED)
         return release_orphan(p, c);
     return misuse(p, -EALREADY, "release_twice", c);
 }
 
-static int release_impl(shp_pool *expect, shp_conn *c, bool broken)
+/* Takes c from its borrower by CAS and closes it outside the read-side
+ * section, holding a reference.  Called inside a read-side section, which
+ * it leaves. */
+SHP__COLD static int release_retire(shp_pool *p, shp_conn *c, enum shp__close_reason why)
 {
-    if (SHP_UNLIKELY(!c))
-        return misuse(expect, -EINVAL, "release_null", c);
-    if (SHP_UNLIKELY(c->magic != SHP__CONN_MAGIC))
-        return misuse(expect, -EBADF, "release_not_a_conn", c);
-    shp_pool *p = c->pool;
-    if (SHP_UNLIKELY(expect && expect != p))
-        return misuse(expect, -EXDEV, "release_foreign", c);
-    uint32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
-    if (SHP_UNLIKELY(s != SHP__IN_USE))
-        return not_borrowed(p, c, s);
-
-    enum shp__close_reason why = SHP__CLOSE_BROKEN;
-    bool retire = broken;
-    if (!retire && p->ops.reset && p->ops.reset(p->ops.ctx, c->handle) != 0) {
-        retire = true;
-        why = SHP__CLOSE_RESET;
-    }
-    int64_t now = tick(p);
-    if (!retire && SHP_UNLIKELY(now >= c->expires)) {
-        retire = true;
-        why = SHP__CLOSE_LIFETIME;
-    }
-    if (!retire && SHP_UNLIKELY(atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)) {
-        retire = true;
-        why = SHP__CLOSE_USES;
-    }
-
-    shp__rcu_lock();
-    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING)) {
-        retire = true;
-        why = SHP__CLOSE_SHUTDOWN;
-    }
-    if (SHP_LIKELY(!retire)) {
-        s = SHP__IN_USE;
-        if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
-                &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
-            shp__rcu_unlock();
-            return not_borrowed(p, c, s);
-        }
-        atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
-        shp__put_idle(p, c);
-        shp__rcu_unlock();
-        return 0;
-    }
-    /* Retire: take it from the borrower by CAS, then close outside the
-     * read-side section, holding a reference. */
-    s = SHP__IN_USE;
+    uint32_t s = SHP__IN_USE;
     if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING)) {
         shp__rcu_unlock();
         return not_borrowed(p, c, s);
@@ -550,6 +517,51 @@ static int release_impl(shp_pool *expect, shp_conn *c, bool broken)
     shp__close(p, c, why);
     shp__unref(p);
     return why == SHP__CLOSE_SHUTDOWN ? -ESHUTDOWN : 0;
+}
+
+SHP__COLD static int release_bad(shp_pool *expect, shp_conn *c)
+{
+    if (!c)
+        return misuse(expect, -EINVAL, "release_null", c);
+    if (c->magic != SHP__CONN_MAGIC)
+        return misuse(expect, -EBADF, "release_not_a_conn", c);
+    if (expect && expect != c->pool)
+        return misuse(expect, -EXDEV, "release_foreign", c);
+    return not_borrowed(c->pool, c, atomic_load_explicit(&c->state, memory_order_acquire));
+}
+
+static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
+{
+    if (SHP_UNLIKELY(!c || c->magic != SHP__CONN_MAGIC || (expect && expect != c->pool) ||
+                     atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE))
+        return release_bad(expect, c);
+    shp_pool *p = c->pool;
+    int64_t now = tick(p);
+    int why = -1;
+    if (broken)
+        why = SHP__CLOSE_BROKEN;
+    else if (p->ops.reset && p->ops.reset(p->ops.ctx, c->handle) != 0)
+        why = SHP__CLOSE_RESET;
+    else if (SHP_UNLIKELY(now >= c->expires))
+        why = SHP__CLOSE_LIFETIME;
+    else if (SHP_UNLIKELY(atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses))
+        why = SHP__CLOSE_USES;
+
+    shp__rcu_lock();
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING))
+        return release_retire(p, c, SHP__CLOSE_SHUTDOWN);
+    if (SHP_UNLIKELY(why >= 0))
+        return release_retire(p, c, (enum shp__close_reason)why);
+    uint32_t s = SHP__IN_USE;
+    if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+            &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
+        shp__rcu_unlock();
+        return not_borrowed(p, c, s);
+    }
+    atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
+    put_idle(p, c);
+    shp__rcu_unlock();
+    return 0;
 }
 
 int shp_release(shp_conn *c) { return release_impl(NULL, c, false); }
@@ -632,7 +644,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->rp_cond, &ca);
     pthread_condattr_destroy(&ca);
-    CDS_INIT_LIST_HEAD(&p->reg);
+    shp__reg_init(&p->reg);
     p->magic = SHP__POOL_MAGIC;
 
     for (unsigned i = 0; i < cfg.min_size; i++) {
@@ -682,9 +694,9 @@ static uint32_t live_now(shp_pool *p)
 static unsigned orphan_borrowed(shp_pool *p)
 {
     unsigned n = 0;
-    struct cds_list_head *node;
+    struct shp__reg *node;
     shp__rcu_lock();
-    cds_list_for_each_rcu(node, &p->reg) {
+    shp__reg_for_each(node, &p->reg) {
         shp_conn *c = caa_container_of(node, shp_conn, reg);
         uint32_t s = SHP__IN_USE;
         shp__ref(p);
@@ -766,11 +778,9 @@ int shp_pool_stats(shp_pool *p, shp_stats *out)
         return misuse(NULL, -EINVAL, "stats_bad_arg", p);
     memset(out, 0, sizeof *out);
     uint64_t uses = 0;
-    struct cds_list_head *node;
+    struct shp__reg *node;
     shp__rcu_lock();
-    /* Not cds_list_for_each_entry_rcu: it forms a pointer to a shp_conn from
-     * the list head itself, which UBSan rightly flags as misaligned. */
-    cds_list_for_each_rcu(node, &p->reg) {
+    shp__reg_for_each(node, &p->reg) {
         shp_conn *c = caa_container_of(node, shp_conn, reg);
         switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
         case SHP__IDLE: out->idle++; break;

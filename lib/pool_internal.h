@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "rcu.h"
+#include "registry.h"
 #include "stack.h"
 #include "util.h"
 
@@ -59,7 +60,7 @@ struct shp_conn {
     _Atomic int64_t last_checked; /* pool tick at the last health check */
     int64_t created_ns;
     int64_t expires;              /* tick at which its lifetime ends */
-    struct cds_list_head reg;     /* pool registry (RCU list) */
+    struct shp__reg reg;          /* pool registry (RCU list) */
     shp_conn *rnext;              /* the reaper's private list while it owns it */
     int verdict;                  /* the reaper's judgement, while it owns it */
     struct rcu_head rcu;
@@ -107,7 +108,7 @@ struct shp_pool {
 
     /* registry of live connections (RCU list; writers hold reg_lock) */
     pthread_mutex_t reg_lock;
-    struct cds_list_head reg;
+    struct shp__reg reg;
 
     /* reaper */
     pthread_t reaper;
@@ -162,6 +163,9 @@ static inline unsigned shp__home(const shp_pool *p)
     int cpu = shp__cpu();
     if (SHP_UNLIKELY(cpu < 0))
         return 0;
+    /* One shard per CPU (the default): the CPU is the shard, no map load. */
+    if (SHP_LIKELY((unsigned)cpu < p->nshards))
+        return p->nshards == p->ncpu_map ? (unsigned)cpu : p->cpu_shard[cpu];
     return (unsigned)cpu < p->ncpu_map ? p->cpu_shard[cpu] : (unsigned)cpu % p->nshards;
 }
 

@@ -32,7 +32,6 @@
 #define _LGPL_SOURCE 1
 #endif
 #include <urcu-bp.h>
-#include <urcu/rculist.h>
 
 #if defined(SHP_TSAN)
 void __tsan_acquire(void *addr);

@@ -11,6 +11,8 @@
 #define SHP_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define SHP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define SHP_CACHELINE   64
+/* Slow paths: kept out of line so the fast paths keep small frames. */
+#define SHP__COLD       __attribute__((noinline, cold))
 #define SHP_NS_PER_S    1000000000LL
 
 /* CLOCK_MONOTONIC in ns.  ~20 ns: slow paths and the reaper only; the fast

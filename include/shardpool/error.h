@@ -9,6 +9,8 @@
 #ifndef SHARDPOOL_ERROR_H
 #define SHARDPOOL_ERROR_H
 
+#include <shardpool/common.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,11 +32,11 @@ extern "C" {
 
 /* Returns a static, human-readable description of err (a negative errno
  * value, or 0).  Never returns NULL.  Thread-safe. */
-const char *shp_strerror(int err);
+SHP_API const char *shp_strerror(int err);
 
 /* Returns the symbolic name of err ("ETIMEDOUT"), "OK" for 0, or "UNKNOWN".
  * Never returns NULL.  Thread-safe. */
-const char *shp_err_name(int err);
+SHP_API const char *shp_err_name(int err);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include <shardpool/common.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,13 +34,13 @@ typedef void (*shp_log_fn)(shp_log_level level, const char *line, void *ud);
  * environment variable SHARDPOOL_LOG_LEVEL = error|warn|info|debug, default
  * warn) and the most verbose level passed to it.  Process-wide; safe to call
  * at any time from any thread. */
-void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
+SHP_API void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
 
 /* Copies src into dst (size dstlen, always NUL-terminated when dstlen > 0)
  * with secrets replaced by "****": password=/pass=/secret= values in
  * key=value strings and the password of a URL's user:password@ part.
  * Returns dst.  Thread-safe. */
-char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
+SHP_API char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
 
 #ifdef __cplusplus
 }

@@ -51,6 +51,8 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include <shardpool/common.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -122,17 +124,17 @@ typedef struct shp_stats {
 } shp_stats;
 
 /* Fills cfg with the defaults above.  cfg must not be NULL. */
-void shp_config_init(shp_config *cfg);
+SHP_API void shp_config_init(shp_config *cfg);
 
 /* Returns 0 if cfg is usable, else -EINVAL (and logs which field). */
-int shp_config_validate(const shp_config *cfg);
+SHP_API int shp_config_validate(const shp_config *cfg);
 
 /* Creates a pool, starts its reaper and opens min_size connections (a failed
  * prefill is logged and retried by the reaper; it does not fail create).
  * cfg NULL means defaults; *cfg and *ops are copied.  Returns 0 and sets
  * *pool, or -EINVAL (NULL pool or ops, ops without connect or close, bad
  * config) or -ENOMEM.  Thread-safe. */
-int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_ops *ops);
+SHP_API int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_ops *ops);
 
 /* Shuts the pool down and frees it.  New acquires fail with -ESHUTDOWN at
  * once and waiters are woken with -ESHUTDOWN; idle connections are closed;
@@ -144,7 +146,7 @@ int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_ops *ops);
  * release (which returns -ESHUTDOWN), and the last such release frees what
  * is left of the pool.  -EINVAL if pool is NULL or not a pool.
  * Call it once, from a thread that is not a pool callback. */
-int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
+SHP_API int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
 
 /* Borrows a connection.  timeout_ns < 0: the pool's acquire_timeout_ns;
  * 0: never wait.  Returns 0 and sets *conn; -ETIMEDOUT (or -EAGAIN when
@@ -152,7 +154,7 @@ int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
  * callback's error when this call tried to create a connection and that
  * failed; -EINVAL for NULL arguments.  Lock-free when an idle connection is
  * on any shard.  Thread-safe. */
-int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
+SHP_API int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
 
 /* Returns a borrowed connection: the reset hook runs, then it goes to the
  * oldest waiter or to the calling CPU's shard.  A connection past its
@@ -160,30 +162,30 @@ int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
  * -EALREADY if it is not borrowed (double release); -EBADF if conn is not a
  * connection handle; -EINVAL if NULL; -ESHUTDOWN if the pool was destroyed
  * while it was borrowed (it is closed).  Thread-safe. */
-int shp_release(shp_conn *conn);
+SHP_API int shp_release(shp_conn *conn);
 
 /* Like shp_release, but the pool checks conn belongs to pool first
  * (-EXDEV otherwise). */
-int shp_pool_release(shp_pool *pool, shp_conn *conn);
+SHP_API int shp_pool_release(shp_pool *pool, shp_conn *conn);
 
 /* Closes a borrowed connection instead of reusing it; its capacity is freed
  * (and given to a waiter, if any).  Returns as shp_release. */
-int shp_release_broken(shp_conn *conn);
+SHP_API int shp_release_broken(shp_conn *conn);
 
 /* The handle made by the connect callback, or NULL if conn is NULL.  Valid
  * while conn is borrowed. */
-void *shp_conn_handle(const shp_conn *conn);
+SHP_API void *shp_conn_handle(const shp_conn *conn);
 
 /* The pool conn belongs to, or NULL.  Valid while conn is borrowed. */
-shp_pool *shp_conn_pool(const shp_conn *conn);
+SHP_API shp_pool *shp_conn_pool(const shp_conn *conn);
 
 /* Fills *out.  Returns 0 or -EINVAL.  Thread-safe; not during destroy. */
-int shp_pool_stats(shp_pool *pool, shp_stats *out);
+SHP_API int shp_pool_stats(shp_pool *pool, shp_stats *out);
 
 /* Waits until memory that shardpool deferred for an RCU grace period has
  * been reclaimed (useful before exit under a leak checker).  Must not be
  * called from a pool callback. */
-void shp_quiesce(void);
+SHP_API void shp_quiesce(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,423 @@
+/*
+ * config_test.c - shp_config_init(), shp_config_validate() and the argument
+ * checks of shp_pool_create() (include/shardpool/pool.h).
+ *
+ * A rejected configuration creates nothing: the fake backend sees no connect.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <shardpool.h>
+
+#include "fakeconn.h"
+
+#define NS_PER_MS 1000000LL
+#define NS_PER_S 1000000000LL
+
+/* Log lines from validate are expected here; keep them off stderr but keep
+ * them, so a test can check that the bad field is named. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char last_lines[8][512];
+static int n_lines;
+
+static void quiet_log(shp_log_level level, const char *line, void *ud)
+{
+    (void)level;
+    (void)ud;
+    pthread_mutex_lock(&log_mu);
+    snprintf(last_lines[n_lines % 8], sizeof last_lines[0], "%s", line);
+    n_lines++;
+    pthread_mutex_unlock(&log_mu);
+}
+
+static void log_reset(void)
+{
+    pthread_mutex_lock(&log_mu);
+    n_lines = 0;
+    memset(last_lines, 0, sizeof last_lines);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static int log_mentions(const char *word)
+{
+    int found = 0;
+    pthread_mutex_lock(&log_mu);
+    for (int i = 0; i < 8 && i < n_lines; i++)
+        if (strstr(last_lines[i], word))
+            found = 1;
+    pthread_mutex_unlock(&log_mu);
+    return found;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    shp_log_set(quiet_log, NULL, SHP_LOG_DEBUG);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    shp_quiesce();
+    return 0;
+}
+
+/* ---- defaults ---------------------------------------------------------------- */
+
+static void test_init_defaults(void **state)
+{
+    (void)state;
+    shp_config cfg;
+    memset(&cfg, 0xa5, sizeof cfg); /* every field must be written */
+    shp_config_init(&cfg);
+    assert_int_equal(cfg.min_size, 0);
+    assert_int_equal(cfg.max_size, 16);
+    assert_int_equal(cfg.shards, 0);
+    assert_int_equal(cfg.acquire_timeout_ns, 5 * NS_PER_S);
+    assert_int_equal(cfg.idle_timeout_ns, 10 * 60 * NS_PER_S);
+    assert_int_equal(cfg.max_lifetime_ns, 30 * 60 * NS_PER_S);
+    assert_int_equal(cfg.health_interval_ns, 0);
+    assert_int_equal(cfg.validate_idle_ns, 500 * NS_PER_MS);
+    assert_int_equal(cfg.reaper_interval_ns, 100 * NS_PER_MS);
+    assert_int_equal(cfg.max_uses, 0);
+    /* "0 = 4": either spelling of the default is the documented one. */
+    assert_true(cfg.max_connecting == 0 || cfg.max_connecting == 4);
+    assert_non_null(cfg.name);
+    assert_string_equal(cfg.name, "pool");
+}
+
+static void test_defaults_validate(void **state)
+{
+    (void)state;
+    shp_config cfg;
+    shp_config_init(&cfg);
+    assert_int_equal(shp_config_validate(&cfg), 0);
+}
+
+/* ---- validate: rejected ------------------------------------------------------- */
+
+typedef void (*mutate_fn)(shp_config *);
+
+static void m_min_gt_max(shp_config *c) { c->min_size = 5; c->max_size = 4; }
+static void m_max_zero(shp_config *c) { c->min_size = 0; c->max_size = 0; }
+static void m_idle_neg(shp_config *c) { c->idle_timeout_ns = -1; }
+static void m_lifetime_neg(shp_config *c) { c->max_lifetime_ns = -NS_PER_S; }
+static void m_health_neg(shp_config *c) { c->health_interval_ns = -1; }
+static void m_reaper_zero(shp_config *c) { c->reaper_interval_ns = 0; }
+static void m_reaper_neg(shp_config *c) { c->reaper_interval_ns = -NS_PER_MS; }
+static void m_acquire_neg(shp_config *c) { c->acquire_timeout_ns = -1; }
+static void m_idle_min(shp_config *c) { c->idle_timeout_ns = INT64_MIN; }
+
+static const struct bad_case {
+    const char *what;
+    const char *field; /* named in the log line (without a unit suffix) */
+    mutate_fn mutate;
+} bad_cases[] = {
+    { "min > max", "_size", m_min_gt_max },
+    { "max 0", "max_size", m_max_zero },
+    { "idle_timeout_ns < 0", "idle_timeout", m_idle_neg },
+    { "max_lifetime_ns < 0", "max_lifetime", m_lifetime_neg },
+    { "health_interval_ns < 0", "health_interval", m_health_neg },
+    { "reaper_interval_ns == 0", "reaper_interval", m_reaper_zero },
+    { "reaper_interval_ns < 0", "reaper_interval", m_reaper_neg },
+    { "acquire_timeout_ns < 0", "acquire_timeout", m_acquire_neg },
+    { "idle_timeout_ns INT64_MIN", "idle_timeout", m_idle_min },
+};
+#define N_BAD (sizeof bad_cases / sizeof bad_cases[0])
+
+static void test_validate_rejects(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_BAD; i++) {
+        shp_config cfg;
+        shp_config_init(&cfg);
+        bad_cases[i].mutate(&cfg);
+        int rc = shp_config_validate(&cfg);
+        if (rc != -EINVAL)
+            fail_msg("%s: validate returned %d, want -EINVAL", bad_cases[i].what, rc);
+    }
+}
+
+/* "logs which field" */
+static void test_validate_logs_field(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_BAD; i++) {
+        shp_config cfg;
+        shp_config_init(&cfg);
+        bad_cases[i].mutate(&cfg);
+        log_reset();
+        (void)shp_config_validate(&cfg);
+        if (!log_mentions(bad_cases[i].field))
+            fail_msg("%s: no log line names \"%s\"", bad_cases[i].what, bad_cases[i].field);
+    }
+}
+
+/* ---- validate: accepted -------------------------------------------------------- */
+
+static void m_validate_never(shp_config *c) { c->validate_idle_ns = -1; }
+static void m_validate_min(shp_config *c) { c->validate_idle_ns = INT64_MIN; }
+static void m_validate_zero(shp_config *c) { c->validate_idle_ns = 0; }
+static void m_min_eq_max(shp_config *c) { c->min_size = 3; c->max_size = 3; }
+static void m_max_one(shp_config *c) { c->max_size = 1; }
+static void m_never_idle(shp_config *c) { c->idle_timeout_ns = 0; }
+static void m_never_lifetime(shp_config *c) { c->max_lifetime_ns = 0; }
+static void m_health_on(shp_config *c) { c->health_interval_ns = NS_PER_MS; }
+static void m_reaper_1ns(shp_config *c) { c->reaper_interval_ns = 1; }
+static void m_uses(shp_config *c) { c->max_uses = 1; }
+static void m_connecting(shp_config *c) { c->max_connecting = 1; }
+static void m_shards(shp_config *c) { c->shards = 3; }
+
+static const struct good_case {
+    const char *what;
+    mutate_fn mutate;
+} good_cases[] = {
+    { "validate_idle_ns -1", m_validate_never },
+    { "validate_idle_ns INT64_MIN", m_validate_min },
+    { "validate_idle_ns 0", m_validate_zero },
+    { "min == max", m_min_eq_max },
+    { "max 1", m_max_one },
+    { "idle_timeout_ns 0", m_never_idle },
+    { "max_lifetime_ns 0", m_never_lifetime },
+    { "health_interval_ns 1 ms", m_health_on },
+    { "reaper_interval_ns 1", m_reaper_1ns },
+    { "max_uses 1", m_uses },
+    { "max_connecting 1", m_connecting },
+    { "shards 3", m_shards },
+};
+
+static void test_validate_accepts(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof good_cases / sizeof good_cases[0]; i++) {
+        shp_config cfg;
+        shp_config_init(&cfg);
+        good_cases[i].mutate(&cfg);
+        int rc = shp_config_validate(&cfg);
+        if (rc != 0)
+            fail_msg("%s: validate returned %d, want 0", good_cases[i].what, rc);
+    }
+}
+
+/* An accepted config also makes a working pool (validate_idle_ns < 0 here). */
+static void test_create_validate_never(void **state)
+{
+    (void)state;
+    fake_backend *fb = calloc(1, sizeof *fb);
+    assert_non_null(fb);
+    fake_init(fb);
+    shp_ops ops = fake_ops(fb);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.validate_idle_ns = -1;
+    cfg.min_size = 1;
+    cfg.max_size = 2;
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    assert_non_null(pool);
+    shp_conn *c = NULL;
+    assert_int_equal(shp_acquire(pool, &c, NS_PER_S), 0);
+    assert_int_equal(shp_release(c), 0);
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(fb), 0);
+    free(fb);
+}
+
+/* ---- create: rejected configs create nothing ----------------------------------- */
+
+static void test_create_rejects_bad_config(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_BAD; i++) {
+        fake_backend *fb = calloc(1, sizeof *fb);
+        assert_non_null(fb);
+        fake_init(fb);
+        shp_ops ops = fake_ops(fb);
+        shp_config cfg;
+        shp_config_init(&cfg);
+        cfg.min_size = 2; /* a created pool would prefill */
+        cfg.max_size = 4;
+        bad_cases[i].mutate(&cfg);
+        shp_pool *pool = NULL;
+        int rc = shp_pool_create(&pool, &cfg, &ops);
+        if (rc != -EINVAL)
+            fail_msg("%s: create returned %d, want -EINVAL", bad_cases[i].what, rc);
+        shp_quiesce();
+        assert_int_equal(atomic_load(&fb->connect_calls), 0);
+        assert_int_equal(atomic_load(&fb->opened), 0);
+        free(fb);
+    }
+}
+
+static void test_create_null_pool_ptr(void **state)
+{
+    (void)state;
+    fake_backend fb;
+    fake_init(&fb);
+    shp_ops ops = fake_ops(&fb);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.min_size = 2;
+    assert_int_equal(shp_pool_create(NULL, &cfg, &ops), -EINVAL);
+    assert_int_equal(shp_pool_create(NULL, NULL, &ops), -EINVAL);
+    assert_int_equal(atomic_load(&fb.connect_calls), 0);
+    assert_int_equal(atomic_load(&fb.opened), 0);
+}
+
+static void test_create_null_ops(void **state)
+{
+    (void)state;
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.min_size = 2;
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, NULL), -EINVAL);
+    assert_int_equal(shp_pool_create(&pool, NULL, NULL), -EINVAL);
+}
+
+static void test_create_ops_missing_callbacks(void **state)
+{
+    (void)state;
+    fake_backend fb;
+    fake_init(&fb);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.min_size = 2;
+    shp_pool *pool = NULL;
+
+    shp_ops no_connect = fake_ops(&fb);
+    no_connect.connect = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &no_connect), -EINVAL);
+
+    shp_ops no_close = fake_ops(&fb);
+    no_close.close = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &no_close), -EINVAL);
+
+    shp_ops neither = fake_ops(&fb);
+    neither.connect = NULL;
+    neither.close = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &neither), -EINVAL);
+
+    shp_quiesce();
+    assert_int_equal(atomic_load(&fb.connect_calls), 0);
+    assert_int_equal(atomic_load(&fb.opened), 0);
+}
+
+/* check and reset are optional: a pool without them works. */
+static void test_create_optional_callbacks_absent(void **state)
+{
+    (void)state;
+    fake_backend *fb = calloc(1, sizeof *fb);
+    assert_non_null(fb);
+    fake_init(fb);
+    shp_ops ops = fake_ops(fb);
+    ops.check = NULL;
+    ops.reset = NULL;
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.min_size = 1;
+    cfg.max_size = 2;
+    cfg.validate_idle_ns = 0;
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    shp_conn *c = NULL;
+    assert_int_equal(shp_acquire(pool, &c, NS_PER_S), 0);
+    assert_int_equal(shp_release(c), 0);
+    assert_int_equal(shp_acquire(pool, &c, NS_PER_S), 0);
+    assert_int_equal(shp_release(c), 0);
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(fb), 0);
+    free(fb);
+}
+
+/* cfg NULL means defaults: min 0 (nothing prefilled), max 16. */
+static void test_create_null_cfg_defaults(void **state)
+{
+    (void)state;
+    fake_backend *fb = calloc(1, sizeof *fb);
+    assert_non_null(fb);
+    fake_init(fb);
+    shp_ops ops = fake_ops(fb);
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, NULL, &ops), 0);
+    assert_non_null(pool);
+    assert_int_equal(atomic_load(&fb->opened), 0);
+    shp_conn *c[16];
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(shp_acquire(pool, &c[i], NS_PER_S), 0);
+    shp_conn *extra = NULL;
+    assert_int_equal(shp_acquire(pool, &extra, 0), -EAGAIN);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(shp_release(c[i]), 0);
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(fb), 0);
+    free(fb);
+}
+
+/* *cfg is copied: changing or freeing it after create has no effect, and the
+ * name is copied too. */
+static void test_create_copies_config(void **state)
+{
+    (void)state;
+    fake_backend *fb = calloc(1, sizeof *fb);
+    assert_non_null(fb);
+    fake_init(fb);
+    shp_ops ops = fake_ops(fb);
+    shp_config *cfg = malloc(sizeof *cfg);
+    assert_non_null(cfg);
+    shp_config_init(cfg);
+    char *name = strdup("copied-name");
+    assert_non_null(name);
+    cfg->name = name;
+    cfg->max_size = 2;
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, cfg, &ops), 0);
+    cfg->max_size = 100;
+    memset(name, 'Z', strlen(name));
+    free(name);
+    free(cfg);
+    shp_conn *c1 = NULL, *c2 = NULL, *c3 = NULL;
+    assert_int_equal(shp_acquire(pool, &c1, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(pool, &c2, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(pool, &c3, 0), -EAGAIN);
+    assert_int_equal(shp_release(c1), 0);
+    assert_int_equal(shp_release(c2), 0);
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(fb), 0);
+    free(fb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_defaults),
+        cmocka_unit_test(test_defaults_validate),
+        cmocka_unit_test(test_validate_rejects),
+        cmocka_unit_test(test_validate_logs_field),
+        cmocka_unit_test(test_validate_accepts),
+        cmocka_unit_test(test_create_validate_never),
+        cmocka_unit_test(test_create_rejects_bad_config),
+        cmocka_unit_test(test_create_null_pool_ptr),
+        cmocka_unit_test(test_create_null_ops),
+        cmocka_unit_test(test_create_ops_missing_callbacks),
+        cmocka_unit_test(test_create_optional_callbacks_absent),
+        cmocka_unit_test(test_create_null_cfg_defaults),
+        cmocka_unit_test(test_create_copies_config),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,490 @@
+/*
+ * log_test.c - shp_log_set() and shp_mask_secrets() (include/shardpool/log.h).
+ *
+ * Log lines are provoked through the public API: an invalid configuration
+ * (shp_config_validate logs which field) and a double release (misuse).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <shardpool.h>
+
+#include "fakeconn.h"
+
+/* ---- a thread-safe line recorder ---------------------------------------- */
+
+#define REC_MAX 256
+#define REC_LINE 512
+
+typedef struct recorder {
+    pthread_mutex_t mu;
+    int n;                     /* lines received (may exceed REC_MAX) */
+    int bad_newline;           /* lines containing '\n' */
+    int bad_level_name;        /* "level=x" disagreeing with the level argument */
+    int max_level_seen;
+    shp_log_level levels[REC_MAX];
+    char lines[REC_MAX][REC_LINE];
+} recorder;
+
+static const char *level_word(shp_log_level l)
+{
+    switch (l) {
+    case SHP_LOG_ERROR: return "error";
+    case SHP_LOG_WARN: return "warn";
+    case SHP_LOG_INFO: return "info";
+    case SHP_LOG_DEBUG: return "debug";
+    }
+    return "?";
+}
+
+static void rec_fn(shp_log_level level, const char *line, void *ud)
+{
+    recorder *r = ud;
+    pthread_mutex_lock(&r->mu);
+    if (strchr(line, '\n'))
+        r->bad_newline++;
+    const char *lv = strstr(line, "level=");
+    if (lv) {
+        const char *w = level_word(level);
+        size_t wl = strlen(w);
+        if (strncmp(lv + 6, w, wl) != 0 || (lv[6 + wl] != ' ' && lv[6 + wl] != '\0'))
+            r->bad_level_name++;
+    }
+    if ((int)level > r->max_level_seen)
+        r->max_level_seen = (int)level;
+    if (r->n < REC_MAX) {
+        r->levels[r->n] = level;
+        snprintf(r->lines[r->n], REC_LINE, "%s", line);
+    }
+    r->n++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static recorder *rec_new(void)
+{
+    recorder *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    pthread_mutex_init(&r->mu, NULL);
+    r->max_level_seen = -1;
+    return r;
+}
+
+static int rec_count(recorder *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Whether some recorded line contains needle. */
+static int rec_has(recorder *r, const char *needle)
+{
+    int found = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->n && i < REC_MAX; i++)
+        if (strstr(r->lines[i], needle))
+            found = 1;
+    pthread_mutex_unlock(&r->mu);
+    return found;
+}
+
+/* Reads a field of r under its lock (the callback may run on any thread). */
+static int rec_get(recorder *r, const int *field)
+{
+    pthread_mutex_lock(&r->mu);
+    int v = *field;
+    pthread_mutex_unlock(&r->mu);
+    return v;
+}
+#define REC_GET(r, f) rec_get((r), &(r)->f)
+
+static void rec_free(recorder *r)
+{
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* ---- ways to make the library log --------------------------------------- */
+
+/* An invalid configuration: validate logs which field. */
+static void provoke_bad_config(void)
+{
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.min_size = 5;
+    cfg.max_size = 2;
+    assert_int_equal(shp_config_validate(&cfg), -EINVAL);
+}
+
+/* A pool whose only connection is released twice (misuse: logged). */
+static void provoke_double_release(void)
+{
+    fake_backend *fb = calloc(1, sizeof *fb);
+    assert_non_null(fb);
+    fake_init(fb);
+    shp_ops ops = fake_ops(fb);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.max_size = 1;
+    cfg.name = "logtest";
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    shp_conn *c = NULL;
+    assert_int_equal(shp_acquire(pool, &c, 1000000000), 0);
+    assert_int_equal(shp_release(c), 0);
+    assert_int_equal(shp_release(c), -EALREADY);
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(fb), 0);
+    free(fb);
+}
+
+static int restore_log(void **state)
+{
+    (void)state;
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    return 0;
+}
+
+/* ---- shp_log_set ---------------------------------------------------------- */
+
+/* The callback receives single-line, non-empty lines. */
+static void test_log_callback_receives_lines(void **state)
+{
+    (void)state;
+    recorder *r = rec_new();
+    shp_log_set(rec_fn, r, SHP_LOG_DEBUG);
+    provoke_bad_config();
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    assert_true(rec_count(r) >= 1);
+    assert_int_equal(REC_GET(r, bad_newline), 0);
+    assert_int_equal(REC_GET(r, bad_level_name), 0);
+    for (int i = 0; i < r->n && i < REC_MAX; i++)
+        assert_true(r->lines[i][0] != '\0');
+    rec_free(r);
+}
+
+/* validate says which field is wrong. */
+static void test_log_bad_config_names_field(void **state)
+{
+    (void)state;
+    recorder *r = rec_new();
+    shp_log_set(rec_fn, r, SHP_LOG_DEBUG);
+    provoke_bad_config();
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    assert_true(rec_has(r, "min_size") || rec_has(r, "max_size"));
+    rec_free(r);
+}
+
+/* A double release is logged at warn or above (misuse). */
+static void test_log_double_release_logged(void **state)
+{
+    (void)state;
+    recorder *r = rec_new();
+    shp_log_set(rec_fn, r, SHP_LOG_WARN);
+    provoke_double_release();
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    assert_true(rec_count(r) >= 1);
+    assert_true(REC_GET(r, max_level_seen) <= SHP_LOG_WARN);
+    assert_int_equal(REC_GET(r, bad_newline), 0);
+    assert_int_equal(REC_GET(r, bad_level_name), 0);
+    rec_free(r);
+}
+
+/* Lines more verbose than max_level are not delivered, at every level. */
+static void test_log_level_filtering(void **state)
+{
+    (void)state;
+    static const shp_log_level lv[] = { SHP_LOG_ERROR, SHP_LOG_WARN, SHP_LOG_INFO,
+                                        SHP_LOG_DEBUG };
+    int counts[4];
+    for (int i = 0; i < 4; i++) {
+        recorder *r = rec_new();
+        shp_log_set(rec_fn, r, lv[i]);
+        provoke_bad_config();
+        provoke_double_release();
+        shp_log_set(NULL, NULL, SHP_LOG_WARN);
+        counts[i] = rec_count(r);
+        assert_true(REC_GET(r, max_level_seen) <= (int)lv[i]);
+        assert_int_equal(REC_GET(r, bad_newline), 0);
+        assert_int_equal(REC_GET(r, bad_level_name), 0);
+        rec_free(r);
+    }
+    /* The same events at a more verbose level give at least as many lines
+     * (pool events other than these, e.g. from the reaper, only add). */
+    assert_true(counts[1] >= 1);
+    assert_true(counts[3] >= counts[1]);
+}
+
+/* Installing another callback replaces the first; NULL restores the default
+ * (the earlier callback gets nothing more). */
+static void test_log_replace_and_restore(void **state)
+{
+    (void)state;
+    recorder *a = rec_new(), *b = rec_new();
+    shp_log_set(rec_fn, a, SHP_LOG_DEBUG);
+    shp_log_set(rec_fn, b, SHP_LOG_DEBUG);
+    provoke_bad_config();
+    assert_int_equal(rec_count(a), 0);
+    int nb = rec_count(b);
+    assert_true(nb >= 1);
+    /* The default writes to stderr; our recorders see nothing. */
+    shp_log_set(NULL, NULL, SHP_LOG_ERROR);
+    provoke_bad_config();
+    assert_int_equal(rec_count(a), 0);
+    assert_int_equal(rec_count(b), nb);
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    rec_free(a);
+    rec_free(b);
+}
+
+/* shp_log_set may be called at any time from any thread, while others log. */
+struct flip_arg {
+    recorder *r;
+    atomic_int stop;
+};
+
+static void *flipper(void *p)
+{
+    struct flip_arg *fa = p;
+    /* Bounded: each call may allocate (the sink is swapped as a whole). */
+    for (int i = 0; i < 2000 && !atomic_load(&fa->stop); i++)
+        shp_log_set(rec_fn, fa->r, (i & 1) ? SHP_LOG_DEBUG : SHP_LOG_ERROR);
+    return NULL;
+}
+
+static void *logger(void *p)
+{
+    (void)p;
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.max_size = 0;
+    for (int i = 0; i < 300; i++)
+        (void)shp_config_validate(&cfg);
+    return NULL;
+}
+
+static void test_log_set_concurrent(void **state)
+{
+    (void)state;
+    struct flip_arg fa = { .r = rec_new() };
+    atomic_init(&fa.stop, 0);
+    shp_log_set(rec_fn, fa.r, SHP_LOG_ERROR);
+    pthread_t f, l1, l2;
+    assert_int_equal(pthread_create(&f, NULL, flipper, &fa), 0);
+    assert_int_equal(pthread_create(&l1, NULL, logger, NULL), 0);
+    assert_int_equal(pthread_create(&l2, NULL, logger, NULL), 0);
+    pthread_join(l1, NULL);
+    pthread_join(l2, NULL);
+    atomic_store(&fa.stop, 1);
+    pthread_join(f, NULL);
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+    assert_int_equal(REC_GET(fa.r, bad_newline), 0);
+    assert_int_equal(REC_GET(fa.r, bad_level_name), 0);
+    rec_free(fa.r);
+}
+
+/* ---- shp_mask_secrets ------------------------------------------------------ */
+
+static void mask_eq(const char *src, const char *want)
+{
+    char out[512];
+    memset(out, 'Q', sizeof out);
+    char *ret = shp_mask_secrets(out, sizeof out, src);
+    assert_ptr_equal(ret, out);
+    assert_string_equal(out, want);
+}
+
+static void mask_hides(const char *src, const char *secret)
+{
+    char out[512];
+    memset(out, 'Q', sizeof out);
+    char *ret = shp_mask_secrets(out, sizeof out, src);
+    assert_ptr_equal(ret, out);
+    assert_non_null(memchr(out, '\0', sizeof out));
+    if (strstr(out, secret))
+        fail_msg("\"%s\" -> \"%s\" still shows \"%s\"", src, out, secret);
+    assert_non_null(strstr(out, "****"));
+}
+
+static void test_mask_conninfo(void **state)
+{
+    (void)state;
+    mask_hides("host=h password=hunter2 user=u", "hunter2");
+    mask_eq("host=h password=hunter2 user=u", "host=h password=**** user=u");
+    mask_eq("password=hunter2", "password=****");
+    mask_eq("host=h pass=hunter2", "host=h pass=****");
+    mask_eq("secret=hunter2 port=1", "secret=**** port=1");
+}
+
+/* libpq allows spaces around '=' ("password = x"); the value is still a
+ * secret. */
+static void test_mask_conninfo_spaces_around_equals(void **state)
+{
+    (void)state;
+    mask_hides("host=h password = hunter2 user=u", "hunter2");
+    mask_hides("host=h password =hunter2 user=u", "hunter2");
+    mask_hides("host=h password= hunter2 user=u", "hunter2");
+    char out[256];
+    shp_mask_secrets(out, sizeof out, "host=h password = hunter2 user=u");
+    assert_non_null(strstr(out, "host=h"));
+    assert_non_null(strstr(out, "user=u"));
+}
+
+/* A password given as a URL query parameter. */
+static void test_mask_url_query_password(void **state)
+{
+    (void)state;
+    mask_hides("postgresql://h/db?user=u&password=hunter2", "hunter2");
+    mask_eq("postgresql://h/db?user=u&password=hunter2&sslmode=require",
+            "postgresql://h/db?user=u&password=****&sslmode=require");
+}
+
+/* The rest of the string around the secret is kept. */
+static void test_mask_conninfo_keeps_rest(void **state)
+{
+    (void)state;
+    char out[256];
+    shp_mask_secrets(out, sizeof out,
+                     "host=db.example port=5432 password=hunter2 dbname=orders sslmode=require");
+    assert_null(strstr(out, "hunter2"));
+    assert_non_null(strstr(out, "host=db.example"));
+    assert_non_null(strstr(out, "port=5432"));
+    assert_non_null(strstr(out, "dbname=orders"));
+    assert_non_null(strstr(out, "sslmode=require"));
+}
+
+static void test_mask_redis_url(void **state)
+{
+    (void)state;
+    mask_hides("redis://user:hunter2@host:6379/0", "hunter2");
+    mask_eq("redis://user:hunter2@host:6379/0", "redis://user:****@host:6379/0");
+    mask_hides("redis://:hunter2@host:6379", "hunter2");
+}
+
+static void test_mask_postgres_url(void **state)
+{
+    (void)state;
+    mask_hides("postgresql://u:hunter2@h/db", "hunter2");
+    mask_eq("postgresql://u:hunter2@h/db", "postgresql://u:****@h/db");
+    mask_hides("postgres://u:hunter2@h:5432/db?sslmode=disable", "hunter2");
+}
+
+/* A quoted value is masked whole: neither part of it survives. */
+static void test_mask_quoted(void **state)
+{
+    (void)state;
+    char out[256];
+    shp_mask_secrets(out, sizeof out, "password='a b' host=h");
+    assert_null(strstr(out, "a b"));
+    assert_null(strstr(out, "b'"));
+    assert_null(strstr(out, " b"));
+    assert_non_null(strstr(out, "****"));
+    assert_non_null(strstr(out, "host=h"));
+
+    shp_mask_secrets(out, sizeof out, "user=u password='hunter2 x\\'y' host=h");
+    assert_null(strstr(out, "hunter2"));
+    assert_null(strstr(out, "y'"));
+    assert_non_null(strstr(out, "user=u"));
+    assert_non_null(strstr(out, "host=h"));
+}
+
+/* Truncation: NUL-terminated inside dstlen, never a piece of the secret. */
+static void test_mask_truncation(void **state)
+{
+    (void)state;
+    static const char *srcs[] = {
+        "host=h password=XYZZY user=u",
+        "redis://u:XYZZY@h:6379/0",
+        "password='XY ZZY' host=h",
+    };
+    char full[256];
+    for (size_t s = 0; s < sizeof srcs / sizeof srcs[0]; s++) {
+        shp_mask_secrets(full, sizeof full, srcs[s]);
+        size_t flen = strlen(full);
+        for (size_t len = 1; len <= flen + 4; len++) {
+            char out[300];
+            memset(out, 'Q', sizeof out);
+            char *ret = shp_mask_secrets(out, len, srcs[s]);
+            assert_ptr_equal(ret, out);
+            size_t n = strnlen(out, len);
+            assert_true(n < len);                /* NUL inside dstlen */
+            assert_int_equal(out[len], 'Q');     /* nothing written past it */
+            assert_null(strpbrk(out, "XYZ"));    /* no piece of the secret */
+        }
+    }
+}
+
+/* dstlen 0: nothing is written. */
+static void test_mask_zero_len(void **state)
+{
+    (void)state;
+    char out[4] = { 'Q', 'Q', 'Q', 'Q' };
+    char *ret = shp_mask_secrets(out, 0, "password=hunter2");
+    assert_ptr_equal(ret, out);
+    assert_int_equal(out[0], 'Q');
+}
+
+/* Strings without secrets are copied unchanged. */
+static void test_mask_no_secret_unchanged(void **state)
+{
+    (void)state;
+    mask_eq("", "");
+    mask_eq("host=h port=5432 user=u dbname=d", "host=h port=5432 user=u dbname=d");
+    mask_eq("redis://host:6379/0", "redis://host:6379/0");
+    mask_eq("redis://user@host:6379/0", "redis://user@host:6379/0");
+    mask_eq("postgresql://u@h/db", "postgresql://u@h/db");
+    mask_eq("level=warn pool=orders event=release_twice err=EALREADY",
+            "level=warn pool=orders event=release_twice err=EALREADY");
+    mask_eq("http://h:8080/path", "http://h:8080/path");
+}
+
+/* Without truncation, the output fits exactly when the input has no secret. */
+static void test_mask_exact_fit(void **state)
+{
+    (void)state;
+    const char *src = "host=h user=u";
+    char out[32];
+    memset(out, 'Q', sizeof out);
+    shp_mask_secrets(out, strlen(src) + 1, src);
+    assert_string_equal(out, src);
+    memset(out, 'Q', sizeof out);
+    shp_mask_secrets(out, strlen(src), src);
+    assert_int_equal(strlen(out), strlen(src) - 1);
+    assert_memory_equal(out, src, strlen(src) - 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_log_callback_receives_lines, restore_log),
+        cmocka_unit_test_teardown(test_log_bad_config_names_field, restore_log),
+        cmocka_unit_test_teardown(test_log_double_release_logged, restore_log),
+        cmocka_unit_test_teardown(test_log_level_filtering, restore_log),
+        cmocka_unit_test_teardown(test_log_replace_and_restore, restore_log),
+        cmocka_unit_test_teardown(test_log_set_concurrent, restore_log),
+        cmocka_unit_test(test_mask_conninfo),
+        cmocka_unit_test(test_mask_conninfo_keeps_rest),
+        cmocka_unit_test(test_mask_conninfo_spaces_around_equals),
+        cmocka_unit_test(test_mask_url_query_password),
+        cmocka_unit_test(test_mask_redis_url),
+        cmocka_unit_test(test_mask_postgres_url),
+        cmocka_unit_test(test_mask_quoted),
+        cmocka_unit_test(test_mask_truncation),
+        cmocka_unit_test(test_mask_zero_len),
+        cmocka_unit_test(test_mask_no_secret_unchanged),
+        cmocka_unit_test(test_mask_exact_fit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
