@@ -37,6 +37,11 @@ static void free_pool_cb(struct rcu_head *head)
     pthread_mutex_destroy(&p->rp_lock);
     pthread_cond_destroy(&p->rp_cond);
     p->magic = SHP__POOL_DEAD;
+    for (shp_conn *c = p->spare, *next; c; c = next) {
+        next = c->rnext;
+        c->magic = 0;
+        free(c);
+    }
     free((void *)p->cpu_shard);
     free(p->shards);
     free(p);
@@ -49,12 +54,54 @@ static void shp__unref(shp_pool *p)
         shp__call_rcu(&p->rcu, free_pool_cb);
 }
 
-static void free_conn_cb(struct rcu_head *head)
+/* Connection memory is type-stable for the pool's lifetime: a closed
+ * connection goes, after a grace period, to the pool's spare list and is
+ * reused by a later connect; spares are freed with the pool.  So a late or
+ * second release of a closed connection reads a valid struct in state
+ * CLOSED (-EALREADY) instead of freed memory.  The callback holds a pool
+ * reference taken by shp__close. */
+static void recycle_conn_cb(struct rcu_head *head)
 {
     shp_conn *c = caa_container_of(head, shp_conn, rcu);
     SHP__TSAN_ACQUIRE();
-    c->magic = 0;
-    free(c);
+    shp_pool *p = c->pool;
+    pthread_mutex_lock(&p->reg_lock);
+    c->rnext = p->spare;
+    p->spare = c;
+    pthread_mutex_unlock(&p->reg_lock);
+    shp__unref(p);
+}
+
+/* A connection struct from the spare list, or a new one; NULL if out of
+ * memory.  Its magic stays valid throughout. */
+static shp_conn *conn_alloc(shp_pool *p)
+{
+    pthread_mutex_lock(&p->reg_lock);
+    shp_conn *c = p->spare;
+    if (c)
+        p->spare = c->rnext;
+    pthread_mutex_unlock(&p->reg_lock);
+    if (!c) {
+        c = aligned_alloc(SHP_CACHELINE, sizeof *c);
+        if (!c)
+            return NULL;
+        memset(c, 0, sizeof *c);
+    }
+    c->magic = SHP__CONN_MAGIC;
+    c->pool = p;
+    c->rnext = NULL;
+    atomic_store_explicit(&c->state, SHP__CONNECTING, memory_order_relaxed);
+    atomic_store_explicit(&c->uses, 0, memory_order_relaxed);
+    return c;
+}
+
+static void conn_unused(shp_pool *p, shp_conn *c)
+{
+    atomic_store_explicit(&c->state, SHP__FAILED, memory_order_relaxed);
+    pthread_mutex_lock(&p->reg_lock);
+    c->rnext = p->spare;
+    p->spare = c;
+    pthread_mutex_unlock(&p->reg_lock);
 }
 
 static int64_t tick(const shp_pool *p)
@@ -96,7 +143,7 @@ SHP__COLD static int misuse(shp_pool *p, int err, const char *event, const void 
  * when max_connecting connects are in flight. */
 int shp__reserve(shp_pool *p)
 {
-    uint64_t c = atomic_load_explicit(&p->cap, memory_order_relaxed);
+    uint64_t c = atomic_load_explicit(&p->cap, memory_order_seq_cst);
     for (;;) {
         if (SHP__CAP_LIVE(c) >= p->cfg.max_size)
             return -EAGAIN;
@@ -185,12 +232,12 @@ SHP__COLD static bool handoff(shp_pool *p, shp_conn *c)
 
 /* Makes owned connection c idle: to the oldest waiter if there is one, else
  * onto the calling CPU's shard.  Call inside a read-side section. */
-static inline void put_idle(shp_pool *p, shp_conn *c)
+static inline void put_idle_to(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
     atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
     if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)) && handoff(p, c))
         return;
-    shp__stack_push(&p->shards[shp__home(p)].free, &c->link);
+    shp__stack_push(&sh->free, &c->link);
     /* A waiter that queued after the check above must see this push, or we
      * must see it: its nwaiters increment and our push are both sequentially
      * consistent read-modify-writes, and the fence orders the load after. */
@@ -199,9 +246,14 @@ static inline void put_idle(shp_pool *p, shp_conn *c)
         shp__wake_waiters(p);
 }
 
-void shp__put_idle(shp_pool *p, shp_conn *c)
+static inline void put_idle(shp_pool *p, shp_conn *c)
 {
-    put_idle(p, c);
+    put_idle_to(p, c, &p->shards[shp__home(p)]);
+}
+
+void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh)
+{
+    put_idle_to(p, c, sh ? sh : &p->shards[shp__home(p)]);
 }
 
 /* ---------------------------------------------------------------- open/close */
@@ -212,11 +264,18 @@ void shp__put_idle(shp_pool *p, shp_conn *c)
  * or -ESHUTDOWN (the pool stopped meanwhile; the connection was closed). */
 int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
 {
-    shp_conn *c = aligned_alloc(SHP_CACHELINE, sizeof *c);
+    if (as == SHP__IN_USE && !running(p)) {
+        /* Destroy began after the reservation: connect nothing. */
+        atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
+        shp__unref(p);
+        return -ESHUTDOWN;
+    }
+    shp_conn *c = conn_alloc(p);
     void *h = NULL;
     int err = c ? p->ops.connect(p->ops.ctx, &h) : -ENOMEM;
     if (err) {
-        free(c);
+        if (c)
+            conn_unused(p, c);
         atomic_fetch_add_explicit(&p->connect_failures, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
         shp__log(SHP_LOG_WARN, p->name, "event=connect_failed err=%s msg=\"%s\"",
@@ -229,9 +288,6 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
         shp__unref(p);
         return err;
     }
-    memset(c, 0, sizeof *c);
-    c->magic = SHP__CONN_MAGIC;
-    c->pool = p;
     c->handle = h;
     c->created_ns = shp__now_ns();
     int64_t now = tick(p);
@@ -289,7 +345,8 @@ void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
     atomic_fetch_add_explicit(&p->closed_uses, atomic_load_explicit(&c->uses, memory_order_relaxed),
                               memory_order_relaxed);
     atomic_fetch_add_explicit(&p->closed, 1, memory_order_relaxed);
-    shp__call_rcu(&c->rcu, free_conn_cb);
+    shp__ref(p); /* dropped by recycle_conn_cb */
+    shp__call_rcu(&c->rcu, recycle_conn_cb);
     atomic_fetch_sub_explicit(&p->cap, 1ULL << 32, memory_order_seq_cst);
     if (atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING) {
         atomic_fetch_add_explicit(&p->drain_seq, 1, memory_order_release);
@@ -332,11 +389,16 @@ static bool validate(shp_pool *p, shp_conn *c)
 
 /* Validates c, popped by the caller, which holds a reference.  Returns 0 and
  * sets *out, 1 if c failed (closed), or -ESHUTDOWN. */
-static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out)
+static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use)
 {
     if (!validate(p, c))
         return 1;
-    take(c);
+    /* seq_cst store, then seq_cst load of the pool state: either destroy's
+     * orphan scan sees IN_USE, or we see STOPPING and give it up. */
+    atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_seq_cst);
+    if (count_use)
+        atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     if (!running(p)) {
         give_up(p, c);
         return -ESHUTDOWN;
@@ -401,33 +463,43 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     /* Entered inside the caller's read-side section; from here on a
      * reference keeps the pool alive across callbacks and waits. */
     shp__ref(p);
+    if (popped)
+        atomic_store_explicit(&popped->state, SHP__CHECKING, memory_order_relaxed);
     shp__rcu_unlock();
     if (popped) {
-        ret = hand_out_checked(p, popped, out);
+        ret = hand_out_checked(p, popped, out, true);
         if (ret <= 0)
             goto done;
     }
     for (;;) {
+        /* The state check, the steal and the take (or the reservation) share
+         * one read-side section, so destroy's grace period after STOPPING
+         * finds the connection borrowed (IN_USE), being checked (with our
+         * reference), or counted in cap - never lost in between. */
+        shp__rcu_lock();
         if (!running(p)) {
+            shp__rcu_unlock();
             ret = -ESHUTDOWN;
             goto done;
         }
-        shp__rcu_lock();
         shp_conn *c = shp__steal(p, shp__home(p));
-        shp__rcu_unlock();
-        if (c) {
-            if (needs_validation(p, c)) {
-                ret = hand_out_checked(p, c, out);
-                if (ret <= 0)
-                    goto done;
-                continue;
-            }
+        if (c && !needs_validation(p, c)) {
             take(c);
+            shp__rcu_unlock();
             *out = c;
             ret = 0;
             goto done;
         }
-        ret = shp__reserve(p);
+        if (c)
+            atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
+        ret = c ? 0 : shp__reserve(p);
+        shp__rcu_unlock();
+        if (c) {
+            ret = hand_out_checked(p, c, out, true);
+            if (ret <= 0)
+                goto done;
+            continue;
+        }
         if (ret == 0) {
             ret = shp__create(p, out, SHP__IN_USE);
             goto done;
@@ -441,6 +513,13 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         ret = wait_turn(p, out, deadline);
         switch (ret) {
         case SHP__W_CONN:
+            /* Handed over already borrowed (IN_USE, use counted). */
+            if (needs_validation(p, *out)) {
+                ret = hand_out_checked(p, *out, out, false);
+                if (ret <= 0)
+                    goto done;
+                continue;
+            }
             ret = 0;
             if (!running(p)) {
                 give_up(p, *out);
@@ -652,7 +731,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
             break; /* logged; the reaper refills to min */
         shp__rcu_lock();
-        shp__put_idle(p, c);
+        shp__put_idle(p, c, NULL);
         shp__rcu_unlock();
     }
     err = pthread_create(&p->reaper, NULL, shp__reaper_main, p);
@@ -716,9 +795,6 @@ int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
     int expect = SHP__RUNNING;
     if (!atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
         return misuse(p, -EINVAL, "destroy_twice", p);
-    if (p->reaper_started)
-        shp__reaper_stop(p);
-
     pthread_mutex_lock(&p->wq_lock);
     p->wq_closed = true;
     for (struct shp__waiter *w = p->wq_head, *next; w; w = next) {
@@ -729,6 +805,8 @@ int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
     p->wq_head = p->wq_tail = NULL;
     atomic_store(&p->nwaiters, 0);
     pthread_mutex_unlock(&p->wq_lock);
+    if (p->reaper_started)
+        shp__reaper_stop(p);
 
     /* Every acquire or release that saw RUNNING has finished its read-side
      * section: later ones see STOPPING and close what they return. */
@@ -767,6 +845,9 @@ int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
 
 void shp_quiesce(void)
 {
+    /* Twice: a connection's recycle callback may drop the pool's last
+     * reference and so queue the pool's own free behind the first barrier. */
+    urcu_bp_barrier();
     urcu_bp_barrier();
 }
 

@@ -107,8 +107,9 @@ struct shp_pool {
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
 
     /* registry of live connections (RCU list; writers hold reg_lock) */
-    pthread_mutex_t reg_lock;
+    pthread_mutex_t reg_lock;     /* also guards spare */
     struct shp__reg reg;
+    shp_conn *spare;              /* closed connections' memory, for reuse */
 
     /* reaper */
     pthread_t reaper;
@@ -130,7 +131,8 @@ struct shp_pool {
 shp_conn *shp__steal(shp_pool *p, unsigned home);
 int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as);
 int shp__reserve(shp_pool *p);
-void shp__put_idle(shp_pool *p, shp_conn *c);
+/* sh NULL: the calling CPU's shard */
+void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
 

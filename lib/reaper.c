@@ -56,6 +56,28 @@ static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
     return KEEP;
 }
 
+/* Whether any idle connection is due for a close or a check, judged from
+ * the registry without taking anything off a shard.  Most passes find none
+ * and leave the shards alone, so acquirers never see them emptied for
+ * nothing. */
+static bool any_due(shp_pool *p, int64_t now)
+{
+    bool due = false;
+    uint32_t live = SHP__CAP_LIVE(atomic_load(&p->cap));
+    struct shp__reg *node;
+    shp__rcu_lock();
+    shp__reg_for_each(node, &p->reg) {
+        shp_conn *c = caa_container_of(node, shp_conn, reg);
+        if (atomic_load_explicit(&c->state, memory_order_relaxed) == SHP__IDLE &&
+            judge(p, c, now, &live) != KEEP) {
+            due = true;
+            break;
+        }
+    }
+    shp__rcu_unlock();
+    return due;
+}
+
 static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t *live)
 {
     shp_conn *taken = NULL, *c;
@@ -72,7 +94,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
         taken = c->rnext;
         c->verdict = judge(p, c, now, live);
         if (c->verdict == KEEP) {
-            shp__put_idle(p, c);
+            shp__put_idle(p, c, sh); /* back where it was: keep it CPU-local */
         } else {
             c->rnext = NULL;
             *tail = c;
@@ -91,7 +113,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
             if (r == 0) {
                 atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
                 shp__rcu_lock();
-                shp__put_idle(p, c);
+                shp__put_idle(p, c, sh);
                 shp__rcu_unlock();
             } else {
                 atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
@@ -121,7 +143,7 @@ static void refill(shp_pool *p)
         if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
             return; /* at a cap, or the backend refused: next interval */
         shp__rcu_lock();
-        shp__put_idle(p, c);
+        shp__put_idle(p, c, NULL);
         shp__rcu_unlock();
     }
 }
@@ -142,8 +164,9 @@ void *shp__reaper_main(void *arg)
         int64_t now = shp__now_ns();
         atomic_store_explicit(&p->tick, now, memory_order_relaxed);
         uint32_t live = SHP__CAP_LIVE(atomic_load(&p->cap));
-        for (unsigned i = 0; i < p->nshards; i++)
-            reap_shard(p, &p->shards[i], now, &live);
+        if (any_due(p, now))
+            for (unsigned i = 0; i < p->nshards; i++)
+                reap_shard(p, &p->shards[i], now, &live);
         refill(p);
 
         pthread_mutex_lock(&p->rp_lock);

@@ -137,14 +137,18 @@ SHP_API int shp_config_validate(const shp_config *cfg);
 SHP_API int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_ops *ops);
 
 /* Shuts the pool down and frees it.  New acquires fail with -ESHUTDOWN at
- * once and waiters are woken with -ESHUTDOWN; idle connections are closed;
- * borrowed connections are waited for until drain_timeout_ns (< 0: wait
- * forever, 0: do not wait) and closed as they come back.
- * Returns 0 when every connection was closed.  Returns -EBUSY when some were
- * still borrowed at the deadline: the pool is then gone for every other use,
- * but each such connection stays valid for its borrower, is closed by its
- * release (which returns -ESHUTDOWN), and the last such release frees what
- * is left of the pool.  -EINVAL if pool is NULL or not a pool.
+ * once and waiters are woken with -ESHUTDOWN; the reaper stops; idle
+ * connections are closed; borrowed connections are waited for until
+ * drain_timeout_ns (< 0: wait forever, 0: do not wait) and closed as they
+ * come back.
+ * Returns 0 when every connection was closed: no callback of ops runs
+ * again, and ops.ctx may be freed.  Returns -EBUSY when some connections
+ * were still borrowed (or being connected or checked) at the deadline: the
+ * pool is then gone for every other use, but each such connection stays
+ * valid for its borrower, is closed by its release (which returns
+ * -ESHUTDOWN), and the last one frees what is left of the pool; ops
+ * callbacks run for those, so ops.ctx must outlive them.
+ * -EINVAL if pool is NULL, not a pool, or already being destroyed.
  * Call it once, from a thread that is not a pool callback. */
 SHP_API int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
 
@@ -159,9 +163,12 @@ SHP_API int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
 /* Returns a borrowed connection: the reset hook runs, then it goes to the
  * oldest waiter or to the calling CPU's shard.  A connection past its
  * lifetime or max_uses, or whose reset fails, is closed instead.  Returns 0;
- * -EALREADY if it is not borrowed (double release); -EBADF if conn is not a
- * connection handle; -EINVAL if NULL; -ESHUTDOWN if the pool was destroyed
- * while it was borrowed (it is closed).  Thread-safe. */
+ * -EALREADY if it is not borrowed (a second release, also after the pool
+ * closed it: connection memory is reused, never freed, while the pool
+ * lives); -EBADF if conn is not a connection handle; -EINVAL if NULL;
+ * -ESHUTDOWN if the pool is being or was destroyed (it is closed).  A
+ * second release cannot be told from a release by a new borrower once the
+ * pool has handed the connection out again.  Thread-safe. */
 SHP_API int shp_release(shp_conn *conn);
 
 /* Like shp_release, but the pool checks conn belongs to pool first
