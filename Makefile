@@ -110,15 +110,15 @@ stress: $(addprefix $(B)/release/stress/,$(STRESS))
 
 asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
 	$(call run_units,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=1)
-	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation --quick
-	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --quick
+	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation
+	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000
 
 # TSAN_OPTIONS: halt_on_error makes any report fail the run.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
 tsan: $(call UNIT_BINS,tsan) $(addprefix $(B)/tsan/stress/,$(STRESS))
 	$(call run_units,tsan,$(TSAN_ENV) setarch -R)
-	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --quick
-	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --quick
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 2000000
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 400000
 
 # Proof that the stress tests can fail: the broken pop must be caught.
 broken-proof: $(addprefix $(B)/broken/stress/,$(STRESS))
