@@ -721,6 +721,62 @@ static void test_double_release(void **state)
     fx_finish(f);
 }
 
+/* A release after the pool closed the connection - by release_broken, or by
+ * a release whose reset failed - is -EALREADY: connection memory stays a
+ * connection while the pool lives (also once it is recycled), so the second
+ * release reads a closed connection, not freed memory.  The fake handle is
+ * freed by the close, so only shp_* calls touch the connection afterwards. */
+static void test_release_after_release_broken(void **state)
+{
+    (void)state;
+    fx *f = fx_make(0, 2);
+    shp_conn *c;
+    assert_int_equal(acq(f, &c, 0), 0);
+    assert_int_equal(rel_broken(c), 0);
+    assert_int_equal(atomic_load(&f->fb.closed), 1);
+    assert_int_equal(shp_release(c), -EALREADY);
+    shp_quiesce(); /* its memory is on the pool's spare list now */
+    assert_int_equal(shp_release(c), -EALREADY);
+    assert_int_equal(shp_release_broken(c), -EALREADY);
+    assert_int_equal(shp_pool_release(f->pool, c), -EALREADY);
+    assert_int_equal(atomic_load(&f->fb.reset_calls), 0);
+
+    /* reset fails: the release closes it; a second release is -EALREADY */
+    assert_int_equal(acq(f, &c, 0), 0);
+    atomic_store(&fh(c)->dirty, 1);
+    assert_int_equal(rel(c), 0);
+    assert_int_equal(atomic_load(&f->fb.reset_calls), 1);
+    assert_int_equal(atomic_load(&f->fb.closed), 2);
+    assert_int_equal(shp_release(c), -EALREADY);
+    shp_quiesce();
+    assert_int_equal(shp_release(c), -EALREADY);
+    assert_int_equal(shp_release_broken(c), -EALREADY);
+    assert_int_equal(shp_pool_release(f->pool, c), -EALREADY);
+    assert_int_equal(atomic_load(&f->fb.reset_calls), 1); /* no reset for those */
+
+    /* nothing changed: no close, no capacity given back twice */
+    shp_stats s = stats_of(f);
+    assert_int_equal(s.live, 0);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(s.idle, 0);
+    assert_int_equal(s.closed, 2);
+    assert_int_equal(atomic_load(&f->fb.closed), 2);
+    assert_int_equal(fake_open_now(&f->fb), 0);
+    /* the pool still works, up to max_size and no further */
+    shp_conn *c1, *c2, *x;
+    assert_int_equal(acq(f, &c1, 0), 0);
+    assert_int_equal(acq(f, &c2, 0), 0);
+    assert_int_equal(acq(f, &x, 0), -EAGAIN);
+    assert_true(fh(c1)->id != fh(c2)->id);
+    assert_int_equal(rel(c1), 0);
+    assert_int_equal(rel(c2), 0);
+    s = stats_of(f);
+    assert_int_equal(s.live, 2);
+    assert_int_equal(s.idle, 2);
+    assert_int_equal(atomic_load(&f->fb.opened), 4);
+    fx_finish(f);
+}
+
 /* shp_pool_release with another pool's connection: -EXDEV, conn untouched. */
 static void test_pool_release_exdev(void **state)
 {
@@ -899,6 +955,322 @@ static void test_destroy_drains_then_returns_0(void **state)
     shp_quiesce();
     assert_int_equal(atomic_load(&f->fb.bad_close), 0);
     free(f);
+}
+
+/* Waits for s at most `seconds` (a bound against a hang, not a timing
+ * assertion).  Returns whether it was posted. */
+static bool sem_wait_bounded(sem_t *s, int seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += seconds;
+    int r;
+    while ((r = sem_timedwait(s, &ts)) == -1 && errno == EINTR)
+        ;
+    return r == 0;
+}
+
+static void sem_wait_intr(sem_t *s)
+{
+    while (sem_wait(s) == -1 && errno == EINTR)
+        ;
+}
+
+/* The fake backend with a health check that can be held: while armed, the
+ * next check posts `entered` and blocks until `go` is posted. */
+typedef struct held_check {
+    shp_ops fake;
+    atomic_int armed;
+    sem_t entered, go;
+} held_check;
+
+static int held_connect(void *ctx, void **handle)
+{
+    held_check *hc = ctx;
+    return hc->fake.connect(hc->fake.ctx, handle);
+}
+
+static void held_close(void *ctx, void *handle)
+{
+    held_check *hc = ctx;
+    hc->fake.close(hc->fake.ctx, handle);
+}
+
+static int held_reset(void *ctx, void *handle)
+{
+    held_check *hc = ctx;
+    return hc->fake.reset(hc->fake.ctx, handle);
+}
+
+static int held_check_cb(void *ctx, void *handle)
+{
+    held_check *hc = ctx;
+    if (atomic_exchange(&hc->armed, 0)) {
+        sem_post(&hc->entered);
+        sem_wait_intr(&hc->go);
+    }
+    return hc->fake.check(hc->fake.ctx, handle);
+}
+
+static void held_init(held_check *hc, fx *f)
+{
+    hc->fake = fake_ops(&f->fb);
+    atomic_init(&hc->armed, 0);
+    sem_init(&hc->entered, 0, 0);
+    sem_init(&hc->go, 0, 0);
+    f->ops = (shp_ops){ .connect = held_connect, .close = held_close,
+                        .check = held_check_cb, .reset = held_reset, .ctx = hc };
+}
+
+/* destroy wakes waiters with -ESHUTDOWN before it stops the reaper: a
+ * waiter returns while the reaper is still blocked inside a health check
+ * (of the only connection, which is why the waiter waits), and destroy
+ * finishes with 0 once the check returns. */
+static void test_waiters_woken_before_reaper_stops(void **state)
+{
+    (void)state;
+    fx *f = fx_new(1, 1);
+    f->cfg.health_interval_ns = NS_PER_MS;
+    f->cfg.reaper_interval_ns = NS_PER_MS;
+    held_check hc;
+    held_init(&hc, f);
+    atomic_store(&hc.armed, 1); /* the reaper's first check blocks */
+    fx_start(f);
+
+    bool in_check = sem_wait_bounded(&hc.entered, 10);
+    uint64_t checking = in_check ? stats_of(f).checking : 0;
+    borrower *w = NULL;
+    bool queued = false, woke = false;
+    int destroy_rc_while_held = 1;
+    struct destroyer d = { .pool = f->pool };
+    atomic_init(&d.rc, 1);
+    sem_init(&d.started, 0, 0);
+    pthread_t t;
+    if (in_check) {
+        /* max 1 and the one connection is being checked: the acquirer waits */
+        w = borrower_start(f, 60 * NS_PER_S, true, NULL);
+        queued = wait_waiters(f, 1);
+        assert_int_equal(pthread_create(&t, NULL, destroyer_main, &d), 0);
+        sem_wait(&d.started);
+        woke = sem_wait_bounded(&w->got, 10);
+        /* destroy cannot be done: it has a reaper to stop */
+        destroy_rc_while_held = atomic_load(&d.rc);
+    }
+    atomic_store(&hc.armed, 0);
+    sem_post(&hc.go); /* let the check, the reaper and destroy finish */
+    if (!in_check) {
+        fx_finish(f);
+        sem_destroy(&hc.entered);
+        sem_destroy(&hc.go);
+        fail_msg("the reaper never ran the health check");
+    }
+    if (!woke)
+        sem_wait(&w->got);
+    sem_post(&w->may_release); /* if it did get a connection, give it back */
+    pthread_join(t, NULL);
+    borrower_wait(w);
+    int wrc = atomic_load(&w->rc);
+    borrower_free(w);
+    sem_destroy(&d.started);
+
+    assert_int_equal(checking, 1);
+    assert_true(queued);
+    assert_true(woke); /* not only after the check was let go */
+    assert_int_equal(wrc, -ESHUTDOWN);
+    assert_int_equal(destroy_rc_while_held, 1);
+    assert_int_equal(atomic_load(&d.rc), 0);
+    assert_int_equal(fake_open_now(&f->fb), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(&f->fb), 0);
+    assert_int_equal(atomic_load(&f->fb.bad_close), 0);
+    assert_true(atomic_load(&f->fb.check_calls) >= 1);
+    sem_destroy(&hc.entered);
+    sem_destroy(&hc.go);
+    free(f);
+}
+
+/* Acquirers racing destroy.  Workers loop acquire/release until acquire
+ * says -ESHUTDOWN; the main thread destroys the pool at a random point.
+ *
+ * The contract forbids any call on the pool after destroy has returned
+ * (bar releasing what was borrowed at its deadline), yet a worker between
+ * its release and its next acquire holds nothing that keeps destroy from
+ * returning.  So one more connection, the sentinel, is borrowed for the
+ * whole round by a thread that gives it back only after every worker has
+ * stopped: destroy cannot return 0 before that, and when it returns -EBUSY
+ * the sentinel's orphan keeps the pool's memory alive until then.  In every
+ * fifth round the sentinel is held past destroy's deadline as well, so that
+ * -EBUSY and the late release of an orphan happen every run. */
+enum { RD_THREADS = 16, RD_ROUNDS = 20, RD_MAX_ITER = 1000000 };
+
+struct race_destroy {
+    shp_pool *pool;
+    shp_conn *sentinel;
+    bool hold_past_destroy;
+    atomic_int started;
+    atomic_long acquires;        /* acquire calls returned, all workers */
+    atomic_int destroy_rc;
+    atomic_int destroy_done;     /* set after destroy_rc, once destroy returned */
+    sem_t worker_done;           /* each worker posts once it stopped */
+    sem_t destroyed;
+    atomic_int sentinel_rc;
+    /* what the workers saw */
+    atomic_int bad_acquire, bad_acquire_rc;
+    atomic_int bad_release, bad_release_rc;
+    atomic_int late_release_not_shutdown;
+    atomic_int shared;
+    atomic_int never_shut_down;
+};
+
+static void *rd_worker(void *arg)
+{
+    struct race_destroy *rd = arg;
+    atomic_fetch_add(&rd->started, 1);
+    bool shut_down = false;
+    long i;
+    for (i = 0; i < RD_MAX_ITER && !atomic_load(&rd->destroy_done); i++) {
+        shp_conn *c = NULL;
+        int rc = shp_acquire(rd->pool, &c, 10 * NS_PER_MS);
+        atomic_fetch_add(&rd->acquires, 1);
+        if (rc == -ESHUTDOWN) {
+            shut_down = true;
+            break;
+        }
+        if (rc == -ETIMEDOUT || rc == -EAGAIN)
+            continue;
+        if (rc != 0) {
+            atomic_fetch_add(&rd->bad_acquire, 1);
+            atomic_store(&rd->bad_acquire_rc, rc);
+            continue;
+        }
+        fake_handle *h = shp_conn_handle(c);
+        if (!h || h->magic != FAKE_MAGIC || !tag_take(h)) {
+            atomic_fetch_add(&rd->shared, 1);
+            continue; /* not ours to release */
+        }
+        if (i % 4 == 0)
+            sched_yield();
+        tag_drop(h);
+        bool after_destroy = atomic_load(&rd->destroy_done);
+        rc = i % 31 == 30 ? shp_release_broken(c) : shp_release(c);
+        if (rc != 0 && rc != -ESHUTDOWN) {
+            atomic_fetch_add(&rd->bad_release, 1);
+            atomic_store(&rd->bad_release_rc, rc);
+        }
+        if (after_destroy && atomic_load(&rd->destroy_rc) == -EBUSY && rc != -ESHUTDOWN)
+            atomic_fetch_add(&rd->late_release_not_shutdown, 1);
+    }
+    /* Stopping because destroy has returned is not a failure (this worker
+     * sat out the whole drain); running out of iterations is. */
+    if (!shut_down && i == RD_MAX_ITER)
+        atomic_fetch_add(&rd->never_shut_down, 1);
+    sem_post(&rd->worker_done);
+    return NULL;
+}
+
+static void *rd_sentinel(void *arg)
+{
+    struct race_destroy *rd = arg;
+    for (int i = 0; i < RD_THREADS; i++)
+        sem_wait_intr(&rd->worker_done);
+    if (rd->hold_past_destroy)
+        sem_wait_intr(&rd->destroyed);
+    tag_drop(shp_conn_handle(rd->sentinel));
+    atomic_store(&rd->sentinel_rc, shp_release(rd->sentinel));
+    return NULL;
+}
+
+static uint64_t rd_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void test_acquire_racing_destroy(void **state)
+{
+    (void)state;
+    uint64_t seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL | 1;
+    uint64_t rng = seed;
+    for (int round = 0; round < RD_ROUNDS; round++) {
+        /* max 4 for the workers plus the sentinel; min 1 so the reaper
+         * refills (connects) while destroy runs */
+        fx *f = fx_new(1, RD_THREADS / 4 + 1);
+        f->cfg.reaper_interval_ns = NS_PER_MS;
+        fx_start(f);
+        struct race_destroy rd = { .pool = f->pool, .hold_past_destroy = round % 5 == 4 };
+        atomic_init(&rd.started, 0);
+        atomic_init(&rd.acquires, 0);
+        atomic_init(&rd.destroy_rc, 1);
+        atomic_init(&rd.destroy_done, 0);
+        atomic_init(&rd.sentinel_rc, 1);
+        atomic_init(&rd.bad_acquire, 0);
+        atomic_init(&rd.bad_acquire_rc, 0);
+        atomic_init(&rd.bad_release, 0);
+        atomic_init(&rd.bad_release_rc, 0);
+        atomic_init(&rd.late_release_not_shutdown, 0);
+        atomic_init(&rd.shared, 0);
+        atomic_init(&rd.never_shut_down, 0);
+        sem_init(&rd.worker_done, 0, 0);
+        sem_init(&rd.destroyed, 0, 0);
+        assert_int_equal(acq(f, &rd.sentinel, 0), 0);
+
+        pthread_t sentinel, t[RD_THREADS];
+        assert_int_equal(pthread_create(&sentinel, NULL, rd_sentinel, &rd), 0);
+        for (int i = 0; i < RD_THREADS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, rd_worker, &rd), 0);
+        for (long i = 0; i < 40000000 && atomic_load(&rd.started) < RD_THREADS; i++)
+            sched_yield();
+        /* a random point: after 0..~20000 acquires of the workers */
+        long target = (long)(rd_rand(&rng) % 20000);
+        for (long i = 0; i < 40000000 && atomic_load(&rd.acquires) < target; i++)
+            sched_yield();
+        int drc = shp_pool_destroy(f->pool, NS_PER_S);
+        atomic_store(&rd.destroy_rc, drc);
+        atomic_store(&rd.destroy_done, 1);
+        sem_post(&rd.destroyed);
+        for (int i = 0; i < RD_THREADS; i++)
+            pthread_join(t[i], NULL);
+        pthread_join(sentinel, NULL);
+        sem_destroy(&rd.worker_done);
+        sem_destroy(&rd.destroyed);
+        shp_quiesce();
+
+        uint64_t open_now = fake_open_now(&f->fb);
+        uint64_t bad_close = atomic_load(&f->fb.bad_close);
+        free(f);
+        if (drc != 0 && drc != -EBUSY)
+            fail_msg("round %d (seed %llu): destroy returned %d", round,
+                     (unsigned long long)seed, drc);
+        if (rd.hold_past_destroy && drc != -EBUSY)
+            fail_msg("round %d: destroy returned %d with the sentinel borrowed", round, drc);
+        if (atomic_load(&rd.bad_acquire))
+            fail_msg("round %d (seed %llu): %d acquires returned e.g. %d", round,
+                     (unsigned long long)seed, atomic_load(&rd.bad_acquire),
+                     atomic_load(&rd.bad_acquire_rc));
+        if (atomic_load(&rd.bad_release))
+            fail_msg("round %d (seed %llu): %d releases returned e.g. %d", round,
+                     (unsigned long long)seed, atomic_load(&rd.bad_release),
+                     atomic_load(&rd.bad_release_rc));
+        if (atomic_load(&rd.late_release_not_shutdown))
+            fail_msg("round %d: %d releases after destroy's -EBUSY were not -ESHUTDOWN", round,
+                     atomic_load(&rd.late_release_not_shutdown));
+        if (atomic_load(&rd.shared))
+            fail_msg("round %d: a connection was handed to two borrowers", round);
+        if (atomic_load(&rd.never_shut_down))
+            fail_msg("round %d: %d workers stopped without seeing -ESHUTDOWN", round,
+                     atomic_load(&rd.never_shut_down));
+        if (atomic_load(&rd.sentinel_rc) != -ESHUTDOWN)
+            fail_msg("round %d: the sentinel's release returned %d, not -ESHUTDOWN", round,
+                     atomic_load(&rd.sentinel_rc));
+        if (open_now != 0)
+            fail_msg("round %d (seed %llu, destroy %d): %llu fake connections left open", round,
+                     (unsigned long long)seed, drc, (unsigned long long)open_now);
+        if (bad_close != 0)
+            fail_msg("round %d: %llu closes of a bad handle", round,
+                     (unsigned long long)bad_close);
+    }
 }
 
 /* ---- maintenance --------------------------------------------------------------------- */
@@ -1176,6 +1548,144 @@ static void test_steal_between_shards(void **state)
     fx_finish(f);
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* acquire(0)/release pairs on one thread: at least min_pairs, and for at
+ * least min_ns, so that they overlap some thousands of reaper passes even
+ * where pairs are fast (a run length for exposure, not a timing assertion).
+ * Counts what acquire returned other than 0, and releases that were not 0. */
+struct pairs {
+    long n, eagain, other;
+    int other_rc;
+};
+
+static struct pairs run_pairs(fx *f, long min_pairs, int64_t min_ns)
+{
+    struct pairs r = { 0, 0, 0, 0 };
+    int64_t end = mono_ns() + min_ns;
+    while (r.n < min_pairs || mono_ns() < end) {
+        for (int i = 0; i < 1000; i++, r.n++) {
+            shp_conn *c = NULL;
+            int rc = shp_acquire(f->pool, &c, 0);
+            if (rc == 0)
+                rc = shp_release(c);
+            if (rc == -EAGAIN) {
+                r.eagain++;
+            } else if (rc != 0) {
+                r.other++;
+                r.other_rc = rc;
+            }
+        }
+    }
+    return r;
+}
+
+/* A quiet pool config for the reaper tests below: a reaper that runs every
+ * 200 us and has nothing to close or check. */
+static fx *fx_new_fast_idle_reaper(unsigned min, unsigned max)
+{
+    fx *f = fx_new(min, max);
+    f->cfg.reaper_interval_ns = 200 * 1000;
+    f->cfg.idle_timeout_ns = 0;
+    f->cfg.max_lifetime_ns = 0;
+    f->cfg.health_interval_ns = 0;
+    return f;
+}
+
+/* Whether CPUs 0 and 1 are both ours to pin to. */
+static bool two_cpus(cpu_set_t *saved)
+{
+    return sched_getaffinity(0, sizeof *saved, saved) == 0 && CPU_COUNT(saved) >= 2 &&
+           CPU_ISSET(0, saved) && CPU_ISSET(1, saved);
+}
+
+/* Creates f's pool from CPU 1, so that its reaper (which inherits the
+ * creator's affinity) runs on CPU 1, then pins the caller to CPU 0: the
+ * reaper's passes then run alongside the caller's acquires instead of
+ * preempting them.  Returns whether both pinnings took; the pool is made
+ * either way. */
+static bool start_with_reaper_apart(fx *f, bool can_pin)
+{
+    bool apart = can_pin && pin_to_cpu(1);
+    fx_start(f);
+    return apart && pin_to_cpu(0);
+}
+
+/* A reaper pass with nothing to do leaves the shards alone: a lone thread
+ * doing acquire/release pairs (at least 200000, over at least ~2500 reaper
+ * passes) always finds the one idle connection, never sees an empty pool
+ * (-EAGAIN, or a needless connect). */
+static void test_no_needless_connect_during_reaper_pass(void **state)
+{
+    (void)state;
+    enum { PAIRS = 200000 };
+    cpu_set_t saved;
+    bool can_pin = two_cpus(&saved);
+    fx *f = fx_new_fast_idle_reaper(1, 4);
+    start_with_reaper_apart(f, can_pin); /* pinned or not, the test holds */
+    struct pairs r = run_pairs(f, PAIRS, 2500 * f->cfg.reaper_interval_ns);
+    if (can_pin)
+        sched_setaffinity(0, sizeof saved, &saved);
+    shp_stats s = stats_of(f);
+    assert_int_equal(r.other_rc, 0);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.eagain, 0);
+    assert_int_equal(s.created, 1);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 1);
+    assert_int_equal(s.acquired, r.n);
+    assert_int_equal(s.live, 1);
+    assert_int_equal(s.idle, 1);
+    fx_finish(f);
+}
+
+/* With two shards and the only user pinned to CPU 0 (the reaper on CPU 1),
+ * the connection stays on CPU 0's shard across reaper passes: no steals,
+ * no second connection. */
+static void test_reaper_keeps_connection_on_its_shard(void **state)
+{
+    (void)state;
+    enum { PAIRS = 200000 };
+    cpu_set_t saved;
+    if (!two_cpus(&saved)) {
+        skip();
+        return;
+    }
+    fx *f = fx_new_fast_idle_reaper(1, 4);
+    f->cfg.shards = 2;
+    bool pinned = start_with_reaper_apart(f, true);
+    shp_stats s0 = { 0 }, s1 = { 0 };
+    struct pairs r = { 0, 0, 0, 0 };
+    if (pinned) {
+        /* the prefill went to the creator's shard (CPU 1): bring it home */
+        shp_conn *c;
+        assert_int_equal(acq(f, &c, 0), 0);
+        assert_int_equal(rel(c), 0);
+        s0 = stats_of(f);
+        r = run_pairs(f, PAIRS, 2500 * f->cfg.reaper_interval_ns);
+        s1 = stats_of(f);
+        pinned = sched_getcpu() == 0;
+    }
+    sched_setaffinity(0, sizeof saved, &saved);
+    if (!pinned) {
+        fx_finish(f);
+        skip();
+        return;
+    }
+    assert_int_equal(r.other_rc, 0);
+    assert_int_equal(r.other, 0);
+    assert_int_equal(r.eagain, 0);
+    assert_int_equal(s1.steals - s0.steals, 0);
+    assert_int_equal(s1.created, 1);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 1);
+    assert_int_equal(s1.acquired - s0.acquired, r.n);
+    fx_finish(f);
+}
+
 /* ---- concurrency ------------------------------------------------------------------------ */
 
 struct churn {
@@ -1269,12 +1779,15 @@ int main(void)
         cmocka_unit_test(test_reset_failure_closes),
         cmocka_unit_test(test_max_uses),
         cmocka_unit_test(test_double_release),
+        cmocka_unit_test(test_release_after_release_broken),
         cmocka_unit_test(test_pool_release_exdev),
         cmocka_unit_test(test_null_args),
         cmocka_unit_test(test_not_a_handle),
         cmocka_unit_test(test_destroy_busy_then_late_release),
         cmocka_unit_test(test_destroy_closes_idle_keeps_borrowed),
         cmocka_unit_test(test_destroy_drains_then_returns_0),
+        cmocka_unit_test(test_waiters_woken_before_reaper_stops),
+        cmocka_unit_test(test_acquire_racing_destroy),
         cmocka_unit_test(test_validate_on_acquire),
         cmocka_unit_test(test_validate_skipped_when_recent),
         cmocka_unit_test(test_reaper_health_check),
@@ -1283,6 +1796,8 @@ int main(void)
         cmocka_unit_test(test_max_lifetime_replaces),
         cmocka_unit_test(test_stats_consistent),
         cmocka_unit_test(test_steal_between_shards),
+        cmocka_unit_test(test_no_needless_connect_during_reaper_pass),
+        cmocka_unit_test(test_reaper_keeps_connection_on_its_shard),
         cmocka_unit_test(test_concurrent_single_owner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
