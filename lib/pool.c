@@ -626,6 +626,9 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
     else if (SHP_UNLIKELY(atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses))
         why = SHP__CLOSE_USES;
 
+    /* The shard is picked before the CAS so that the CPU lookup's loads
+     * overlap with the checks instead of queuing behind the locked CAS. */
+    struct shp__shard *sh = &p->shards[shp__home(p)];
     shp__rcu_lock();
     if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING))
         return release_retire(p, c, SHP__CLOSE_SHUTDOWN);
@@ -638,7 +641,7 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
         return not_borrowed(p, c, s);
     }
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
-    put_idle(p, c);
+    put_idle_to(p, c, sh);
     shp__rcu_unlock();
     return 0;
 }
