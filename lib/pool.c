@@ -230,11 +230,11 @@ SHP__COLD static bool handoff(shp_pool *p, shp_conn *c)
     return w != NULL;
 }
 
-/* Makes owned connection c idle: to the oldest waiter if there is one, else
- * onto the calling CPU's shard.  Call inside a read-side section. */
+/* Gives owned connection c, already in state IDLE, to the oldest waiter if
+ * there is one, else pushes it on shard sh.  Call inside a read-side
+ * section. */
 static inline void put_idle_to(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
-    atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
     if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)) && handoff(p, c))
         return;
     shp__stack_push(&sh->free, &c->link);

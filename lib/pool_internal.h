@@ -131,7 +131,7 @@ struct shp_pool {
 shp_conn *shp__steal(shp_pool *p, unsigned home);
 int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as);
 int shp__reserve(shp_pool *p);
-/* sh NULL: the calling CPU's shard */
+/* c must be in state IDLE; sh NULL: the calling CPU's shard */
 void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);

@@ -112,6 +112,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
             atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
             if (r == 0) {
                 atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
+                atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
                 shp__rcu_lock();
                 shp__put_idle(p, c, sh);
                 shp__rcu_unlock();
