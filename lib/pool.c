@@ -157,6 +157,17 @@ int shp__reserve(shp_pool *p)
     return 0;
 }
 
+/* Gives waiter w its verdict (under the queue lock, so w's frame is still
+ * there) and wakes it only if it sleeps: a waiter still yielding sees the
+ * verdict without a system call.  verdict and sleeping are a store-load
+ * pair on each side (seq_cst), so a sleeper is never missed. */
+static void waiter_signal(struct shp__waiter *w, uint32_t verdict)
+{
+    atomic_store_explicit(&w->word, verdict, memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
+        shp__futex_wake((uint32_t *)&w->word, 1);
+}
+
 /* Hands resources to waiters, oldest first: an idle connection from any
  * shard, else a reserved slot for it to connect with.  One resource wakes
  * one waiter.  Safe to call from any thread that may touch p. */
@@ -185,8 +196,7 @@ void shp__wake_waiters(shp_pool *p)
         if (!p->wq_head)
             p->wq_tail = NULL;
         atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
-        atomic_store_explicit(&w->word, verdict, memory_order_release);
-        shp__futex_wake((uint32_t *)&w->word, 1);
+        waiter_signal(w, verdict);
     }
     pthread_mutex_unlock(&p->wq_lock);
 }
@@ -223,8 +233,7 @@ SHP__COLD static bool handoff(shp_pool *p, shp_conn *c)
         take(c);
         w->conn = c;
         atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
-        atomic_store_explicit(&w->word, SHP__W_CONN, memory_order_release);
-        shp__futex_wake((uint32_t *)&w->word, 1);
+        waiter_signal(w, SHP__W_CONN);
     }
     pthread_mutex_unlock(&p->wq_lock);
     return w != NULL;
@@ -410,10 +419,13 @@ static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count
 /* Queues the caller and sleeps until it is handed a connection, a slot, the
  * deadline or shutdown.  Caller holds a reference.  Returns SHP__W_CONN
  * (with *out set), SHP__W_GRANT, SHP__W_SHUTDOWN or -ETIMEDOUT. */
+#define SHP__WAIT_YIELDS 8
+
 static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
 {
     struct shp__waiter w = { .next = NULL, .conn = NULL };
     atomic_init(&w.word, SHP__W_WAITING);
+    atomic_init(&w.sleeping, 0);
     pthread_mutex_lock(&p->wq_lock);
     if (p->wq_closed) {
         pthread_mutex_unlock(&p->wq_lock);
@@ -430,7 +442,15 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
     shp__wake_waiters(p);
 
     uint32_t v;
-    while ((v = atomic_load_explicit(&w.word, memory_order_acquire)) == SHP__W_WAITING) {
+    /* A release usually comes within microseconds when the pool is merely
+     * busy: yield a few times before sleeping, so that a handoff does not
+     * cost a futex wake-up plus a scheduler round trip per connection (the
+     * convoy that strict FIFO handoff otherwise causes). */
+    for (int i = 0; i < SHP__WAIT_YIELDS &&
+                    atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING; i++)
+        sched_yield();
+    atomic_store_explicit(&w.sleeping, 1, memory_order_seq_cst);
+    while ((v = atomic_load_explicit(&w.word, memory_order_seq_cst)) == SHP__W_WAITING) {
         if (shp__futex_wait((uint32_t *)&w.word, SHP__W_WAITING, deadline) != -ETIMEDOUT)
             continue;
         pthread_mutex_lock(&p->wq_lock);
@@ -802,8 +822,7 @@ int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
     p->wq_closed = true;
     for (struct shp__waiter *w = p->wq_head, *next; w; w = next) {
         next = w->next;
-        atomic_store_explicit(&w->word, SHP__W_SHUTDOWN, memory_order_release);
-        shp__futex_wake((uint32_t *)&w->word, 1);
+        waiter_signal(w, SHP__W_SHUTDOWN);
     }
     p->wq_head = p->wq_tail = NULL;
     atomic_store(&p->nwaiters, 0);

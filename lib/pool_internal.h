@@ -73,12 +73,14 @@ struct shp__shard {
 
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
  * word goes 0 → one of SHP__W_* under the queue lock, and is futex-woken
- * under that lock, so the frame outlives every access by a waker. */
+ * (if the waiter announced it sleeps) under that lock, so the frame outlives
+ * every access by a waker. */
 enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN };
 struct shp__waiter {
     struct shp__waiter *next;
     shp_conn *conn;               /* SHP__W_CONN: handed to us */
     _Atomic uint32_t word;
+    _Atomic uint32_t sleeping;    /* set before the waiter may futex-wait */
 };
 
 struct shp_pool {
