@@ -157,15 +157,16 @@ int shp__reserve(shp_pool *p)
     return 0;
 }
 
-/* Gives waiter w its verdict (under the queue lock, so w's frame is still
- * there) and wakes it only if it sleeps: a waiter still yielding sees the
- * verdict without a system call.  verdict and sleeping are a store-load
- * pair on each side (seq_cst), so a sleeper is never missed. */
+/* Gives waiter w its verdict, under the queue lock.  The waiter may see the
+ * verdict and return at once (its frame is then gone), so after the
+ * exchange only the futex address is used, and only if the waiter had
+ * announced it sleeps; a stray wake of a reused address is harmless, as
+ * every futex waiter re-checks its word. */
 static void waiter_signal(struct shp__waiter *w, uint32_t verdict)
 {
-    atomic_store_explicit(&w->word, verdict, memory_order_seq_cst);
-    if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst))
-        shp__futex_wake((uint32_t *)&w->word, 1);
+    uint32_t *addr = (uint32_t *)&w->word;
+    if (atomic_exchange_explicit(&w->word, verdict, memory_order_acq_rel) == SHP__W_SLEEPING)
+        shp__futex_wake(addr, 1);
 }
 
 /* Hands resources to waiters, oldest first: an idle connection from any
@@ -425,7 +426,6 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
 {
     struct shp__waiter w = { .next = NULL, .conn = NULL };
     atomic_init(&w.word, SHP__W_WAITING);
-    atomic_init(&w.sleeping, 0);
     pthread_mutex_lock(&p->wq_lock);
     if (p->wq_closed) {
         pthread_mutex_unlock(&p->wq_lock);
@@ -449,13 +449,21 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
     for (int i = 0; i < SHP__WAIT_YIELDS &&
                     atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING; i++)
         sched_yield();
-    atomic_store_explicit(&w.sleeping, 1, memory_order_seq_cst);
-    while ((v = atomic_load_explicit(&w.word, memory_order_seq_cst)) == SHP__W_WAITING) {
-        if (shp__futex_wait((uint32_t *)&w.word, SHP__W_WAITING, deadline) != -ETIMEDOUT)
+    for (;;) {
+        v = atomic_load_explicit(&w.word, memory_order_acquire);
+        if (v != SHP__W_WAITING && v != SHP__W_SLEEPING)
+            break;
+        /* Announce the sleep in the word itself: a waker's exchange then
+         * tells it whether a futex wake is needed. */
+        if (v == SHP__W_WAITING &&
+            !atomic_compare_exchange_strong(&w.word, &v, SHP__W_SLEEPING))
+            continue;
+        if (shp__futex_wait((uint32_t *)&w.word, SHP__W_SLEEPING, deadline) != -ETIMEDOUT)
             continue;
         pthread_mutex_lock(&p->wq_lock);
         v = atomic_load_explicit(&w.word, memory_order_acquire);
-        if (v == SHP__W_WAITING) {
+        bool still_queued = v == SHP__W_WAITING || v == SHP__W_SLEEPING;
+        if (still_queued) {
             struct shp__waiter **pp = &p->wq_head, *prev = NULL;
             while (*pp != &w) {
                 prev = *pp;
@@ -467,8 +475,9 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
             atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
         }
         pthread_mutex_unlock(&p->wq_lock);
-        if (v == SHP__W_WAITING)
+        if (still_queued)
             return -ETIMEDOUT;
+        break;
     }
     if (v == SHP__W_CONN)
         *out = w.conn;

@@ -72,15 +72,13 @@ struct shp__shard {
 } __attribute__((aligned(SHP_CACHELINE)));
 
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
- * word goes 0 → one of SHP__W_* under the queue lock, and is futex-woken
- * (if the waiter announced it sleeps) under that lock, so the frame outlives
- * every access by a waker. */
-enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN };
+ * word goes WAITING (→ SLEEPING, set by the waiter) → a verdict, set by one
+ * exchange under the queue lock; see waiter_signal for the frame's lifetime. */
+enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN, SHP__W_SLEEPING };
 struct shp__waiter {
     struct shp__waiter *next;
     shp_conn *conn;               /* SHP__W_CONN: handed to us */
     _Atomic uint32_t word;
-    _Atomic uint32_t sleeping;    /* set before the waiter may futex-wait */
 };
 
 struct shp_pool {
