@@ -115,7 +115,14 @@ asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
 
 # TSAN_OPTIONS: halt_on_error makes any report fail the run.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
-tsan: $(call UNIT_BINS,tsan) $(addprefix $(B)/tsan/stress/,$(STRESS))
+$(B)/tsan/tsan_canary: tests/tsan_canary.c | $(B)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_tsan) $< $(LDFLAGS_tsan) -o $@
+
+tsan: $(call UNIT_BINS,tsan) $(addprefix $(B)/tsan/stress/,$(STRESS)) $(B)/tsan/tsan_canary
+	@if $(TSAN_ENV) setarch -R $(B)/tsan/tsan_canary >/dev/null 2>&1; then \
+	  echo "tsan: FAIL - the canary race was not reported: this build is not instrumented"; exit 1; \
+	else echo "tsan: canary race reported, instrumentation is live"; fi
 	$(call run_units,tsan,$(TSAN_ENV) setarch -R)
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 2000000
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 400000

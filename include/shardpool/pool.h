@@ -40,8 +40,9 @@
  *       └────────────────────► CLOSING ◄──────────────────────────────
  *                                │ close callback returned
  *                                ▼
- *                              CLOSED  (memory reclaimed after an RCU grace
- *                                       period)
+ *                              CLOSED  (its memory is reused for a later
+ *                                       connection after an RCU grace period,
+ *                                       and freed with the pool)
  *   IDLE → CLOSING also happens when the reaper retires an idle connection
  *   (idle timeout, lifetime, max_uses) and at destroy.
  */
