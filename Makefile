@@ -38,7 +38,7 @@ LDFLAGS_tsan   := -fsanitize=thread
 LDFLAGS_broken := -latomic
 LDFLAGS_tsan   += -latomic
 
-.PHONY: all deps check unit stress asan tsan broken-proof bench install clean stress-long
+.PHONY: all deps check unit stress asan tsan broken-proof bench install clean readme-example
 .DELETE_ON_ERROR:
 
 all: $(B)/release/libshardpool.a $(B)/release/libshardpool.so
@@ -133,7 +133,15 @@ broken-proof: $(addprefix $(B)/broken/stress/,$(STRESS))
 	  echo "broken-proof: FAIL - the ABA torture did not catch the single-word CAS pop"; exit 1; \
 	else echo "broken-proof: PASS - the ABA torture caught the single-word CAS pop"; fi
 
-check: all unit stress broken-proof asan tsan
+# The README's example must compile against the headers and library as shipped.
+readme-example: $(B)/release/libshardpool.a
+	@mkdir -p $(B)/release/readme
+	awk '/^```c$$/{f=1;next} /^```$$/{if(f)exit} f' README.md > $(B)/release/readme/example.c
+	$(CC) $(CSTD) $(WARN) -O2 -I include $(B)/release/readme/example.c $(B)/release/libshardpool.a $(LIBS) \
+	  -o $(B)/release/readme/example
+	@echo "readme-example: the README's example compiles"
+
+check: all readme-example unit stress broken-proof asan tsan
 	@echo "make check: all passed"
 
 # ---- benchmark ----------------------------------------------------------------
