@@ -91,6 +91,7 @@ $(foreach v,release asan tsan broken,$(eval $(call variant,$(v))))
 
 $(B)/release/libshardpool.so: $(patsubst lib/%.c,$(B)/release/lib/%.o,$(LIB_SRC))
 	$(CC) -shared -Wl,-soname,libshardpool.so.$(SOVER) $^ $(LIBS) -o $@
+	ln -sf libshardpool.so $(B)/release/libshardpool.so.$(SOVER)
 
 # ---- tests ------------------------------------------------------------------
 UNIT_BINS = $(addprefix $(B)/$(1)/tests/,$(UNIT))
