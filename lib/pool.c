@@ -820,13 +820,10 @@ static unsigned orphan_borrowed(shp_pool *p)
     return n;
 }
 
-int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
+/* Stops p (its state already moved RUNNING -> STOPPING by the caller) and
+ * drains it; see shp_pool_shutdown.  Leaves the owner's reference. */
+static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
 {
-    if (!p || p->magic != SHP__POOL_MAGIC)
-        return misuse(NULL, -EINVAL, "destroy_bad_pool", p);
-    int expect = SHP__RUNNING;
-    if (!atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
-        return misuse(p, -EINVAL, "destroy_twice", p);
     pthread_mutex_lock(&p->wq_lock);
     p->wq_closed = true;
     for (struct shp__waiter *w = p->wq_head, *next; w; w = next) {
@@ -864,10 +861,33 @@ int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
     }
     uint32_t left = live_now(p);
     atomic_store(&p->state, SHP__STOPPED);
-    int ret = left ? -EBUSY : 0;
     shp__log(left ? SHP_LOG_WARN : SHP_LOG_INFO, p->name,
-             "event=destroyed created=%" PRIu64 " closed=%" PRIu64 " orphaned=%u pending=%u",
+             "event=shut_down created=%" PRIu64 " closed=%" PRIu64 " orphaned=%u pending=%u",
              atomic_load(&p->created), atomic_load(&p->closed), orphans, left);
+    return left ? -EBUSY : 0;
+}
+
+int shp_pool_shutdown(shp_pool *p, int64_t drain_timeout_ns)
+{
+    if (!p || p->magic != SHP__POOL_MAGIC)
+        return misuse(NULL, -EINVAL, "shutdown_bad_pool", p);
+    int expect = SHP__RUNNING;
+    if (!atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
+        return misuse(p, -EALREADY, "shutdown_twice", p);
+    return shutdown_impl(p, drain_timeout_ns);
+}
+
+int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
+{
+    if (!p || p->magic != SHP__POOL_MAGIC)
+        return misuse(NULL, -EINVAL, "destroy_bad_pool", p);
+    if (atomic_exchange(&p->destroyed, true))
+        return misuse(p, -EINVAL, "destroy_twice", p);
+    int ret, expect = SHP__RUNNING;
+    if (atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
+        ret = shutdown_impl(p, drain_timeout_ns);
+    else /* shut down before: what is still out is the orphans' business */
+        ret = live_now(p) ? -EBUSY : 0;
     shp__unref(p);
     if (ret == 0)
         shp_quiesce();

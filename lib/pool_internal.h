@@ -85,6 +85,7 @@ struct shp_pool {
     /* read-mostly line: everything the fast path reads */
     uint64_t magic;
     _Atomic int state;            /* enum shp__pool_state */
+    _Atomic bool destroyed;       /* shp_pool_destroy was called */
     unsigned nshards;
     unsigned ncpu_map;
     const uint16_t *cpu_shard;    /* cpu → shard */

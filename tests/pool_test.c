@@ -844,6 +844,36 @@ static void test_not_a_handle(void **state)
 /* destroy with connections still borrowed at its deadline returns -EBUSY; a
  * waiter is woken with -ESHUTDOWN; the borrowed connections stay valid, and
  * their late releases return -ESHUTDOWN and close them. */
+/* shp_pool_shutdown keeps the object: acquires answer -ESHUTDOWN, stats
+ * still work, a connection borrowed across the deadline is closed by its
+ * late release, and destroy then frees the pool (0). */
+static void test_shutdown_then_destroy(void **state)
+{
+    (void)state;
+    fx *f = fx_make(2, 4);
+    shp_conn *held;
+    assert_int_equal(acq(f, &held, 0), 0);
+    assert_int_equal(shp_pool_shutdown(f->pool, 0), -EBUSY);
+    assert_int_equal(shp_pool_shutdown(f->pool, 0), -EALREADY);
+
+    shp_conn *c = NULL;
+    assert_int_equal(shp_acquire(f->pool, &c, 0), -ESHUTDOWN);
+    assert_int_equal(shp_acquire(f->pool, &c, 1000000), -ESHUTDOWN);
+    assert_null(c);
+    shp_stats s = stats_of(f);
+    assert_int_equal(s.live, 1);        /* only the borrowed one is left */
+    assert_int_equal(s.in_use, 1);
+    assert_int_equal(fake_open_now(&f->fb), 1);
+
+    assert_int_equal(rel(held), -ESHUTDOWN);
+    assert_int_equal(fake_open_now(&f->fb), 0);
+    assert_int_equal(stats_of(f).live, 0);
+    assert_int_equal(shp_pool_destroy(f->pool, 0), 0);
+    shp_quiesce();
+    assert_int_equal(atomic_load(&f->fb.bad_close), 0);
+    free(f);
+}
+
 static void test_destroy_busy_then_late_release(void **state)
 {
     (void)state;
@@ -1763,6 +1793,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefill_to_min),
+        cmocka_unit_test(test_shutdown_then_destroy),
         cmocka_unit_test(test_prefill_failure_retried_by_reaper),
         cmocka_unit_test(test_acquire_release),
         cmocka_unit_test(test_release_then_reacquire_reuses),

@@ -15,13 +15,15 @@
  *   shp_acquire            yes      yes     yes    yes (fails -ESHUTDOWN)
  *   shp_release[_broken]   yes      yes*    yes    yes (closed, see destroy)
  *   shp_pool_stats         yes      yes     yes    no
+ *   shp_pool_shutdown      yes      yes     yes    no (call it once)
  *   shp_pool_destroy       yes      yes     no     no (call it once)
  *
  *   * a given connection is released once per acquire; releasing it twice
  *     is detected (-EALREADY) as long as it has not been handed out again.
  *   Threads calling the API need no registration.  No call may be made on a
  *   pool after shp_pool_destroy has returned, except releasing connections
- *   that were still borrowed at its deadline (see shp_pool_destroy).
+ *   that were still borrowed at its deadline (see shp_pool_destroy); after
+ *   shp_pool_shutdown every call is allowed and answers -ESHUTDOWN.
  *
  * Connection states (each connection is in exactly one; an arrow is the only
  * way out of a state; '*' marks transitions made by CAS on the state word,
@@ -152,6 +154,14 @@ SHP_API int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_op
  * -EINVAL if pool is NULL, not a pool, or already being destroyed.
  * Call it once, from a thread that is not a pool callback. */
 SHP_API int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
+
+/* Shuts the pool down as shp_pool_destroy does, returning the same values
+ * (-EALREADY if it was shut down before), but keeps the pool object: later
+ * calls get -ESHUTDOWN from shp_acquire, close what shp_release returns,
+ * and shp_pool_stats still works.  Free it with shp_pool_destroy, which then
+ * returns 0, or -EBUSY while connections borrowed at the deadline are still
+ * out.  Not concurrently with shp_pool_destroy. */
+SHP_API int shp_pool_shutdown(shp_pool *pool, int64_t drain_timeout_ns);
 
 /* Borrows a connection.  timeout_ns < 0: the pool's acquire_timeout_ns;
  * 0: never wait.  Returns 0 and sets *conn; -ETIMEDOUT (or -EAGAIN when
