@@ -302,7 +302,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     c->created_ns = shp__now_ns();
     int64_t now = tick(p);
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
-    atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
+    atomic_store_explicit(&c->last_checked, shp__check_phase(p, now), memory_order_relaxed);
     c->expires = shp__lifetime_end(p, now);
     atomic_store_explicit(&c->state, as == SHP__IN_USE ? SHP__IN_USE : SHP__IDLE,
                           memory_order_seq_cst);
@@ -488,7 +488,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
 {
     int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
     int64_t deadline = -1;
-    int ret;
+    int ret, sweep_retries = 0;
     /* Entered inside the caller's read-side section; from here on a
      * reference keeps the pool alive across callbacks and waits. */
     shp__ref(p);
@@ -511,6 +511,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             ret = -ESHUTDOWN;
             goto done;
         }
+        uint32_t sweep = atomic_load_explicit(&p->sweep_seq, memory_order_acquire);
         shp_conn *c = shp__steal(p, shp__home(p));
         if (c && !needs_validation(p, c)) {
             take(c);
@@ -518,6 +519,16 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             *out = c;
             ret = 0;
             goto done;
+        }
+        if (!c && sweep_retries < 8 &&
+            ((sweep & 1) || atomic_load_explicit(&p->sweep_seq, memory_order_acquire) != sweep)) {
+            /* The reaper held the shards' connections while we looked: they
+             * come back within its sweep, which runs no callback. */
+            shp__rcu_unlock();
+            sweep_retries++;
+            while (atomic_load_explicit(&p->sweep_seq, memory_order_acquire) & 1)
+                sched_yield();
+            continue;
         }
         if (c)
             atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
@@ -542,8 +553,16 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         ret = wait_turn(p, out, deadline);
         switch (ret) {
         case SHP__W_CONN:
-            /* Handed over already borrowed (IN_USE, use counted). */
+            /* Handed over already borrowed (IN_USE, use counted), outside
+             * any read-side section: destroy's orphan scan may have taken
+             * it meanwhile, so claim it by CAS before checking it. */
             if (needs_validation(p, *out)) {
+                uint32_t s = SHP__IN_USE;
+                if (!atomic_compare_exchange_strong(&(*out)->state, &s, SHP__CHECKING)) {
+                    give_up(p, *out); /* orphaned: closes it, drops its ref */
+                    ret = -ESHUTDOWN;
+                    goto done;
+                }
                 ret = hand_out_checked(p, *out, out, false);
                 if (ret <= 0)
                     goto done;
@@ -888,9 +907,18 @@ int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
         ret = shutdown_impl(p, drain_timeout_ns);
     else /* shut down before: what is still out is the orphans' business */
         ret = live_now(p) ? -EBUSY : 0;
-    shp__unref(p);
-    if (ret == 0)
+    if (ret == 0) {
+        /* Be done when we return: deferred recycling has run, and closers
+         * that lowered live just before we looked have dropped their refs,
+         * so ours is the last and the pool is freed before we return. */
         shp_quiesce();
+        while (atomic_load(&p->refs) > 1)
+            sched_yield();
+        shp__unref(p);
+        shp_quiesce();
+    } else {
+        shp__unref(p);
+    }
     return ret;
 }
 

@@ -106,6 +106,7 @@ struct shp_pool {
     _Atomic uint64_t created, closed, closed_uses, timeouts, connect_failures;
     _Atomic uint64_t health_checks, health_failures, handoffs;
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
+    _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
 
     /* registry of live connections (RCU list; writers hold reg_lock) */
     pthread_mutex_t reg_lock;     /* also guards spare */
@@ -141,6 +142,7 @@ void shp__wake_waiters(shp_pool *p);
 void *shp__reaper_main(void *arg);
 void shp__reaper_stop(shp_pool *p);
 int64_t shp__lifetime_end(shp_pool *p, int64_t now);
+int64_t shp__check_phase(shp_pool *p, int64_t now);
 
 /* The calling thread's CPU.  glibc (2.35+) registers an rseq area per
  * thread, in which the kernel keeps cpu_id current: reading it costs ~0.6 ns

@@ -36,6 +36,15 @@ int64_t shp__lifetime_end(shp_pool *p, int64_t now)
     return now + life - (int64_t)(jitter_rand() % (uint64_t)(life / 40 + 1));
 }
 
+/* A new connection's first health check falls at a random point of its
+ * first interval, so that connections made together (prefill, refill) are
+ * not all due in the same pass. */
+int64_t shp__check_phase(shp_pool *p, int64_t now)
+{
+    int64_t iv = p->cfg.health_interval_ns;
+    return iv > 0 ? now - (int64_t)(jitter_rand() % (uint64_t)iv) : now;
+}
+
 enum verdict { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };
 
 static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
@@ -82,17 +91,25 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
 {
     shp_conn *taken = NULL, *c;
     unsigned n = 0;
+    atomic_fetch_add_explicit(&p->sweep_seq, 1, memory_order_seq_cst); /* odd: sweeping */
     shp__rcu_lock();
     while (n < p->cfg.max_size && (c = (shp_conn *)shp__stack_pop(&sh->free)) != NULL) {
         c->rnext = taken;
         taken = c;
         n++;
     }
-    /* taken is bottom-first: pushing in list order keeps the stack's order. */
+    /* taken is bottom-first: pushing in list order keeps the stack's order.
+     * At most one health check per shard per pass, so that a shard whose
+     * connections fell due together is never emptied for a run of checks;
+     * the others stay and are checked in later passes. */
     shp_conn *work = NULL, **tail = &work;
+    bool checking = false;
     for (c = taken; c; c = taken) {
         taken = c->rnext;
         c->verdict = judge(p, c, now, live);
+        if (c->verdict == CHECK && checking)
+            c->verdict = KEEP;
+        checking |= c->verdict == CHECK;
         if (c->verdict == KEEP) {
             shp__put_idle(p, c, sh); /* back where it was: keep it CPU-local */
         } else {
@@ -102,6 +119,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
         }
     }
     shp__rcu_unlock();
+    atomic_fetch_add_explicit(&p->sweep_seq, 1, memory_order_release); /* even: done */
 
     for (c = work; c; c = work) {
         work = c->rnext;
