@@ -142,7 +142,7 @@ readme-example: $(B)/release/libshardpool.a
 	  -o $(B)/release/readme/example
 	@echo "readme-example: the README's example compiles"
 
-check: all readme-example unit stress broken-proof asan tsan
+check: all readme-example unit stress broken-proof asan tsan shpbench-smoke
 	@echo "make check: all passed"
 
 # ---- benchmark ----------------------------------------------------------------
@@ -154,8 +154,15 @@ $(B)/release/bench/pair_bench: bench/pair_bench.cc $(B)/release/bench/baselines.
 	$(CXX) -std=c++17 -O2 $(WARN) -I include -I bench $< $(B)/release/bench/baselines.o \
 	  $(B)/release/libshardpool.a -lbenchmark $(LIBS) -o $@
 
-bench: $(B)/release/bench/pair_bench
+# The pair benchmark (google-benchmark, ratios against the baselines), then
+# shpbench's default workload over real TCP connections to its embedded echo
+# backend, every pool in the same run.
+bench: $(B)/release/bench/pair_bench $(B)/release/tools/shpbench
 	$(B)/release/bench/pair_bench
+	@mkdir -p $(B)/bench
+	$(B)/release/tools/shpbench --duration 2s --threads 4 \
+	  --json $(B)/bench/shpbench.json --csv $(B)/bench/shpbench.csv
+	@echo "bench: shpbench results in $(B)/bench/shpbench.json and .csv"
 
 # ---- install ------------------------------------------------------------------
 install: all
@@ -171,3 +178,5 @@ install: all
 
 clean:
 	rm -rf $(B)
+
+include tools/shpbench.mk

@@ -1,0 +1,85 @@
+/*
+ * tools/shpbench_backend.h - what shpbench's pooled connections talk to.
+ *
+ *   embedded      an echo server on 127.0.0.1 that shpbench runs itself: one
+ *                 acceptor thread and one thread per connection, which reads
+ *                 what arrives, optionally waits backend_latency_ns, and
+ *                 writes it back.  Port chosen by the kernel.
+ *   tcp://H:P     an existing server; H must be a loopback address or a name
+ *                 that resolves only to loopback addresses (this environment
+ *                 reaches nothing else).  Round trips and echo checks assume
+ *                 it echoes what it receives.
+ *
+ * Every connection is a real TCP socket (TCP_NODELAY).  The connection
+ * callbacks shpb_backend_connect/close/check have the shp_ops signatures,
+ * take the backend as ctx, and are used by every pool shpbench compares, so
+ * all pools pay the same connect, check and close costs.
+ *
+ * Thread-safety: start and stop from one thread; everything else may be
+ * called from any thread, concurrently, for different connections.
+ */
+#ifndef SHPBENCH_BACKEND_H
+#define SHPBENCH_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum shpb_check_mode {
+    SHPB_CHECK_ECHO, /* one byte round trip */
+    SHPB_CHECK_PEEK, /* recv(MSG_PEEK | MSG_DONTWAIT): open and no stray data */
+} shpb_check_mode;
+
+typedef struct shpb_backend_opts {
+    const char *spec;           /* "embedded" or "tcp://host:port" */
+    int64_t backend_latency_ns; /* embedded: wait before each echo */
+    int64_t connect_latency_ns; /* added before each connect */
+    int64_t check_cost_ns;      /* added to each health check */
+    double fail_rate;           /* probability a connect fails (ECONNREFUSED) */
+    uint64_t seed;              /* of the failure draws */
+    shpb_check_mode check_mode;
+    int64_t spin_below_ns;      /* see shpb_wait_until */
+} shpb_backend_opts;
+
+/* Counters since the last shpb_backend_counters_reset. */
+typedef struct shpb_backend_counters {
+    uint64_t opened;           /* connects that returned a connection */
+    uint64_t closed;
+    uint64_t connect_failures; /* injected and real */
+    uint64_t checks;
+    uint64_t check_failures;
+} shpb_backend_counters;
+
+typedef struct shpb_backend shpb_backend;
+
+/* Starts the backend described by o (copied; o->spec too).  For tcp:// it
+ * also makes one test connection.  Returns 0 and sets *out, or a negative
+ * errno value after writing a one-line reason into err. */
+int shpb_backend_start(shpb_backend **out, const shpb_backend_opts *o, char *err, size_t errlen);
+
+/* Stops the embedded server (after all connections were closed by their
+ * pools, its threads exit; stop waits for them) and frees b. */
+void shpb_backend_stop(shpb_backend *b);
+
+/* "embedded 127.0.0.1:40123" or "tcp 127.0.0.1:6379". */
+const char *shpb_backend_describe(const shpb_backend *b);
+
+/* The shp_ops callbacks.  ctx is the shpb_backend. */
+int shpb_backend_connect(void *ctx, void **handle);
+void shpb_backend_close(void *ctx, void *handle);
+int shpb_backend_check(void *ctx, void *handle);
+
+/* Writes nbytes (1..SHPB_MAX_ROUNDTRIP) on the connection and reads them
+ * back.  Returns 0, or a negative errno value (-ECONNRESET at EOF): the
+ * connection is then unusable. */
+#define SHPB_MAX_ROUNDTRIP 65536
+int shpb_backend_roundtrip(shpb_backend *b, void *handle, size_t nbytes);
+
+void shpb_backend_counters_reset(shpb_backend *b);
+void shpb_backend_counters_read(shpb_backend *b, shpb_backend_counters *out);
+
+/* Seeds the calling thread's connect-failure draws (a worker calls it with
+ * its index, so runs are reproducible); threads that never call it (a pool's
+ * reaper) get a stream of their own on first use. */
+void shpb_backend_seed_thread(shpb_backend *b, uint64_t stream);
+
+#endif
