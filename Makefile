@@ -11,7 +11,7 @@ B       := build
 SOVER   := 0
 VERSION := 0.1.0
 
-DEB_PKGS := gcc g++ make pkg-config liburcu-dev libck-dev libcmocka-dev libbenchmark-dev
+DEB_PKGS := gcc g++ make pkg-config liburcu-dev libck-dev libcmocka-dev libbenchmark-dev gnuplot-nox python3
 
 WARN    := -Wall -Wextra -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE
