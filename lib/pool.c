@@ -268,6 +268,17 @@ void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 
 /* ---------------------------------------------------------------- open/close */
 
+static void give_up(shp_pool *p, shp_conn *c);
+
+/* After live went down: tells a draining destroy to look again. */
+static void drain_progress(shp_pool *p)
+{
+    if (atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING) {
+        atomic_fetch_add_explicit(&p->drain_seq, 1, memory_order_release);
+        shp__futex_wake((uint32_t *)&p->drain_seq, 1);
+    }
+}
+
 /* Connects with a slot reserved by shp__reserve (whose reference it gives
  * back).  On success *out is owned by the caller in state `as` (IN_USE or
  * IDLE) and registered.  Returns 0, the connect callback's error, -ENOMEM,
@@ -277,6 +288,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     if (as == SHP__IN_USE && !running(p)) {
         /* Destroy began after the reservation: connect nothing. */
         atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
+        drain_progress(p);
         shp__unref(p);
         return -ESHUTDOWN;
     }
@@ -290,10 +302,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
         atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
         shp__log(SHP_LOG_WARN, p->name, "event=connect_failed err=%s msg=\"%s\"",
                  shp_err_name(err), shp_strerror(err));
-        if (atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING) {
-            atomic_fetch_add_explicit(&p->drain_seq, 1, memory_order_release);
-            shp__futex_wake((uint32_t *)&p->drain_seq, 1);
-        }
+        drain_progress(p);
         shp__wake_waiters(p);
         shp__unref(p);
         return err;
@@ -318,15 +327,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     int ret = 0;
     if (as == SHP__IN_USE && !running(p)) {
         /* Destroy began while we connected: the borrower never sees it. */
-        uint32_t s = SHP__IN_USE;
-        if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING)) {
-            /* orphaned by destroy's deadline: drop the orphan's reference */
-            atomic_store(&c->state, SHP__CLOSING);
-            shp__close(p, c, SHP__CLOSE_SHUTDOWN);
-            shp__unref(p);
-        } else {
-            shp__close(p, c, SHP__CLOSE_SHUTDOWN);
-        }
+        give_up(p, c);
         ret = -ESHUTDOWN;
     } else {
         *out = c;
@@ -358,10 +359,7 @@ void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
     shp__ref(p); /* dropped by recycle_conn_cb */
     shp__call_rcu(&c->rcu, recycle_conn_cb);
     atomic_fetch_sub_explicit(&p->cap, 1ULL << 32, memory_order_seq_cst);
-    if (atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING) {
-        atomic_fetch_add_explicit(&p->drain_seq, 1, memory_order_release);
-        shp__futex_wake((uint32_t *)&p->drain_seq, 1);
-    }
+    drain_progress(p);
     shp__wake_waiters(p);
 }
 
