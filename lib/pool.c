@@ -374,9 +374,10 @@ static void give_up(shp_pool *p, shp_conn *c)
         shp__unref(p);
 }
 
-/* Runs the health check on owned connection c (caller holds a reference).
- * Returns true if healthy; a failing connection is closed. */
-static bool validate(shp_pool *p, shp_conn *c)
+/* Runs the health check on owned connection c (caller holds a reference or
+ * is the reaper), which is left in state CHECKING.  Returns true if healthy
+ * (or there is no check); a failing connection is closed. */
+bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
 {
     atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
     if (!p->ops.check)
@@ -384,7 +385,7 @@ static bool validate(shp_pool *p, shp_conn *c)
     int r = p->ops.check(p->ops.ctx, c->handle);
     atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
     if (r == 0) {
-        atomic_store_explicit(&c->last_checked, tick(p), memory_order_relaxed);
+        atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
         return true;
     }
     atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
@@ -399,7 +400,7 @@ static bool validate(shp_pool *p, shp_conn *c)
  * sets *out, 1 if c failed (closed), or -ESHUTDOWN. */
 static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use)
 {
-    if (!validate(p, c))
+    if (!shp__check(p, c, tick(p)))
         return 1;
     /* seq_cst store, then seq_cst load of the pool state: either destroy's
      * orphan scan sees IN_USE, or we see STOPPING and give it up. */

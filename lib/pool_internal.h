@@ -137,6 +137,7 @@ int shp__reserve(shp_pool *p);
 void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
+bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
 
 /* reaper.c */
 void *shp__reaper_main(void *arg);

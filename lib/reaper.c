@@ -124,23 +124,14 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
     for (c = work; c; c = work) {
         work = c->rnext;
         switch (c->verdict) {
-        case CHECK: {
-            atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
-            int r = p->ops.check(p->ops.ctx, c->handle);
-            atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
-            if (r == 0) {
-                atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
+        case CHECK:
+            if (shp__check(p, c, now)) {
                 atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
                 shp__rcu_lock();
                 shp__put_idle(p, c, sh);
                 shp__rcu_unlock();
-            } else {
-                atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
-                shp__log(SHP_LOG_INFO, p->name, "event=check_failed conn=%p err=%d", (void *)c, r);
-                shp__close(p, c, SHP__CLOSE_HEALTH);
             }
             break;
-        }
         case CLOSE_LIFETIME:
             shp__close(p, c, SHP__CLOSE_LIFETIME);
             break;
