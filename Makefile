@@ -163,6 +163,7 @@ bench: $(B)/release/bench/pair_bench $(B)/release/tools/shpbench
 	$(B)/release/tools/shpbench --duration 2s --threads 4 \
 	  --json $(B)/bench/shpbench.json --csv $(B)/bench/shpbench.csv
 	@echo "bench: shpbench results in $(B)/bench/shpbench.json and .csv"
+	@$(MAKE) --no-print-directory shpbench-plots
 
 # ---- install ------------------------------------------------------------------
 install: all

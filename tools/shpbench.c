@@ -22,25 +22,23 @@
  * from the merge of its workers' histograms (the JSON also lists each
  * thread's own p50/p99).
  *
- * TODO (not in v1):
- *   --sweep threads=1,2,4 max=4,16 ...  run a grid and plot with gnuplot
- *       (throughput vs threads per pool, latency CDF per pool), SVG/PNG under
- *       build/bench/, wired into `make bench`;
- *   --recommend  search min/max/shards/timeouts for a measured workload and
- *       print the recommended config with the evidence;
+ * Modes besides the single run:
+ *   --sweep threads=1,2,4 max=4,16 ...  runs the comparison at every point
+ *       of a grid (shpbench_sweep.c) and plots it with gnuplot
+ *       (shpbench_plot.c);
+ *   --recommend  searches max/min/shards for a workload and prints the
+ *       config that measured best, with the evidence (shpbench_recommend.c).
+ *
+ * TODO:
  *   redis:// and postgresql:// backends (through lib/adapters when built);
  *   reading google-benchmark JSON from bench/ for plotting.
  */
-#include <shardpool.h>
-
-#include "shpbench_backend.h"
-#include "shpbench_hist.h"
-#include "shpbench_pools.h"
-#include "shpbench_util.h"
+#include "shpbench.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -50,34 +48,19 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#define SHPB_MAX_THREADS 4096
 #define SHPB_PROGRESS_MIN_NS (2 * SHPB_NS_PER_S)
 #define SHPB_PROGRESS_EVERY_NS (250 * SHPB_NS_PER_MS)
 #define SHPB_MAX_LOG_LINES 20
 
 /* ---- options ------------------------------------------------------------- */
 
-typedef struct opts {
-    unsigned threads;
-    shpb_pool_cfg pool;
-    shpb_dist hold, think;
-    int64_t duration_ns; /* used when ops == 0 */
-    uint64_t ops;        /* total acquire attempts per pool; 0: by duration */
-    shpb_backend_opts backend;
-    long roundtrip_bytes; /* < 0: backend's default */
-    bool check_set;
-    int64_t wait_threshold_ns;
-    bool pools[SHPB_POOL_KINDS];
-    const char *csv_path, *json_path;
-    bool progress;
-    bool verbose;
-    unsigned cpus;
-} opts;
 
 static void usage(FILE *f)
 {
     fputs(
         "usage: shpbench [options]\n"
+        "       shpbench --sweep KEY=V1,V2,... [KEY=...] [--plot-dir DIR] [options]\n"
+        "       shpbench --recommend --threads N --hold DIST [--rate R] [options]\n"
         "Runs one workload against shardpool and the reference pools, one after another,\n"
         "over real loopback TCP connections, and prints throughput and acquire latency.\n"
         "\n"
@@ -94,6 +77,11 @@ static void usage(FILE *f)
         "                         hold/think/failure draws per thread (default 1)\n"
         "  --spin-below DUR       busy-wait holds/thinks/latencies shorter than this,\n"
         "                         sleep longer ones (default 10us)\n"
+        "  --rate R               open loop: each thread starts operations at Poisson\n"
+        "                         arrivals so that all together aim at R ops/s (50000,\n"
+        "                         50k, 1.5M); replaces --think.  A thread that falls\n"
+        "                         behind starts its next operation at once.  Latency is\n"
+        "                         timed from the acquire call, not the arrival\n"
         "\n"
         "Pool (same for every pool compared):\n"
         "  --min N                connections kept open / prefilled (default 0)\n"
@@ -116,6 +104,31 @@ static void usage(FILE *f)
         "  --check echo|peek      health check: 1-byte echo round trip, or MSG_PEEK\n"
         "                         liveness (default echo for embedded, peek for tcp://)\n"
         "  --fail-rate P          probability in [0, 1] that a connect fails (default 0)\n"
+        "\n"
+        "Sweep (--sweep):\n"
+        "  --sweep KEY=V1,V2,...  run the full comparison (every selected pool) at every\n"
+        "                         point of the grid of the given keys; KEYs: threads,\n"
+        "                         max, min, shards (0 = per CPU), hold, think (durations:\n"
+        "                         the mean/median of the --hold/--think distribution,\n"
+        "                         or fixed:DUR / exp:DUR).  Several keys: repeat --sweep,\n"
+        "                         or list them after it ('--sweep threads=1,2 max=4,16').\n"
+        "                         Points with min > max are skipped.  --duration is per\n"
+        "                         pool and point (default 1s in a sweep).  --csv/--json\n"
+        "                         write every point\n"
+        "  --plot-dir DIR         also write DIR/shpbench-sweep.csv/.json, gnuplot data and\n"
+        "                         scripts, and SVG+PNG plots: throughput vs threads (one\n"
+        "                         line per pool; one plot per combination of the other\n"
+        "                         swept keys; vs the first key if threads is not swept)\n"
+        "                         and the acquire latency CDF per pool at the largest\n"
+        "                         thread count.  Needs gnuplot (Debian: gnuplot-nox)\n"
+        "\n"
+        "Recommendation (--recommend):\n"
+        "  --recommend            for the workload of --threads, --hold and optionally\n"
+        "                         --rate (else --think), measure shardpool with max in\n"
+        "                         {N/4, N/2, N, 2N}, shards in {1, per CPU}, min in\n"
+        "                         {0, max/2}, and print the config that measured best\n"
+        "                         here, with the evidence (default --duration 500ms per\n"
+        "                         configuration)\n"
         "\n"
         "Output:\n"
         "  --wait-threshold DUR   an acquire slower than this counts as a wait (default 2us)\n"
@@ -158,7 +171,7 @@ enum {
     O_CONNECT_LAT, O_CHECK_COST, O_FAIL_RATE, O_SEED, O_BACKEND, O_BACKEND_LAT,
     O_ROUNDTRIP, O_NO_ROUNDTRIP, O_CHECK, O_POOLS, O_CSV, O_JSON, O_WAIT_THR,
     O_SPIN_BELOW, O_VALIDATE_IDLE, O_ACQ_TIMEOUT, O_NO_PROGRESS, O_VERBOSE,
-    O_SELF_TEST, O_HELP,
+    O_SELF_TEST, O_HELP, O_RATE, O_SWEEP, O_PLOT_DIR, O_RECOMMEND,
 };
 
 static const struct option long_opts[] = {
@@ -190,8 +203,30 @@ static const struct option long_opts[] = {
     { "verbose", no_argument, NULL, O_VERBOSE },
     { "self-test", no_argument, NULL, O_SELF_TEST },
     { "help", no_argument, NULL, O_HELP },
+    { "rate", required_argument, NULL, O_RATE },
+    { "sweep", required_argument, NULL, O_SWEEP },
+    { "plot-dir", required_argument, NULL, O_PLOT_DIR },
+    { "recommend", no_argument, NULL, O_RECOMMEND },
     { NULL, 0, NULL, 0 },
 };
+
+/* "50000", "50k", "1.5M": a positive rate in ops/s. */
+static int parse_rate(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno != 0)
+        return -EINVAL;
+    if (*end == 'k' || *end == 'K')
+        v *= 1e3, end++;
+    else if (*end == 'M')
+        v *= 1e6, end++;
+    if (*end != '\0' || !(v > 0) || v > 1e10)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
 
 static int parse_pools(const char *list, bool out[SHPB_POOL_KINDS])
 {
@@ -221,7 +256,7 @@ static int parse_pools(const char *list, bool out[SHPB_POOL_KINDS])
 static int self_test(void);
 
 /* Returns -1 to go on, or the exit status. */
-static int parse_args(int argc, char **argv, opts *o)
+static int parse_args(int argc, char **argv, shpb_opts *o)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     o->cpus = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -243,38 +278,48 @@ static int parse_args(int argc, char **argv, opts *o)
     int c;
     uint64_t u;
     int64_t d;
+    bool sweep_given = false;
     while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (c) {
         case O_THREADS:
             if (parse_u64(optarg, SHPB_MAX_THREADS, &u) != 0 || u == 0)
                 return die_usage("--threads: expected 1..4096, got '%s'", optarg);
             o->threads = (unsigned)u;
+            o->threads_set = true;
             break;
         case O_MIN:
             if (parse_u64(optarg, 1000000, &u) != 0)
                 return die_usage("--min: expected a count, got '%s'", optarg);
             o->pool.min_size = (unsigned)u;
+            o->min_set = true;
             break;
         case O_MAX:
             if (parse_u64(optarg, 1000000, &u) != 0 || u == 0)
                 return die_usage("--max: expected 1..1000000, got '%s'", optarg);
             o->pool.max_size = (unsigned)u;
+            o->max_set = true;
             break;
         case O_SHARDS:
             if (parse_u64(optarg, 4096, &u) != 0)
                 return die_usage("--shards: expected 0..4096, got '%s'", optarg);
             o->pool.shards = (unsigned)u;
+            o->shards_set = true;
             break;
         case O_HOLD:
         case O_THINK:
             if (shpb_dist_parse(optarg, c == O_HOLD ? &o->hold : &o->think) != 0)
                 return die_usage("bad distribution '%s' (fixed:DUR, exp:MEAN, "
                                  "lognormal:MEDIAN,SIGMA)", optarg);
+            if (c == O_HOLD)
+                o->hold_set = true;
+            else
+                o->think_set = true;
             break;
         case O_DURATION:
             if (shpb_parse_duration(optarg, &d) != 0 || d <= 0)
                 return die_usage("--duration: expected a positive duration, got '%s'", optarg);
             o->duration_ns = d;
+            o->duration_set = true;
             o->ops = 0;
             break;
         case O_OPS:
@@ -350,6 +395,25 @@ static int parse_args(int argc, char **argv, opts *o)
             if (parse_pools(optarg, o->pools) != 0)
                 return die_usage("--pools: expected a list of shardpool, shardpool-1shard, "
                                  "mutex, gstack; got '%s'", optarg);
+            o->pools_set = true;
+            break;
+        case O_RATE:
+            if (parse_rate(optarg, &o->rate) != 0)
+                return die_usage("--rate: expected a positive rate in ops/s (50000, 50k, "
+                                 "1.5M), got '%s'", optarg);
+            break;
+        case O_SWEEP: {
+            char err[256];
+            if (shpb_sweep_parse(&o->sweep, optarg, err, sizeof err) != 0)
+                return die_usage("--sweep: %s", err);
+            sweep_given = true;
+            break;
+        }
+        case O_PLOT_DIR:
+            o->plot_dir = optarg;
+            break;
+        case O_RECOMMEND:
+            o->recommend = true;
             break;
         case O_CSV:
             o->csv_path = optarg;
@@ -374,10 +438,32 @@ static int parse_args(int argc, char **argv, opts *o)
             return 2;
         }
     }
-    if (optind < argc)
-        return die_usage("unexpected argument '%s'", argv[optind]);
-    if (o->pool.min_size > o->pool.max_size)
+    /* After --sweep, further KEY=VALUES arguments belong to the sweep
+     * (getopt_long moved them to the end). */
+    for (; optind < argc; optind++) {
+        char err[256];
+        if (!sweep_given || strchr(argv[optind], '=') == NULL)
+            return die_usage("unexpected argument '%s'", argv[optind]);
+        if (shpb_sweep_parse(&o->sweep, argv[optind], err, sizeof err) != 0)
+            return die_usage("--sweep: %s", err);
+    }
+    if (o->recommend && sweep_given)
+        return die_usage("--recommend and --sweep do not go together%s", "");
+    if (o->recommend && (!o->threads_set || !o->hold_set))
+        return die_usage("--recommend needs your workload's --threads N and --hold DIST "
+                         "(and --rate R if you know it)%s", "");
+    if (o->plot_dir != NULL && !sweep_given)
+        return die_usage("--plot-dir goes with --sweep%s", "");
+    if (o->rate > 0 && o->think_set)
+        fprintf(stderr, "shpbench: note: --rate paces the threads; --think is not used\n");
+    if (!sweep_given && !o->recommend && o->pool.min_size > o->pool.max_size)
         return die_usage("--min is greater than --max%s", "");
+    if (!o->duration_set && o->ops == 0) {
+        if (sweep_given)
+            o->duration_ns = SHPB_NS_PER_S;
+        else if (o->recommend)
+            o->duration_ns = 500 * SHPB_NS_PER_MS;
+    }
     bool embedded = strcmp(o->backend.spec, "embedded") == 0;
     if (o->roundtrip_bytes < 0)
         o->roundtrip_bytes = embedded ? 1 : 0;
@@ -423,46 +509,37 @@ typedef struct worker {
     /* written by the worker alone; ops is also read for the progress line */
     _Alignas(SHPB_CACHELINE) atomic_uint_fast64_t ops;
     uint64_t errors, timeouts, waited, rt_failures;
+    uint64_t held_ns; /* sum over operations of acquire return to release */
     int64_t end_ns;
     shpb_hist hist;
 } worker;
 
 typedef struct run {
-    const opts *o;
+    const shpb_opts *o;
     shpb_pool *pool;
     shpb_backend *backend;
     pthread_barrier_t start;
     _Alignas(SHPB_CACHELINE) atomic_bool stop;
+    atomic_int_fast64_t stop_ns; /* when stop was set (duration mode) */
     _Alignas(SHPB_CACHELINE) atomic_uint_fast64_t issued; /* --ops mode */
     _Alignas(SHPB_CACHELINE) atomic_uint finished;
 } run;
 
-typedef struct result {
-    shpb_pool_kind kind;
-    bool ran;
-    uint64_t ops, errors, timeouts, waited, rt_failures;
-    double elapsed_s, throughput;
-    uint64_t p50, p90, p99, p999, min, max;
-    double mean;
-    double wait_pct;
-    bool has_stats;
-    shp_stats st;
-    shpb_backend_counters bc;
-    int close_rc;
-    unsigned nthreads;
-    struct {
-        uint64_t ops, p50, p99;
-    } *per_thread;
-} result;
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     run *r = w->run;
-    const opts *o = r->o;
+    const shpb_opts *o = r->o;
     const bool by_ops = o->ops > 0;
     const size_t rt = (size_t)o->roundtrip_bytes;
     const int64_t spin = o->backend.spin_below_ns;
+
+    /* --rate: this thread's share of the arrivals, a Poisson process of
+     * rate/threads, replaces the think time. */
+    const bool paced = o->rate > 0;
+    const shpb_dist gap = { .kind = SHPB_DIST_EXP,
+                            .a_ns = paced ? (int64_t)((double)o->threads * 1e9 / o->rate) : 0 };
 
     shpb_rng_seed(&w->rng, o->backend.seed, w->idx);
     shpb_backend_seed_thread(r->backend, w->idx);
@@ -470,12 +547,28 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(&r->start);
 
     uint64_t ops = 0;
+    int64_t next_arrival = paced ? shpb_now_ns() + shpb_dist_sample(&gap, &w->rng) : 0;
+    bool stopped_idle = false;
     while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
         if (by_ops && atomic_fetch_add_explicit(&r->issued, 1, memory_order_relaxed) >= o->ops)
             break;
         /* Draw both samples up front so every pool sees the same sequence. */
         int64_t hold = shpb_dist_sample(&o->hold, &w->rng);
-        int64_t think = shpb_dist_sample(&o->think, &w->rng);
+        int64_t think = shpb_dist_sample(paced ? &gap : &o->think, &w->rng);
+        if (paced) {
+            /* Wait for the arrival in slices, so that a stop is seen. */
+            for (int64_t now = shpb_now_ns(); now < next_arrival; now = shpb_now_ns()) {
+                if (atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+                    stopped_idle = true;
+                    break;
+                }
+                int64_t slice = now + 10 * SHPB_NS_PER_MS;
+                shpb_wait_until(slice < next_arrival ? slice : next_arrival, spin);
+            }
+            if (stopped_idle)
+                break;
+            next_arrival += think;
+        }
 
         shpb_lease lease;
         int64_t t0 = shpb_now_ns();
@@ -492,6 +585,7 @@ static void *worker_main(void *arg)
                 w->rt_failures++;
             }
             shpb_wait_until(t1 + hold, spin);
+            w->held_ns += (uint64_t)(shpb_now_ns() - t1);
             shpb_pool_release(r->pool, &lease, broken);
             atomic_store_explicit(&w->ops, ++ops, memory_order_relaxed);
         } else if (rc == -ETIMEDOUT) {
@@ -499,10 +593,12 @@ static void *worker_main(void *arg)
         } else {
             w->errors++;
         }
-        if (think > 0)
+        if (!paced && think > 0)
             shpb_wait_until(shpb_now_ns() + think, spin);
     }
-    w->end_ns = shpb_now_ns();
+    /* A paced thread that was only waiting for its next arrival when the
+     * run ended did not extend the run. */
+    w->end_ns = stopped_idle ? atomic_load(&r->stop_ns) : shpb_now_ns();
     atomic_fetch_add(&r->finished, 1);
     return NULL;
 }
@@ -515,7 +611,7 @@ static uint64_t sum_ops(worker *ws, unsigned n)
     return t;
 }
 
-static void progress_line(const opts *o, const char *name, unsigned no, unsigned of,
+static void progress_line(const shpb_opts *o, const char *name, unsigned no, unsigned of,
                           int64_t elapsed, uint64_t ops, run *r)
 {
     char el[32], tot[32];
@@ -536,8 +632,8 @@ static void progress_line(const opts *o, const char *name, unsigned no, unsigned
 
 /* Runs the workload against one pool.  Returns 0, or -1 after printing why
  * the pool could not be run. */
-static int run_pool(const opts *o, shpb_backend *b, shpb_pool_kind kind, unsigned no,
-                    unsigned of, result *res)
+int shpb_run_pool(const shpb_opts *o, shpb_backend *b, shpb_pool_kind kind, unsigned no,
+                  unsigned of, shpb_result *res)
 {
     const char *name = shpb_pool_kind_name(kind);
     memset(res, 0, sizeof *res);
@@ -546,6 +642,7 @@ static int run_pool(const opts *o, shpb_backend *b, shpb_pool_kind kind, unsigne
 
     run r = { .o = o, .backend = b };
     atomic_init(&r.stop, false);
+    atomic_init(&r.stop_ns, 0);
     atomic_init(&r.issued, 0);
     atomic_init(&r.finished, 0);
     int rc = shpb_pool_open(&r.pool, kind, &o->pool, b);
@@ -559,10 +656,22 @@ static int run_pool(const opts *o, shpb_backend *b, shpb_pool_kind kind, unsigne
     if (ws == NULL || res->per_thread == NULL) {
         fprintf(stderr, "shpbench: out of memory\n");
         free(ws);
+        free(res->per_thread);
+        res->per_thread = NULL;
         shpb_pool_close(r.pool);
         return -1;
     }
     memset(ws, 0, wsize * o->threads);
+    shpb_hist *merged = malloc(sizeof *merged);
+    if (merged == NULL) {
+        fprintf(stderr, "shpbench: out of memory\n");
+        free(ws);
+        free(res->per_thread);
+        res->per_thread = NULL;
+        shpb_pool_close(r.pool);
+        return -1;
+    }
+    shpb_hist_reset(merged);
     pthread_barrier_init(&r.start, NULL, o->threads + 1);
 
     unsigned started = 0;
@@ -592,6 +701,7 @@ static int run_pool(const opts *o, shpb_backend *b, shpb_pool_kind kind, unsigne
                 shown = true;
             }
         }
+        atomic_store(&r.stop_ns, shpb_now_ns());
         atomic_store(&r.stop, true);
     } else {
         while (atomic_load(&r.finished) < o->threads) {
@@ -604,14 +714,14 @@ static int run_pool(const opts *o, shpb_backend *b, shpb_pool_kind kind, unsigne
         }
     }
     int64_t last_end = start;
-    static shpb_hist merged;
-    shpb_hist_reset(&merged);
+    uint64_t held_ns = 0;
     for (unsigned i = 0; i < started; i++) {
         worker *w = &ws[i];
         pthread_join(w->thread, NULL);
         if (w->end_ns > last_end)
             last_end = w->end_ns;
-        shpb_hist_merge(&merged, &w->hist);
+        shpb_hist_merge(merged, &w->hist);
+        held_ns += w->held_ns;
         res->ops += atomic_load(&w->ops);
         res->errors += w->errors;
         res->timeouts += w->timeouts;
@@ -636,38 +746,72 @@ static int run_pool(const opts *o, shpb_backend *b, shpb_pool_kind kind, unsigne
     res->ran = true;
     res->elapsed_s = (double)(last_end - start) / 1e9;
     res->throughput = res->elapsed_s > 0 ? (double)res->ops / res->elapsed_s : 0;
-    res->p50 = shpb_hist_quantile(&merged, 0.5);
-    res->p90 = shpb_hist_quantile(&merged, 0.9);
-    res->p99 = shpb_hist_quantile(&merged, 0.99);
-    res->p999 = shpb_hist_quantile(&merged, 0.999);
-    res->min = merged.count ? merged.min : 0;
-    res->max = merged.max;
-    res->mean = shpb_hist_mean(&merged);
+    res->in_use_avg = last_end > start ? (double)held_ns / (double)(last_end - start) : 0;
+    res->p50 = shpb_hist_quantile(merged, 0.5);
+    res->p90 = shpb_hist_quantile(merged, 0.9);
+    res->p99 = shpb_hist_quantile(merged, 0.99);
+    res->p999 = shpb_hist_quantile(merged, 0.999);
+    res->min = merged->count ? merged->min : 0;
+    res->max = merged->max;
+    res->mean = shpb_hist_mean(merged);
     res->wait_pct = res->ops ? 100.0 * (double)res->waited / (double)res->ops : 0;
+    res->hist = merged;
     return 0;
+}
+
+void shpb_result_drop_hist(shpb_result *res)
+{
+    free(res->hist);
+    res->hist = NULL;
+}
+
+void shpb_result_free(shpb_result *res)
+{
+    shpb_result_drop_hist(res);
+    free(res->per_thread);
+    res->per_thread = NULL;
+}
+
+double shpb_dist_mean_ns(const shpb_dist *d)
+{
+    if (d->kind == SHPB_DIST_LOGNORMAL)
+        return (double)d->a_ns * exp(d->sigma * d->sigma / 2);
+    return (double)d->a_ns;
 }
 
 /* ---- output -------------------------------------------------------------- */
 
-static double steals_pct(const result *r)
+double shpb_steals_pct(const shpb_result *r)
 {
     return r->st.acquired ? 100.0 * (double)r->st.steals / (double)r->st.acquired : 0;
 }
 
-static void print_header(const opts *o, shpb_backend *b)
+void shpb_print_header(const shpb_opts *o, shpb_backend *b, const bool *swept)
 {
-    char hold[64], think[64], dur[32], a[32];
+    static const bool none[SHPB_KEYS];
+    if (swept == NULL)
+        swept = none;
+    char hold[64], think[64], dur[32], a[32], n[32];
     shpb_dist_format(&o->hold, hold, sizeof hold);
     shpb_dist_format(&o->think, think, sizeof think);
     if (o->ops)
         snprintf(dur, sizeof dur, "%" PRIu64 " ops", o->ops);
     else
         shpb_format_ns(o->duration_ns, dur, sizeof dur);
-    printf("shpbench: backend %s; %u threads on %u CPUs; min %u max %u shards %u%s\n",
-           shpb_backend_describe(b), o->threads, o->cpus, o->pool.min_size, o->pool.max_size,
-           o->pool.shards, o->pool.shards == 0 ? " (per CPU)" : "");
-    printf("          hold %s, think %s, round trip %ld B, %s per pool", hold, think,
-           o->roundtrip_bytes, dur);
+#define SWEPT_OR(k, fmt, v) (swept[k] ? "(swept)" : (snprintf(n, sizeof n, fmt, v), n))
+    printf("shpbench: backend %s; %s threads on %u CPUs;", shpb_backend_describe(b),
+           SWEPT_OR(SHPB_KEY_THREADS, "%u", o->threads), o->cpus);
+    printf(" min %s", SWEPT_OR(SHPB_KEY_MIN, "%u", o->pool.min_size));
+    printf(" max %s", SWEPT_OR(SHPB_KEY_MAX, "%u", o->pool.max_size));
+    printf(" shards %s%s\n", SWEPT_OR(SHPB_KEY_SHARDS, "%u", o->pool.shards),
+           !swept[SHPB_KEY_SHARDS] && o->pool.shards == 0 ? " (per CPU)" : "");
+#undef SWEPT_OR
+    printf("          hold %s, ", swept[SHPB_KEY_HOLD] ? "(swept)" : hold);
+    if (o->rate > 0)
+        printf("open loop at %.0f ops/s", o->rate);
+    else
+        printf("think %s", swept[SHPB_KEY_THINK] ? "(swept)" : think);
+    printf(", round trip %ld B, %s per pool", o->roundtrip_bytes, dur);
     if (o->backend.connect_latency_ns)
         printf(", connect +%s", shpb_format_ns(o->backend.connect_latency_ns, a, sizeof a));
     if (o->backend.check_cost_ns)
@@ -679,14 +823,14 @@ static void print_header(const opts *o, shpb_backend *b)
     printf(", seed %" PRIu64 "\n", o->backend.seed);
 }
 
-static void print_table(const opts *o, const result *rs, unsigned n)
+static void print_table(const shpb_opts *o, const shpb_result *rs, unsigned n)
 {
     char th[32];
     shpb_format_ns(o->wait_threshold_ns, th, sizeof th);
     printf("\n%-17s %12s %9s %9s %9s %7s %8s %7s %7s\n", "pool", "ops/s", "acq p50", "acq p99",
            "p99.9", "wait %", "steals %", "opened", "errors");
     for (unsigned i = 0; i < n; i++) {
-        const result *r = &rs[i];
+        const shpb_result *r = &rs[i];
         char p50[32], p99[32], p999[32], steals[16];
         if (!r->ran) {
             printf("%-17s (not run)\n", shpb_pool_kind_name(r->kind));
@@ -699,7 +843,7 @@ static void print_table(const opts *o, const result *rs, unsigned n)
             continue;
         }
         if (r->has_stats)
-            snprintf(steals, sizeof steals, "%.2f", steals_pct(r));
+            snprintf(steals, sizeof steals, "%.2f", shpb_steals_pct(r));
         else
             snprintf(steals, sizeof steals, "-");
         printf("%-17s %12.0f %9s %9s %9s %7.2f %8s %7" PRIu64 " %7" PRIu64 "\n",
@@ -716,7 +860,7 @@ static void print_table(const opts *o, const result *rs, unsigned n)
            th);
 }
 
-static void json_str(FILE *f, const char *s)
+void shpb_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -731,136 +875,172 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static int write_json(const char *path, const opts *o, shpb_backend *b, const result *rs,
-                      unsigned n)
+void shpb_json_config(FILE *f, const shpb_opts *o, shpb_backend *b, int in)
+{
+    char hold[64], think[64];
+    fprintf(f, "%*s\"backend\": ", in, "");
+    shpb_json_str(f, o->backend.spec);
+    fprintf(f, ",\n%*s\"backend_address\": ", in, "");
+    shpb_json_str(f, shpb_backend_describe(b));
+    fprintf(f, ",\n%*s\"cpus\": %u,\n%*s\"threads\": %u,\n%*s\"min\": %u,\n%*s\"max\": %u,\n"
+               "%*s\"shards\": %u,\n",
+            in, "", o->cpus, in, "", o->threads, in, "", o->pool.min_size, in, "",
+            o->pool.max_size, in, "", o->pool.shards);
+    fprintf(f, "%*s\"hold\": ", in, "");
+    shpb_json_str(f, shpb_dist_format(&o->hold, hold, sizeof hold));
+    fprintf(f, ",\n%*s\"think\": ", in, "");
+    shpb_json_str(f, shpb_dist_format(&o->think, think, sizeof think));
+    if (o->rate > 0)
+        fprintf(f, ",\n%*s\"rate_ops_s\": %.1f", in, "", o->rate);
+    else
+        fprintf(f, ",\n%*s\"rate_ops_s\": null", in, "");
+    fprintf(f, ",\n%*s\"duration_ns\": ", in, "");
+    if (o->ops)
+        fprintf(f, "null,\n%*s\"ops\": %" PRIu64 ",\n", in, "", o->ops);
+    else
+        fprintf(f, "%" PRId64 ",\n%*s\"ops\": null,\n", o->duration_ns, in, "");
+    fprintf(f,
+            "%*s\"roundtrip_bytes\": %ld,\n%*s\"check\": \"%s\",\n"
+            "%*s\"connect_latency_ns\": %" PRId64 ",\n%*s\"check_cost_ns\": %" PRId64 ",\n"
+            "%*s\"backend_latency_ns\": %" PRId64 ",\n%*s\"fail_rate\": %.17g,\n"
+            "%*s\"seed\": %" PRIu64 ",\n%*s\"validate_idle_ns\": %" PRId64 ",\n"
+            "%*s\"acquire_timeout_ns\": %" PRId64 ",\n%*s\"wait_threshold_ns\": %" PRId64 ",\n"
+            "%*s\"spin_below_ns\": %" PRId64 "\n",
+            in, "", o->roundtrip_bytes, in, "",
+            o->backend.check_mode == SHPB_CHECK_ECHO ? "echo" : "peek", in, "",
+            o->backend.connect_latency_ns, in, "", o->backend.check_cost_ns, in, "",
+            o->backend.backend_latency_ns, in, "", o->backend.fail_rate, in, "",
+            o->backend.seed, in, "", o->pool.validate_idle_ns, in, "",
+            o->pool.acquire_timeout_ns, in, "", o->wait_threshold_ns, in, "",
+            o->backend.spin_below_ns);
+}
+
+void shpb_json_result(FILE *f, const shpb_result *r, int in)
+{
+    fprintf(f, "%*s{\n%*s\"pool\": \"%s\",\n", in, "", in + 2, "", shpb_pool_kind_name(r->kind));
+    in += 2;
+    fprintf(f,
+            "%*s\"ops\": %" PRIu64 ",\n%*s\"elapsed_s\": %.6f,\n"
+            "%*s\"throughput_ops_s\": %.1f,\n"
+            "%*s\"acquire_ns\": {\"count\": %" PRIu64 ", \"min\": %" PRIu64 ", \"p50\": %" PRIu64
+            ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64 ", \"p999\": %" PRIu64
+            ", \"max\": %" PRIu64 ", \"mean\": %.1f},\n"
+            "%*s\"wait_pct\": %.4f,\n",
+            in, "", r->ops, in, "", r->elapsed_s, in, "", r->throughput, in, "", r->ops, r->min,
+            r->p50, r->p90, r->p99, r->p999, r->max, r->mean, in, "", r->wait_pct);
+    if (r->has_stats)
+        fprintf(f, "%*s\"steals_pct\": %.4f,\n", in, "", shpb_steals_pct(r));
+    else
+        fprintf(f, "%*s\"steals_pct\": null,\n", in, "");
+    fprintf(f,
+            "%*s\"connections_in_use_avg\": %.3f,\n"
+            "%*s\"connections_opened\": %" PRIu64 ",\n"
+            "%*s\"connections_closed\": %" PRIu64 ",\n"
+            "%*s\"connect_failures\": %" PRIu64 ",\n"
+            "%*s\"health_checks\": %" PRIu64 ",\n"
+            "%*s\"health_check_failures\": %" PRIu64 ",\n"
+            "%*s\"acquire_errors\": %" PRIu64 ",\n"
+            "%*s\"acquire_timeouts\": %" PRIu64 ",\n"
+            "%*s\"roundtrip_failures\": %" PRIu64 ",\n",
+            in, "", r->in_use_avg, in, "", r->bc.opened, in, "", r->bc.closed, in, "",
+            r->bc.connect_failures, in, "", r->bc.checks, in, "", r->bc.check_failures, in, "",
+            r->errors, in, "", r->timeouts, in, "", r->rt_failures);
+    if (r->has_stats) {
+        const shp_stats *s = &r->st;
+        fprintf(f,
+                "%*s\"shardpool_stats\": {\"created\": %" PRIu64 ", \"closed\": %" PRIu64
+                ", \"acquired\": %" PRIu64 ", \"timeouts\": %" PRIu64 ", \"steals\": %" PRIu64
+                ", \"connect_failures\": %" PRIu64 ", \"health_checks\": %" PRIu64
+                ", \"health_failures\": %" PRIu64 ", \"handoffs\": %" PRIu64 "},\n",
+                in, "", s->created, s->closed, s->acquired, s->timeouts, s->steals,
+                s->connect_failures, s->health_checks, s->health_failures, s->handoffs);
+    } else {
+        fprintf(f, "%*s\"shardpool_stats\": null,\n", in, "");
+    }
+    fprintf(f, "%*s\"per_thread\": [", in, "");
+    for (unsigned t = 0; t < r->nthreads; t++)
+        fprintf(f, "%s{\"thread\": %u, \"ops\": %" PRIu64 ", \"p50\": %" PRIu64
+                   ", \"p99\": %" PRIu64 "}",
+                t ? ", " : "", t, r->per_thread[t].ops, r->per_thread[t].p50,
+                r->per_thread[t].p99);
+    fprintf(f, "]\n%*s}", in - 2, "");
+}
+
+FILE *shpb_open_out(const char *path)
 {
     FILE *f = fopen(path, "w");
-    if (f == NULL) {
+    if (f == NULL)
         fprintf(stderr, "shpbench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    char hold[64], think[64];
-    fprintf(f, "{\n  \"tool\": \"shpbench\",\n  \"version\": \"%d.%d.%d\",\n", SHP_VERSION_MAJOR,
-            SHP_VERSION_MINOR, SHP_VERSION_PATCH);
-    fprintf(f, "  \"config\": {\n    \"backend\": ");
-    json_str(f, o->backend.spec);
-    fprintf(f, ",\n    \"backend_address\": ");
-    json_str(f, shpb_backend_describe(b));
-    fprintf(f, ",\n    \"cpus\": %u,\n    \"threads\": %u,\n    \"min\": %u,\n    \"max\": %u,\n"
-               "    \"shards\": %u,\n",
-            o->cpus, o->threads, o->pool.min_size, o->pool.max_size, o->pool.shards);
-    fprintf(f, "    \"hold\": ");
-    json_str(f, shpb_dist_format(&o->hold, hold, sizeof hold));
-    fprintf(f, ",\n    \"think\": ");
-    json_str(f, shpb_dist_format(&o->think, think, sizeof think));
-    fprintf(f, ",\n    \"duration_ns\": ");
-    if (o->ops)
-        fprintf(f, "null,\n    \"ops\": %" PRIu64 ",\n", o->ops);
-    else
-        fprintf(f, "%" PRId64 ",\n    \"ops\": null,\n", o->duration_ns);
-    fprintf(f,
-            "    \"roundtrip_bytes\": %ld,\n    \"check\": \"%s\",\n"
-            "    \"connect_latency_ns\": %" PRId64 ",\n    \"check_cost_ns\": %" PRId64 ",\n"
-            "    \"backend_latency_ns\": %" PRId64 ",\n    \"fail_rate\": %.17g,\n"
-            "    \"seed\": %" PRIu64 ",\n    \"validate_idle_ns\": %" PRId64 ",\n"
-            "    \"acquire_timeout_ns\": %" PRId64 ",\n    \"wait_threshold_ns\": %" PRId64 ",\n"
-            "    \"spin_below_ns\": %" PRId64 "\n  },\n",
-            o->roundtrip_bytes, o->backend.check_mode == SHPB_CHECK_ECHO ? "echo" : "peek",
-            o->backend.connect_latency_ns, o->backend.check_cost_ns,
-            o->backend.backend_latency_ns, o->backend.fail_rate, o->backend.seed,
-            o->pool.validate_idle_ns, o->pool.acquire_timeout_ns, o->wait_threshold_ns,
-            o->backend.spin_below_ns);
-    fprintf(f, "  \"results\": [");
-    bool first = true;
-    for (unsigned i = 0; i < n; i++) {
-        const result *r = &rs[i];
-        if (!r->ran)
-            continue;
-        fprintf(f, "%s\n    {\n      \"pool\": \"%s\",\n", first ? "" : ",",
-                shpb_pool_kind_name(r->kind));
-        first = false;
-        fprintf(f,
-                "      \"ops\": %" PRIu64 ",\n      \"elapsed_s\": %.6f,\n"
-                "      \"throughput_ops_s\": %.1f,\n"
-                "      \"acquire_ns\": {\"count\": %" PRIu64 ", \"min\": %" PRIu64
-                ", \"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64
-                ", \"p999\": %" PRIu64 ", \"max\": %" PRIu64 ", \"mean\": %.1f},\n"
-                "      \"wait_pct\": %.4f,\n",
-                r->ops, r->elapsed_s, r->throughput, r->ops, r->min, r->p50, r->p90, r->p99,
-                r->p999, r->max, r->mean, r->wait_pct);
-        if (r->has_stats)
-            fprintf(f, "      \"steals_pct\": %.4f,\n", steals_pct(r));
-        else
-            fprintf(f, "      \"steals_pct\": null,\n");
-        fprintf(f,
-                "      \"connections_opened\": %" PRIu64 ",\n"
-                "      \"connections_closed\": %" PRIu64 ",\n"
-                "      \"connect_failures\": %" PRIu64 ",\n"
-                "      \"health_checks\": %" PRIu64 ",\n"
-                "      \"health_check_failures\": %" PRIu64 ",\n"
-                "      \"acquire_errors\": %" PRIu64 ",\n"
-                "      \"acquire_timeouts\": %" PRIu64 ",\n"
-                "      \"roundtrip_failures\": %" PRIu64 ",\n",
-                r->bc.opened, r->bc.closed, r->bc.connect_failures, r->bc.checks,
-                r->bc.check_failures, r->errors, r->timeouts, r->rt_failures);
-        if (r->has_stats) {
-            const shp_stats *s = &r->st;
-            fprintf(f,
-                    "      \"shardpool_stats\": {\"created\": %" PRIu64 ", \"closed\": %" PRIu64
-                    ", \"acquired\": %" PRIu64 ", \"timeouts\": %" PRIu64
-                    ", \"steals\": %" PRIu64 ", \"connect_failures\": %" PRIu64
-                    ", \"health_checks\": %" PRIu64 ", \"health_failures\": %" PRIu64
-                    ", \"handoffs\": %" PRIu64 "},\n",
-                    s->created, s->closed, s->acquired, s->timeouts, s->steals,
-                    s->connect_failures, s->health_checks, s->health_failures, s->handoffs);
-        } else {
-            fprintf(f, "      \"shardpool_stats\": null,\n");
-        }
-        fprintf(f, "      \"per_thread\": [");
-        for (unsigned t = 0; t < r->nthreads; t++)
-            fprintf(f, "%s{\"thread\": %u, \"ops\": %" PRIu64 ", \"p50\": %" PRIu64
-                       ", \"p99\": %" PRIu64 "}",
-                    t ? ", " : "", t, r->per_thread[t].ops, r->per_thread[t].p50,
-                    r->per_thread[t].p99);
-        fprintf(f, "]\n    }");
-    }
-    fprintf(f, "\n  ]\n}\n");
-    if (fclose(f) != 0) {
-        fprintf(stderr, "shpbench: %s: %s\n", path, strerror(errno));
+    return f;
+}
+
+int shpb_close_out(FILE *f, const char *path)
+{
+    bool bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        fprintf(stderr, "shpbench: %s: %s\n", path, bad ? "write error" : strerror(errno));
         return -1;
     }
     return 0;
 }
 
-static int write_csv(const char *path, const result *rs, unsigned n)
+static int write_json(const char *path, const shpb_opts *o, shpb_backend *b,
+                      const shpb_result *rs, unsigned n)
 {
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        fprintf(stderr, "shpbench: %s: %s\n", path, strerror(errno));
+    FILE *f = shpb_open_out(path);
+    if (f == NULL)
         return -1;
+    fprintf(f, "{\n  \"tool\": \"shpbench\",\n  \"version\": \"%d.%d.%d\",\n", SHP_VERSION_MAJOR,
+            SHP_VERSION_MINOR, SHP_VERSION_PATCH);
+    fprintf(f, "  \"config\": {\n");
+    shpb_json_config(f, o, b, 4);
+    fprintf(f, "  },\n  \"results\": [");
+    bool first = true;
+    for (unsigned i = 0; i < n; i++) {
+        if (!rs[i].ran)
+            continue;
+        fprintf(f, "%s\n", first ? "" : ",");
+        first = false;
+        shpb_json_result(f, &rs[i], 4);
     }
+    fprintf(f, "\n  ]\n}\n");
+    return shpb_close_out(f, path);
+}
+
+void shpb_csv_result_header(FILE *f)
+{
     fprintf(f, "pool,throughput_ops_s,ops,elapsed_s,acquire_p50_ns,acquire_p90_ns,"
                "acquire_p99_ns,acquire_p999_ns,acquire_max_ns,acquire_mean_ns,wait_pct,"
                "steals_pct,connections_opened,connect_failures,acquire_errors,"
-               "acquire_timeouts\n");
-    for (unsigned i = 0; i < n; i++) {
-        const result *r = &rs[i];
-        if (!r->ran)
-            continue;
-        fprintf(f, "%s,%.1f,%" PRIu64 ",%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
-                   ",%" PRIu64 ",%.1f,%.4f,",
-                shpb_pool_kind_name(r->kind), r->throughput, r->ops, r->elapsed_s, r->p50,
-                r->p90, r->p99, r->p999, r->max, r->mean, r->wait_pct);
-        if (r->has_stats)
-            fprintf(f, "%.4f", steals_pct(r));
-        fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", r->bc.opened,
-                r->bc.connect_failures, r->errors, r->timeouts);
-    }
-    if (fclose(f) != 0) {
-        fprintf(stderr, "shpbench: %s: %s\n", path, strerror(errno));
+               "acquire_timeouts,connections_in_use_avg");
+}
+
+void shpb_csv_result_row(FILE *f, const shpb_result *r)
+{
+    fprintf(f, "%s,%.1f,%" PRIu64 ",%.6f,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64
+               ",%" PRIu64 ",%.1f,%.4f,",
+            shpb_pool_kind_name(r->kind), r->throughput, r->ops, r->elapsed_s, r->p50, r->p90,
+            r->p99, r->p999, r->max, r->mean, r->wait_pct);
+    if (r->has_stats)
+        fprintf(f, "%.4f", shpb_steals_pct(r));
+    fprintf(f, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%.3f", r->bc.opened,
+            r->bc.connect_failures, r->errors, r->timeouts, r->in_use_avg);
+}
+
+static int write_csv(const char *path, const shpb_result *rs, unsigned n)
+{
+    FILE *f = shpb_open_out(path);
+    if (f == NULL)
         return -1;
+    shpb_csv_result_header(f);
+    fputc('\n', f);
+    for (unsigned i = 0; i < n; i++) {
+        if (!rs[i].ran)
+            continue;
+        shpb_csv_result_row(f, &rs[i]);
+        fputc('\n', f);
     }
-    return 0;
+    return shpb_close_out(f, path);
 }
 
 /* ---- self-test ----------------------------------------------------------- */
@@ -928,6 +1108,8 @@ static int self_test(void)
             bad = 1;
         }
     }
+    if (shpb_sweep_self_test() != 0)
+        bad = 1;
     printf("shpbench self-test: %s\n", bad ? "FAILED" : "passed");
     return bad ? 1 : 0;
 }
@@ -936,7 +1118,7 @@ static int self_test(void)
 
 int main(int argc, char **argv)
 {
-    opts o;
+    shpb_opts o;
     memset(&o, 0, sizeof o);
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
@@ -957,18 +1139,25 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    int status = 0;
+    if (o.sweep.naxes > 0 || o.recommend) {
+        status = o.recommend ? shpb_recommend_main(&o, b) : shpb_sweep_main(&o, b);
+        shpb_backend_stop(b);
+        shp_quiesce();
+        return status;
+    }
+
     unsigned of = 0, no = 0;
     for (unsigned k = 0; k < SHPB_POOL_KINDS; k++)
         of += o.pools[k];
-    result rs[SHPB_POOL_KINDS];
+    shpb_result rs[SHPB_POOL_KINDS];
     unsigned n = 0;
-    print_header(&o, b);
+    shpb_print_header(&o, b, NULL);
     fflush(stdout);
-    int status = 0;
     for (unsigned k = 0; k < SHPB_POOL_KINDS; k++) {
         if (!o.pools[k])
             continue;
-        if (run_pool(&o, b, (shpb_pool_kind)k, ++no, of, &rs[n]) != 0)
+        if (shpb_run_pool(&o, b, (shpb_pool_kind)k, ++no, of, &rs[n]) != 0)
             status = 1;
         n++;
     }
@@ -980,6 +1169,6 @@ int main(int argc, char **argv)
     shpb_backend_stop(b);
     shp_quiesce(); /* RCU-deferred frees, before a leak checker looks */
     for (unsigned i = 0; i < n; i++)
-        free(rs[i].per_thread);
+        shpb_result_free(&rs[i]);
     return status;
 }

@@ -4,8 +4,15 @@
 #   make build/release/tools/shpbench   the tool (-O2), linked against the
 #                                       release libshardpool.a and the bench
 #                                       baselines (mutex and gstack pools)
-#   make shpbench-smoke                 a 2-second run of all four pools plus
-#                                       the self-test; checks the JSON parses
+#   make shpbench-smoke                 the self-test, a 2-second run of all
+#                                       four pools (checks the JSON parses), a
+#                                       tiny --sweep (checks its SVG plots are
+#                                       written) and a tiny --recommend
+#   make shpbench-plots                 a small sweep (threads 1..16, max 16,
+#                                       300 ms per pool and point, all four
+#                                       pools): CSV, JSON, gnuplot data and
+#                                       scripts, SVG and PNG plots in
+#                                       $(B)/bench/, paths printed
 #   make build/asan/tools/shpbench      ASan+UBSan build (make B=/tmp/x ... to
 #                                       keep it out of the tree)
 
@@ -26,7 +33,9 @@ $(B)/asan/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.c bench/baseli
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) -I bench $(SHPB_SRC) bench/baselines.c \
 	  $(B)/asan/libshardpool.a $(LIBS) -lm $(LDFLAGS_asan) -o $@
 
-.PHONY: shpbench-smoke
+SHPB_SMOKE_PLOTS := $(B)/shpbench-smoke-plots
+
+.PHONY: shpbench-smoke shpbench-plots
 shpbench-smoke: $(B)/release/tools/shpbench
 	$(B)/release/tools/shpbench --self-test
 	timeout 60 $(B)/release/tools/shpbench --duration 500ms --threads 4 --no-progress \
@@ -34,3 +43,25 @@ shpbench-smoke: $(B)/release/tools/shpbench
 	@if command -v python3 >/dev/null; then \
 	  python3 -m json.tool $(B)/shpbench-smoke.json >/dev/null && echo "shpbench-smoke: JSON ok"; \
 	else echo "shpbench-smoke: python3 not found, JSON not checked"; fi
+	rm -rf $(SHPB_SMOKE_PLOTS)
+	timeout 60 $(B)/release/tools/shpbench --sweep threads=1,2 --duration 100ms --no-progress \
+	  --plot-dir $(SHPB_SMOKE_PLOTS)
+	@for f in shpbench-throughput-vs-threads.svg shpbench-acquire-cdf.svg; do \
+	  if ! test -s $(SHPB_SMOKE_PLOTS)/$$f; then \
+	    echo "shpbench-smoke: FAIL - $(SHPB_SMOKE_PLOTS)/$$f missing or empty (is gnuplot installed? make deps)"; \
+	    exit 1; fi; done; \
+	if command -v python3 >/dev/null; then \
+	  python3 -m json.tool $(SHPB_SMOKE_PLOTS)/shpbench-sweep.json >/dev/null || exit 1; fi; \
+	echo "shpbench-smoke: sweep plots ok"
+	timeout 60 $(B)/release/tools/shpbench --recommend --threads 2 --hold 20us --duration 50ms \
+	  --no-progress > $(B)/shpbench-smoke-recommend.txt
+	@if grep -q 'cfg.max_size = ' $(B)/shpbench-smoke-recommend.txt; then \
+	  echo "shpbench-smoke: recommend ok"; \
+	else cat $(B)/shpbench-smoke-recommend.txt; echo "shpbench-smoke: FAIL - no recommendation"; exit 1; fi
+
+# The plots for `make bench` and the README (tools/shpbench-example.svg is the
+# throughput plot of one such run).
+shpbench-plots: $(B)/release/tools/shpbench
+	@mkdir -p $(B)/bench
+	timeout 300 $(B)/release/tools/shpbench --sweep threads=1,2,4,8,16 max=16 --duration 300ms \
+	  --pools all --no-progress --plot-dir $(B)/bench
