@@ -164,6 +164,7 @@ bench: $(B)/release/bench/pair_bench $(B)/release/tools/shpbench
 	  --json $(B)/bench/shpbench.json --csv $(B)/bench/shpbench.csv
 	@echo "bench: shpbench results in $(B)/bench/shpbench.json and .csv"
 	@$(MAKE) --no-print-directory shpbench-plots
+	@$(MAKE) --no-print-directory bench-micro
 
 # ---- install ------------------------------------------------------------------
 install: all
@@ -181,3 +182,4 @@ clean:
 	rm -rf $(B)
 
 include tools/shpbench.mk
+include bench/bench.mk

@@ -212,8 +212,10 @@ shp_conn *shp__steal(shp_pool *p, unsigned home)
         unsigned s = home + i < p->nshards ? home + i : home + i - p->nshards;
         shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[s].free);
         if (c) {
+            /* Counted on the thief's own shard: writing the victim's line
+             * would slow the victim's next pop. */
             if (i)
-                atomic_fetch_add_explicit(&p->shards[s].steals, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&p->shards[home].steals, 1, memory_order_relaxed);
             return c;
         }
     }
@@ -781,7 +783,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
             break; /* logged; the reaper refills to min */
         shp__rcu_lock();
-        shp__put_idle(p, c, NULL);
+        shp__put_idle(p, c, &p->shards[i % p->nshards]); /* spread over the CPUs */
         shp__rcu_unlock();
     }
     err = pthread_create(&p->reaper, NULL, shp__reaper_main, p);

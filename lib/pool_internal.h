@@ -68,7 +68,7 @@ struct shp_conn {
 
 struct shp__shard {
     shp__stack free;              /* idle connections */
-    _Atomic uint64_t steals;      /* connections other shards took from it */
+    _Atomic uint64_t steals;      /* connections its CPU's acquirers took from other shards */
 } __attribute__((aligned(SHP_CACHELINE)));
 
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.

@@ -99,17 +99,18 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
         n++;
     }
     /* taken is bottom-first: pushing in list order keeps the stack's order.
-     * At most one health check per shard per pass, so that a shard whose
-     * connections fell due together is never emptied for a run of checks;
-     * the others stay and are checked in later passes. */
+     * At most half of a shard's idle connections (at least one) are taken
+     * out for health checks per pass, so that a shard whose connections fell
+     * due together is never emptied for a run of checks; the rest are
+     * checked in later passes. */
     shp_conn *work = NULL, **tail = &work;
-    bool checking = false;
+    unsigned checks = 0, max_checks = n / 2 ? n / 2 : 1;
     for (c = taken; c; c = taken) {
         taken = c->rnext;
         c->verdict = judge(p, c, now, live);
-        if (c->verdict == CHECK && checking)
+        if (c->verdict == CHECK && checks == max_checks)
             c->verdict = KEEP;
-        checking |= c->verdict == CHECK;
+        checks += c->verdict == CHECK;
         if (c->verdict == KEEP) {
             shp__put_idle(p, c, sh); /* back where it was: keep it CPU-local */
         } else {
@@ -147,13 +148,14 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
 
 static void refill(shp_pool *p)
 {
+    static _Thread_local unsigned next_shard; /* the reaper's own: spreads refills */
     while (atomic_load_explicit(&p->state, memory_order_relaxed) == SHP__RUNNING &&
            SHP__CAP_LIVE(atomic_load(&p->cap)) < p->cfg.min_size) {
         shp_conn *c = NULL;
         if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
             return; /* at a cap, or the backend refused: next interval */
         shp__rcu_lock();
-        shp__put_idle(p, c, NULL);
+        shp__put_idle(p, c, &p->shards[next_shard++ % p->nshards]);
         shp__rcu_unlock();
     }
 }

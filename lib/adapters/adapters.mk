@@ -1,0 +1,18 @@
+# lib/adapters/adapters.mk - the optional adapters (lib/adapters/*.c).
+# Included by the main Makefile, which adds $(ADAPTER_SRC) to the library
+# sources, $(ADAPTER_HDR) to the headers objects depend on and install, and
+# $(ADAPTER_UNIT) (paths under tests/, without .c) to the unit tests, built
+# like tests/*_test.c.  Each adapter is on by default; `make WITH_TCP=0`
+# leaves it out of the library and the tests.
+
+ADAPTER_SRC  ?=
+ADAPTER_HDR  ?=
+ADAPTER_UNIT ?=
+
+# TCP and unix-domain stream sockets: no dependency beyond libc.
+WITH_TCP ?= 1
+ifeq ($(WITH_TCP),1)
+ADAPTER_SRC  += lib/adapters/tcp.c
+ADAPTER_HDR  += include/shardpool/adapters/tcp.h
+ADAPTER_UNIT += adapters/tcp_test
+endif

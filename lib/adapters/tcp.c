@@ -1,0 +1,520 @@
+/* tcp.c - the TCP / unix-socket adapter (include/shardpool/adapters/tcp.h). */
+#include "util.h"
+
+#include <shardpool/adapters/tcp.h>
+#include <shardpool/error.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define TCP_CTX_MAGIC  0x74637078u /* "tcpx" */
+#define TCP_CONN_MAGIC 0x7463706eu /* "tcpn" */
+#define TCP_DEAD_MAGIC 0x64656164u /* "dead": closed, for a late shp_tcp_fd */
+
+/* Kernel limits of the keepalive options (include/net/tcp.h). */
+#define TCP_KEEP_SECS_MAX 32767
+#define TCP_KEEPCNT_MAX   127
+
+/* The ops' ctx: a private, read-only copy of the config, so callbacks may
+ * run concurrently on any number of threads. */
+struct tcp_ctx {
+    uint32_t magic;
+    shp_tcp_config cfg;    /* string fields point at the copies below */
+    char *host, *port, *name;
+    char *target;          /* "host:port", "[v6]:port" or "unix:path", for logs */
+    struct sockaddr_un sun;
+    socklen_t sun_len;     /* 0 for a TCP target */
+};
+
+/* The connection handle. */
+struct tcp_conn {
+    uint32_t magic;
+    int fd;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static const char *errdesc(int err)
+{
+    const char *s = err < 0 ? strerrordesc_np(-err) : NULL;
+    return s ? s : "unknown error";
+}
+
+/* Logs a failed connect and returns err. */
+static int connect_failed(const struct tcp_ctx *t, int err, const char *step, const char *addr,
+                          const char *msg)
+{
+    shp__log(SHP_LOG_WARN, t->name,
+             "event=connect_failed target=%s addr=%s step=%s err=%s msg=\"%s\"", t->target,
+             addr ? addr : "-", step, shp_err_name(err), msg ? msg : errdesc(err));
+    return err;
+}
+
+static int setopt_int(int fd, int level, int opt, int val)
+{
+    return setsockopt(fd, level, opt, &val, sizeof val) == 0 ? 0 : -errno;
+}
+
+/* Sets SO_RCVTIMEO or SO_SNDTIMEO; ns 0 = no timeout.  Rounded up to whole
+ * microseconds: a zero timeval would mean "no timeout". */
+static int set_timeout(int fd, int opt, int64_t ns)
+{
+    int64_t us = ns > 0 ? (ns + 999) / 1000 : 0;
+    struct timeval tv = { .tv_sec = (time_t)(us / 1000000),
+                          .tv_usec = (suseconds_t)(us % 1000000) };
+    return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0 ? 0 : -errno;
+}
+
+/* Milliseconds left until deadline for poll(), rounded up; -1 = none. */
+static int poll_ms_left(int64_t deadline, int64_t now)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t ms = (deadline - now + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* The options of a TCP socket, set before connect.  Returns 0 or the
+ * failing setsockopt's error with *step naming the option. */
+static int set_tcp_options(const shp_tcp_config *c, int fd, const char **step)
+{
+    int err = 0;
+    if (c->nodelay && (err = setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1))) {
+        *step = "TCP_NODELAY";
+        return err;
+    }
+    if (!c->keepalive)
+        return 0;
+    if ((err = setopt_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1)))
+        *step = "SO_KEEPALIVE";
+    else if (c->keepidle_s > 0 && (err = setopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, c->keepidle_s)))
+        *step = "TCP_KEEPIDLE";
+    else if (c->keepintvl_s > 0 &&
+             (err = setopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, c->keepintvl_s)))
+        *step = "TCP_KEEPINTVL";
+    else if (c->keepcnt > 0 && (err = setopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT, c->keepcnt)))
+        *step = "TCP_KEEPCNT";
+    return err;
+}
+
+/* Read and write timeouts of a connected socket (also clears the send
+ * timeout a unix connect used as its connect timeout). */
+static int set_io_timeouts(const shp_tcp_config *c, int fd, const char **step)
+{
+    int err = set_timeout(fd, SO_RCVTIMEO, c->read_timeout_ns);
+    if (err) {
+        *step = "SO_RCVTIMEO";
+        return err;
+    }
+    if ((err = set_timeout(fd, SO_SNDTIMEO, c->write_timeout_ns)))
+        *step = "SO_SNDTIMEO";
+    return err;
+}
+
+/* getaddrinfo's error as a negative errno value. */
+static int gai_errno(int g, int sys_errno)
+{
+    switch (g) {
+    case EAI_NONAME:
+    case EAI_SERVICE:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY:
+#endif
+        return -ENXIO;        /* no such host or service */
+    case EAI_AGAIN:
+        return -EHOSTUNREACH; /* the name cannot be resolved now */
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_SYSTEM:
+        return sys_errno > 0 ? -sys_errno : -EIO;
+    default:
+        return -EIO;
+    }
+}
+
+static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN], serv[16];
+    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(out, outlen, "?");
+    else if (sa->sa_family == AF_INET6)
+        snprintf(out, outlen, "[%s]:%s", host, serv);
+    else
+        snprintf(out, outlen, "%s:%s", host, serv);
+}
+
+/* ---- connect ------------------------------------------------------------- */
+
+/* Non-blocking connect of fd, waiting in poll() until deadline (< 0: none).
+ * Returns 0, -ETIMEDOUT or the connect error. */
+static int connect_until(int fd, const struct sockaddr *sa, socklen_t len, int64_t deadline)
+{
+    if (connect(fd, sa, len) == 0)
+        return 0;
+    /* EINTR: the connect goes on asynchronously, as with EINPROGRESS. */
+    if (errno != EINPROGRESS && errno != EINTR)
+        return -errno;
+    for (;;) {
+        int64_t now = shp__now_ns();
+        if (deadline >= 0 && now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        int n = poll(&p, 1, poll_ms_left(deadline, now));
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n <= 0)
+            continue; /* signal or timeout: the deadline check decides */
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+            return -errno;
+        return -soerr;
+    }
+}
+
+/* One resolved address: socket, options, connect, back to blocking with
+ * the I/O timeouts.  Returns 0 and sets *out, or an error with *step. */
+static int connect_addr(const struct tcp_ctx *t, const struct addrinfo *ai, int64_t deadline,
+                        int *out, const char **step)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        *step = "socket";
+        return -errno;
+    }
+    int err = set_tcp_options(&t->cfg, fd, step);
+    if (!err && (err = connect_until(fd, ai->ai_addr, ai->ai_addrlen, deadline)))
+        *step = "connect";
+    if (!err) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+            err = -errno;
+            *step = "fcntl";
+        }
+    }
+    if (!err)
+        err = set_io_timeouts(&t->cfg, fd, step);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Resolves host and port, then tries each address in order until one
+ * connects, the deadline passes, or an error that another address cannot
+ * cure (out of fds or memory) comes. */
+static int connect_inet(const struct tcp_ctx *t, int *out)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_protocol = IPPROTO_TCP };
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(t->host, t->port, &hints, &res);
+    if (g != 0)
+        return connect_failed(t, gai_errno(g, errno), "resolve", NULL, gai_strerror(g));
+
+    int64_t deadline = t->cfg.connect_timeout_ns > 0 ? shp__now_ns() + t->cfg.connect_timeout_ns
+                                                     : -1;
+    int err = -EHOSTUNREACH;
+    const char *step = "resolve";
+    char addr[INET6_ADDRSTRLEN + 32] = "-";
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        format_addr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
+        err = connect_addr(t, ai, deadline, out, &step);
+        if (err == 0) {
+            shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s addr=%s fd=%d",
+                     t->target, addr, *out);
+            break;
+        }
+        if (err == -ETIMEDOUT || err == -EMFILE || err == -ENFILE || err == -ENOMEM ||
+            err == -ENOBUFS || !ai->ai_next)
+            break;
+        shp__log(SHP_LOG_DEBUG, t->name,
+                 "event=connect_attempt_failed target=%s addr=%s step=%s err=%s", t->target, addr,
+                 step, shp_err_name(err));
+    }
+    freeaddrinfo(res);
+    return err ? connect_failed(t, err, step, addr, NULL) : 0;
+}
+
+/* A unix-domain connect is synchronous except when the listener's backlog
+ * is full; the kernel then waits for room for up to SO_SNDTIMEO, which
+ * therefore serves as the connect timeout (EAGAIN when it expires). */
+static int connect_unix(const struct tcp_ctx *t, int *out)
+{
+    int64_t deadline = t->cfg.connect_timeout_ns > 0 ? shp__now_ns() + t->cfg.connect_timeout_ns
+                                                     : -1;
+    const char *step = "socket";
+    int err = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return connect_failed(t, -errno, step, NULL, NULL);
+    for (;;) {
+        if (deadline >= 0) {
+            int64_t left = deadline - shp__now_ns();
+            if (left <= 0) {
+                err = -ETIMEDOUT;
+                break;
+            }
+            if ((err = set_timeout(fd, SO_SNDTIMEO, left))) {
+                step = "SO_SNDTIMEO";
+                break;
+            }
+        }
+        step = "connect";
+        if (connect(fd, (const struct sockaddr *)&t->sun, t->sun_len) == 0) {
+            err = 0;
+            break;
+        }
+        err = -errno;
+        if (err == -EINTR)
+            continue;
+        if (err == -EISCONN)
+            err = 0;
+        else if (err == -EAGAIN || err == -EWOULDBLOCK)
+            err = -ETIMEDOUT;
+        break;
+    }
+    if (!err)
+        err = set_io_timeouts(&t->cfg, fd, &step);
+    if (err) {
+        close(fd);
+        return connect_failed(t, err, step, NULL, NULL);
+    }
+    shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, fd);
+    *out = fd;
+    return 0;
+}
+
+/* ---- the callbacks --------------------------------------------------------- */
+
+static int tcp_connect(void *ctx, void **handle)
+{
+    const struct tcp_ctx *t = ctx;
+    struct tcp_conn *c = malloc(sizeof *c);
+    if (!c)
+        return connect_failed(t, -ENOMEM, "alloc", NULL, NULL);
+    int fd = -1;
+    int err = t->sun_len ? connect_unix(t, &fd) : connect_inet(t, &fd);
+    if (err) {
+        free(c);
+        return err;
+    }
+    c->magic = TCP_CONN_MAGIC;
+    c->fd = fd;
+    *handle = c;
+    return 0;
+}
+
+static void tcp_close(void *ctx, void *handle)
+{
+    (void)ctx;
+    struct tcp_conn *c = handle;
+    if (!c)
+        return;
+    c->magic = TCP_DEAD_MAGIC;
+    close(c->fd); /* on Linux the fd is released even if close fails */
+    free(c);
+}
+
+/* Liveness without blocking: an idle pooled connection must have nothing
+ * to read.  End of stream means the peer closed; bytes mean the peer spoke
+ * out of turn (an error or goodbye message, or a desynchronised protocol);
+ * an error is a reset or a keepalive timeout.  Then the user's ping. */
+static int tcp_check(void *ctx, void *handle)
+{
+    const struct tcp_ctx *t = ctx;
+    const struct tcp_conn *c = handle;
+    char byte;
+    ssize_t n;
+    do
+        n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+
+    int err = 0;
+    const char *why = NULL;
+    if (n == 0) {
+        err = -EPIPE;
+        why = "peer_closed";
+    } else if (n > 0) {
+        err = -EPROTO;
+        why = "unread_data";
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        err = -errno;
+        why = "socket_error";
+    } else if (t->cfg.ping) {
+        int r = t->cfg.ping(c->fd, t->cfg.ping_ud);
+        err = r > 0 ? -EIO : r;
+        why = "ping_failed";
+    }
+    if (err)
+        shp__log(SHP_LOG_INFO, t->name, "event=check_failed target=%s fd=%d reason=%s err=%s",
+                 t->target, c->fd, why, shp_err_name(err));
+    return err;
+}
+
+/* ---- public API -------------------------------------------------------------- */
+
+void shp_tcp_config_init(shp_tcp_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->connect_timeout_ns = 5 * SHP_NS_PER_S;
+    cfg->nodelay = true;
+    cfg->keepalive = true;
+    cfg->keepidle_s = 60;
+    cfg->keepintvl_s = 10;
+    cfg->keepcnt = 6;
+}
+
+static int bad_config(const shp_tcp_config *cfg, int err, const char *field, const char *why)
+{
+    shp__log(SHP_LOG_ERROR, cfg && cfg->name ? cfg->name : "tcp",
+             "event=invalid_config field=%s reason=\"%s\"", field, why);
+    return err;
+}
+
+static int validate(const shp_tcp_config *cfg)
+{
+    bool inet = cfg->host || cfg->port_or_service;
+    if (cfg->unix_path && inet)
+        return bad_config(cfg, -EINVAL, "unix_path", "both unix_path and host/port given");
+    if (!cfg->unix_path && !(cfg->host && cfg->port_or_service))
+        return bad_config(cfg, -EINVAL, "host", "need host and port_or_service, or unix_path");
+    if (cfg->unix_path) {
+        size_t len = strlen(cfg->unix_path);
+        if (len == 0 || (cfg->unix_path[0] == '@' && len == 1))
+            return bad_config(cfg, -EINVAL, "unix_path", "empty");
+        /* A path needs its NUL inside sun_path; an abstract name does not
+         * (its '@' becomes the leading NUL). */
+        if (len >= sizeof(((struct sockaddr_un *)0)->sun_path) + (cfg->unix_path[0] == '@'))
+            return bad_config(cfg, -ENAMETOOLONG, "unix_path", "longer than sockaddr_un allows");
+    } else if (!cfg->host[0] || !cfg->port_or_service[0]) {
+        return bad_config(cfg, -EINVAL, "host", "empty host or port_or_service");
+    }
+    if (cfg->connect_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "connect_timeout_ns", "negative");
+    if (cfg->read_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "read_timeout_ns", "negative");
+    if (cfg->write_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "write_timeout_ns", "negative");
+    if (cfg->keepidle_s < 0 || cfg->keepidle_s > TCP_KEEP_SECS_MAX)
+        return bad_config(cfg, -EINVAL, "keepidle_s", "outside 0..32767");
+    if (cfg->keepintvl_s < 0 || cfg->keepintvl_s > TCP_KEEP_SECS_MAX)
+        return bad_config(cfg, -EINVAL, "keepintvl_s", "outside 0..32767");
+    if (cfg->keepcnt < 0 || cfg->keepcnt > TCP_KEEPCNT_MAX)
+        return bad_config(cfg, -EINVAL, "keepcnt", "outside 0..127");
+    return 0;
+}
+
+static void ctx_free(struct tcp_ctx *t)
+{
+    if (!t)
+        return;
+    t->magic = 0;
+    free(t->host);
+    free(t->port);
+    free(t->name);
+    free(t->target);
+    free(t);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+int shp_tcp_ops(shp_ops *ops, const shp_tcp_config *cfg)
+{
+    if (!ops || !cfg)
+        return bad_config(cfg, -EINVAL, ops ? "cfg" : "ops", "NULL");
+    int err = validate(cfg);
+    if (err)
+        return err;
+
+    struct tcp_ctx *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    bool oom = false;
+    t->cfg = *cfg;
+    t->host = dup_or_null(cfg->host, &oom);
+    t->port = dup_or_null(cfg->port_or_service, &oom);
+    t->name = dup_or_null(cfg->name ? cfg->name : "tcp", &oom);
+    const char *ua = cfg->unix_path;
+    bool v6 = t->host && strchr(t->host, ':');
+    int n = ua ? snprintf(NULL, 0, "unix:%s", ua)
+               : snprintf(NULL, 0, v6 ? "[%s]:%s" : "%s:%s", cfg->host, cfg->port_or_service);
+    t->target = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (oom || !t->target) {
+        ctx_free(t);
+        return -ENOMEM;
+    }
+    if (ua)
+        snprintf(t->target, (size_t)n + 1, "unix:%s", ua);
+    else
+        snprintf(t->target, (size_t)n + 1, v6 ? "[%s]:%s" : "%s:%s", t->host, t->port);
+    if (ua) {
+        size_t len = strlen(ua);
+        t->sun.sun_family = AF_UNIX;
+        if (ua[0] == '@') { /* abstract: leading NUL, length counts the name only */
+            memcpy(t->sun.sun_path + 1, ua + 1, len - 1);
+            t->sun_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+        } else {
+            memcpy(t->sun.sun_path, ua, len + 1);
+            t->sun_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+        }
+    }
+    t->cfg.host = t->host;
+    t->cfg.port_or_service = t->port;
+    t->cfg.unix_path = NULL; /* kept as t->sun */
+    t->cfg.name = t->name;
+    t->magic = TCP_CTX_MAGIC;
+
+    *ops = (shp_ops){ .connect = tcp_connect, .close = tcp_close, .check = tcp_check,
+                      .reset = NULL, .ctx = t };
+    return 0;
+}
+
+void shp_tcp_ops_free(shp_ops *ops)
+{
+    if (!ops || ops->connect != tcp_connect)
+        return;
+    struct tcp_ctx *t = ops->ctx;
+    if (t && t->magic == TCP_CTX_MAGIC)
+        ctx_free(t);
+    memset(ops, 0, sizeof *ops);
+}
+
+int shp_tcp_fd(const void *handle)
+{
+    const struct tcp_conn *c = handle;
+    if (!c)
+        return -EINVAL;
+    if (c->magic != TCP_CONN_MAGIC)
+        return -EBADF;
+    return c->fd;
+}
