@@ -24,6 +24,12 @@ LIBS    := -lck -lurcu-bp -lurcu-common -lpthread
 LIB_SRC := lib/error.c lib/log.c lib/futex.c lib/config.c lib/pool.c lib/reaper.c
 LIB_HDR := $(wildcard include/*.h include/shardpool/*.h lib/*.h)
 UNIT    := $(basename $(notdir $(wildcard tests/*_test.c)))
+
+# Optional adapters (make WITH_TCP=0 ... builds the core without them).
+include lib/adapters/adapters.mk
+LIB_SRC += $(ADAPTER_SRC)
+LIB_HDR += $(ADAPTER_HDR)
+UNIT    += $(ADAPTER_UNIT)
 STRESS  := conservation aba
 
 # Per-variant flags: release (-O2), asan (ASan+UBSan), tsan (same algorithm
@@ -171,6 +177,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/include/shardpool $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/shardpool.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 include/shardpool/*.h $(DESTDIR)$(PREFIX)/include/shardpool/
+	$(if $(ADAPTER_HDR),install -d $(DESTDIR)$(PREFIX)/include/shardpool/adapters && \
+	  install -m 644 $(ADAPTER_HDR) $(DESTDIR)$(PREFIX)/include/shardpool/adapters/)
 	install -m 644 $(B)/release/libshardpool.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/release/libshardpool.so $(DESTDIR)$(PREFIX)/lib/libshardpool.so.$(VERSION)
 	ln -sf libshardpool.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshardpool.so.$(SOVER)

@@ -302,8 +302,11 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
             conn_unused(p, c);
         atomic_fetch_add_explicit(&p->connect_failures, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
+        /* The callback's errno means what the system says, not what the
+         * pool's table says (ETIMEDOUT here is a connect timeout). */
+        const char *msg = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
         shp__log(SHP_LOG_WARN, p->name, "event=connect_failed err=%s msg=\"%s\"",
-                 shp_err_name(err), shp_strerror(err));
+                 shp_err_name(err), msg ? msg : shp_strerror(err));
         drain_progress(p);
         shp__wake_waiters(p);
         shp__unref(p);
