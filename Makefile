@@ -30,6 +30,8 @@ include lib/adapters/adapters.mk
 LIB_SRC += $(ADAPTER_SRC)
 LIB_HDR += $(ADAPTER_HDR)
 UNIT    += $(ADAPTER_UNIT)
+LIBS    += $(ADAPTER_LIBS)
+DEB_PKGS += $(ADAPTER_DEB_PKGS)
 STRESS  := conservation aba
 
 # Per-variant flags: release (-O2), asan (ASan+UBSan), tsan (same algorithm

@@ -16,3 +16,8 @@ ADAPTER_SRC  += lib/adapters/tcp.c
 ADAPTER_HDR  += include/shardpool/adapters/tcp.h
 ADAPTER_UNIT += adapters/tcp_test
 endif
+
+# Adapters with their own fragment (each sets ADAPTER_SRC/HDR/UNIT, and
+# ADAPTER_LIBS / ADAPTER_DEB_PKGS for what it links and installs).
+-include lib/adapters/pg.mk
+-include lib/adapters/redis.mk
