@@ -22,6 +22,11 @@ void shp_config_init(shp_config *cfg)
     cfg->max_uses = 0;
     cfg->max_connecting = 4;
     cfg->name = "pool";
+    cfg->connect_attempts = 3;
+    cfg->retry_base_ns = 10 * 1000000LL;
+    cfg->retry_cap_ns = SHP_NS_PER_S;
+    cfg->breaker_threshold = 5;
+    cfg->breaker_probe_ns = SHP_NS_PER_S;
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u
@@ -57,5 +62,11 @@ int shp_config_validate(const shp_config *cfg)
         return bad(cfg, "health_interval_ns", "negative");
     if (cfg->reaper_interval_ns <= 0)
         return bad(cfg, "reaper_interval_ns", "must be positive");
+    if (cfg->retry_base_ns < 0)
+        return bad(cfg, "retry_base_ns", "negative");
+    if (cfg->retry_cap_ns < cfg->retry_base_ns)
+        return bad(cfg, "retry_cap_ns", "smaller than retry_base_ns");
+    if (cfg->breaker_threshold && cfg->breaker_probe_ns <= 0)
+        return bad(cfg, "breaker_probe_ns", "must be positive with a breaker");
     return 0;
 }

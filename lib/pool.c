@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
 
 #if defined(SHP_TSAN)
@@ -188,7 +189,7 @@ void shp__wake_waiters(shp_pool *p)
             w->conn = c;
             verdict = SHP__W_CONN;
             atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
-        } else if (shp__reserve(p) == 0) {
+        } else if (!shp__breaker_open(p) && shp__reserve(p) == 0) {
             verdict = SHP__W_GRANT;
         } else {
             break;
@@ -307,11 +308,13 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
         const char *msg = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
         shp__log(SHP_LOG_WARN, p->name, "event=connect_failed err=%s msg=\"%s\"",
                  shp_err_name(err), msg ? msg : shp_strerror(err));
+        shp__breaker_failure(p, err);
         drain_progress(p);
         shp__wake_waiters(p);
         shp__unref(p);
         return err;
     }
+    shp__breaker_success(p);
     c->handle = h;
     c->created_ns = shp__now_ns();
     int64_t now = tick(p);
@@ -488,11 +491,37 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
     return (int)v;
 }
 
+/* After a failed connect (err): whether to try again, having waited the
+ * backoff.  No for errors that are not transient, when the attempts are
+ * used up, when the breaker opened, when the backoff would pass the
+ * deadline, or when destroy began (it interrupts the wait). */
+static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_t wait_ns,
+                                int64_t *deadline)
+{
+    if (err == -ESHUTDOWN || !shp__retryable(err) || wait_ns == 0 || shp__breaker_open(p))
+        return false;
+    ++*attempts;
+    if (p->cfg.connect_attempts && *attempts >= p->cfg.connect_attempts)
+        return false;
+    int64_t now = shp__now_ns();
+    if (*deadline < 0)
+        *deadline = now + wait_ns;
+    int64_t until = now + shp__backoff_ns(&p->cfg, *attempts - 1);
+    if (until >= *deadline)
+        return false;
+    while (running(p) && shp__now_ns() < until)
+        shp__futex_wait((uint32_t *)&p->stop_word, 0, until);
+    atomic_fetch_add_explicit(&p->retries, 1, memory_order_relaxed);
+    return running(p);
+}
+
 SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped)
 {
     int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
     int64_t deadline = -1;
     int ret, sweep_retries = 0;
+    unsigned attempts = 0;
+    int last_err = 0; /* a connect error we retried after: reported over a timeout */
     /* Entered inside the caller's read-side section; from here on a
      * reference keeps the pool alive across callbacks and waits. */
     shp__ref(p);
@@ -536,6 +565,13 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
         if (c)
             atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
+        if (!c && shp__breaker_open(p) &&
+            SHP__CAP_LIVE(atomic_load(&p->cap)) < p->cfg.max_size) {
+            /* We would have to connect, and the backend is known down. */
+            shp__rcu_unlock();
+            ret = -EHOSTDOWN;
+            goto done;
+        }
         ret = c ? 0 : shp__reserve(p);
         shp__rcu_unlock();
         if (c) {
@@ -546,10 +582,14 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
         if (ret == 0) {
             ret = shp__create(p, out, SHP__IN_USE);
+            if (ret < 0 && retry_after_failure(p, ret, &attempts, wait_ns, &deadline)) {
+                last_err = ret;
+                continue;
+            }
             goto done;
         }
         if (wait_ns == 0) {
-            ret = -EAGAIN;
+            ret = last_err ? last_err : -EAGAIN;
             goto done;
         }
         if (deadline < 0)
@@ -580,12 +620,18 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             goto done;
         case SHP__W_GRANT:
             ret = shp__create(p, out, SHP__IN_USE);
+            if (ret < 0 && retry_after_failure(p, ret, &attempts, wait_ns, &deadline)) {
+                last_err = ret;
+                continue;
+            }
             goto done;
         case SHP__W_SHUTDOWN:
             ret = -ESHUTDOWN;
             goto done;
         default:
             atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+            if (last_err)
+                ret = last_err;
             goto done;
         }
     }
@@ -847,6 +893,8 @@ static unsigned orphan_borrowed(shp_pool *p)
  * drains it; see shp_pool_shutdown.  Leaves the owner's reference. */
 static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
 {
+    atomic_store(&p->stop_word, 1);
+    shp__futex_wake((uint32_t *)&p->stop_word, INT32_MAX);
     pthread_mutex_lock(&p->wq_lock);
     p->wq_closed = true;
     for (struct shp__waiter *w = p->wq_head, *next; w; w = next) {
@@ -967,6 +1015,9 @@ int shp_pool_stats(shp_pool *p, shp_stats *out)
     out->health_checks = atomic_load(&p->health_checks);
     out->health_failures = atomic_load(&p->health_failures);
     out->handoffs = atomic_load(&p->handoffs);
+    out->retries = atomic_load(&p->retries);
+    out->breaker_opens = atomic_load(&p->breaker_opens);
+    out->breaker_open = shp__breaker_open(p);
     for (unsigned i = 0; i < p->nshards; i++)
         out->steals += atomic_load_explicit(&p->shards[i].steals, memory_order_relaxed);
     return 0;

@@ -107,6 +107,10 @@ struct shp_pool {
     _Atomic uint64_t health_checks, health_failures, handoffs;
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
     _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
+    _Atomic uint32_t connect_fail_run;  /* consecutive connect failures */
+    _Atomic int64_t breaker_opened_at;  /* 0 = closed; else when it (re)opened */
+    _Atomic uint64_t breaker_opens, retries;
+    _Atomic uint32_t stop_word;   /* 1 once stopping: wakes backoff sleepers */
 
     /* registry of live connections (RCU list; writers hold reg_lock) */
     pthread_mutex_t reg_lock;     /* also guards spare */
@@ -138,6 +142,14 @@ void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
 bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
+
+/* retry.c */
+int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt);
+bool shp__retryable(int err);
+bool shp__breaker_open(shp_pool *p);
+void shp__breaker_failure(shp_pool *p, int err);
+void shp__breaker_success(shp_pool *p);
+bool shp__breaker_probe_due(shp_pool *p, int64_t now);
 
 /* reaper.c */
 void *shp__reaper_main(void *arg);

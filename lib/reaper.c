@@ -146,17 +146,36 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
     }
 }
 
-static void refill(shp_pool *p)
+/* Makes one idle connection; false if at a cap or the connect failed. */
+static bool add_idle(shp_pool *p)
 {
     static _Thread_local unsigned next_shard; /* the reaper's own: spreads refills */
+    shp_conn *c = NULL;
+    if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
+        return false;
+    shp__rcu_lock();
+    shp__put_idle(p, c, &p->shards[next_shard++ % p->nshards]);
+    shp__rcu_unlock();
+    return true;
+}
+
+/* Refills to min_size.  While the breaker is open only its probe connects:
+ * one attempt per breaker_probe_ns, whose success closes the breaker. */
+static void refill(shp_pool *p, int64_t now)
+{
+    if (shp__breaker_open(p)) {
+        if (!shp__breaker_probe_due(p, now))
+            return;
+        if (SHP__CAP_LIVE(atomic_load(&p->cap)) < p->cfg.max_size) {
+            shp__log(SHP_LOG_INFO, p->name, "event=breaker_probe");
+            if (!add_idle(p))
+                return;
+        }
+    }
     while (atomic_load_explicit(&p->state, memory_order_relaxed) == SHP__RUNNING &&
            SHP__CAP_LIVE(atomic_load(&p->cap)) < p->cfg.min_size) {
-        shp_conn *c = NULL;
-        if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
+        if (!add_idle(p))
             return; /* at a cap, or the backend refused: next interval */
-        shp__rcu_lock();
-        shp__put_idle(p, c, &p->shards[next_shard++ % p->nshards]);
-        shp__rcu_unlock();
     }
 }
 
@@ -179,7 +198,7 @@ void *shp__reaper_main(void *arg)
         if (any_due(p, now))
             for (unsigned i = 0; i < p->nshards; i++)
                 reap_shard(p, &p->shards[i], now, &live);
-        refill(p);
+        refill(p, now);
 
         pthread_mutex_lock(&p->rp_lock);
     }

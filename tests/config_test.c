@@ -118,6 +118,9 @@ static void m_reaper_zero(shp_config *c) { c->reaper_interval_ns = 0; }
 static void m_reaper_neg(shp_config *c) { c->reaper_interval_ns = -NS_PER_MS; }
 static void m_acquire_neg(shp_config *c) { c->acquire_timeout_ns = -1; }
 static void m_idle_min(shp_config *c) { c->idle_timeout_ns = INT64_MIN; }
+static void m_retry_base_neg(shp_config *c) { c->retry_base_ns = -1; }
+static void m_retry_cap_lt_base(shp_config *c) { c->retry_base_ns = 10; c->retry_cap_ns = 5; }
+static void m_probe_zero(shp_config *c) { c->breaker_threshold = 3; c->breaker_probe_ns = 0; }
 
 static const struct bad_case {
     const char *what;
@@ -133,6 +136,9 @@ static const struct bad_case {
     { "reaper_interval_ns < 0", "reaper_interval", m_reaper_neg },
     { "acquire_timeout_ns < 0", "acquire_timeout", m_acquire_neg },
     { "idle_timeout_ns INT64_MIN", "idle_timeout", m_idle_min },
+    { "retry_base_ns < 0", "retry_base", m_retry_base_neg },
+    { "retry_cap_ns < retry_base_ns", "retry_cap", m_retry_cap_lt_base },
+    { "breaker_probe_ns 0 with a breaker", "breaker_probe", m_probe_zero },
 };
 #define N_BAD (sizeof bad_cases / sizeof bad_cases[0])
 

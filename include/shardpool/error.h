@@ -28,7 +28,8 @@ extern "C" {
     X(EBADF,     "not a shardpool connection handle")                          \
     X(EBUSY,     "connections still borrowed at the drain deadline")           \
     X(ECANCELED, "connection closed by the pool")                              \
-    X(EIO,       "connection failed its health check")
+    X(EIO,       "connection failed its health check")                        \
+    X(EHOSTDOWN, "backend unavailable: the pool's circuit breaker is open")
 
 /* Returns a static, human-readable description of err (a negative errno
  * value, or 0).  Never returns NULL.  Thread-safe. */

@@ -101,6 +101,22 @@ typedef struct shp_config {
     unsigned max_uses;           /* close after this many borrows; 0 = unlimited */
     unsigned max_connecting;     /* cap on concurrent connects; 0 = 4 */
     const char *name;            /* for log lines; copied; default "pool" */
+    /* Connect retry: an acquire whose connect fails with a transient error
+     * (refused, timed out, unreachable, reset, EIO, EAGAIN) tries again after
+     * a random pause in [0, min(cap, base * 2^attempt)] ("full jitter"),
+     * never past its deadline.  Other errors (EACCES: bad credentials) are
+     * returned at once. */
+    unsigned connect_attempts;   /* tries per acquire; 0 = until the deadline;
+                                    default 3 */
+    int64_t retry_base_ns;       /* default 10 ms */
+    int64_t retry_cap_ns;        /* default 1 s */
+    /* Circuit breaker: after breaker_threshold consecutive connect failures
+     * it opens; while open, an acquire that would have to connect fails at
+     * once with -EHOSTDOWN (idle connections are still handed out, and an
+     * acquire at max_size still waits for a release); the reaper tries one
+     * connect every breaker_probe_ns and closes it when that succeeds. */
+    unsigned breaker_threshold;  /* 0 = no breaker; default 5 */
+    int64_t breaker_probe_ns;    /* default 1 s */
 } shp_config;
 
 /* A snapshot of one pool.  Gauges are read one after another without
@@ -124,6 +140,9 @@ typedef struct shp_stats {
     uint64_t health_checks;
     uint64_t health_failures;
     uint64_t handoffs;    /* releases handed straight to a waiter */
+    uint64_t retries;     /* connect attempts after a failed one */
+    uint64_t breaker_opens;
+    uint64_t breaker_open; /* gauge: 1 while the breaker is open */
 } shp_stats;
 
 /* Fills cfg with the defaults above.  cfg must not be NULL. */

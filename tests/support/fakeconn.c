@@ -44,6 +44,9 @@ static int fake_connect(void *ctx, void **out)
         ;
     nap(atomic_load(&b->connect_delay_ns));
     int err = atomic_load(&b->connect_err);
+    for (int n = atomic_load(&b->fail_next); !err && n > 0;)
+        if (atomic_compare_exchange_weak(&b->fail_next, &n, n - 1))
+            err = -ECONNREFUSED;
     if (!err && roll(atomic_load(&b->connect_fail_ppm)))
         err = -ECONNREFUSED;
     if (err) {

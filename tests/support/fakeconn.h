@@ -28,6 +28,7 @@ typedef struct fake_handle {
 typedef struct fake_backend {
     /* settings (set before the pool uses the backend; change with atomics) */
     _Atomic int connect_err;        /* nonzero: every connect fails with it */
+    _Atomic int fail_next;          /* > 0: the next so many connects fail (-ECONNREFUSED) */
     _Atomic unsigned connect_fail_ppm;   /* random connect failures, per million */
     _Atomic unsigned check_fail_ppm;     /* random health-check failures */
     _Atomic unsigned reset_fail_ppm;     /* random reset failures */
