@@ -491,6 +491,38 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
     return (int)v;
 }
 
+static _Thread_local int64_t connect_deadline = -1;
+
+int64_t shp_connect_deadline_ns(void)
+{
+    return connect_deadline;
+}
+
+/* shp__create for an acquire: the connect callback sees the acquire's
+ * deadline through shp_connect_deadline_ns. */
+static int create_for(shp_pool *p, shp_conn **out, int64_t wait_ns, int64_t *deadline)
+{
+    if (*deadline < 0 && wait_ns > 0)
+        *deadline = shp__now_ns() + wait_ns;
+    connect_deadline = wait_ns > 0 ? *deadline : -1;
+    int ret = shp__create(p, out, SHP__IN_USE);
+    connect_deadline = -1;
+    return ret;
+}
+
+/* hand_out_checked for an acquire: the check callback sees the acquire's
+ * deadline through shp_connect_deadline_ns. */
+static int checked_for(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use, int64_t wait_ns,
+                       int64_t *deadline)
+{
+    if (*deadline < 0 && wait_ns > 0)
+        *deadline = shp__now_ns() + wait_ns;
+    connect_deadline = wait_ns > 0 ? *deadline : -1;
+    int ret = hand_out_checked(p, c, out, count_use);
+    connect_deadline = -1;
+    return ret;
+}
+
 /* After a failed connect (err): whether to try again, having waited the
  * backoff.  No for errors that are not transient, when the attempts are
  * used up, when the breaker opened, when the backoff would pass the
@@ -529,7 +561,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         atomic_store_explicit(&popped->state, SHP__CHECKING, memory_order_relaxed);
     shp__rcu_unlock();
     if (popped) {
-        ret = hand_out_checked(p, popped, out, true);
+        ret = checked_for(p, popped, out, true, wait_ns, &deadline);
         if (ret <= 0)
             goto done;
     }
@@ -575,13 +607,18 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         ret = c ? 0 : shp__reserve(p);
         shp__rcu_unlock();
         if (c) {
-            ret = hand_out_checked(p, c, out, true);
+            ret = checked_for(p, c, out, true, wait_ns, &deadline);
             if (ret <= 0)
                 goto done;
+            if (deadline >= 0 && shp__now_ns() >= deadline) {
+                ret = -ETIMEDOUT; /* validation ate the time: do not start another */
+                atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+                goto done;
+            }
             continue;
         }
         if (ret == 0) {
-            ret = shp__create(p, out, SHP__IN_USE);
+            ret = create_for(p, out, wait_ns, &deadline);
             if (ret < 0 && retry_after_failure(p, ret, &attempts, wait_ns, &deadline)) {
                 last_err = ret;
                 continue;
@@ -607,7 +644,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                     ret = -ESHUTDOWN;
                     goto done;
                 }
-                ret = hand_out_checked(p, *out, out, false);
+                ret = checked_for(p, *out, out, false, wait_ns, &deadline);
                 if (ret <= 0)
                     goto done;
                 continue;
@@ -619,7 +656,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             }
             goto done;
         case SHP__W_GRANT:
-            ret = shp__create(p, out, SHP__IN_USE);
+            ret = create_for(p, out, wait_ns, &deadline);
             if (ret < 0 && retry_after_failure(p, ret, &attempts, wait_ns, &deadline)) {
                 last_err = ret;
                 continue;

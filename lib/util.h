@@ -5,6 +5,7 @@
 #define SHP_UTIL_H
 
 #include <shardpool/log.h>
+#include <shardpool/pool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -22,6 +23,16 @@ static inline int64_t shp__now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
+}
+
+/* The deadline for a connect callback: now + own_timeout_ns (<= 0: none),
+ * capped by the deadline of the acquire that is connecting on this thread
+ * (shp_connect_deadline_ns).  Absolute CLOCK_MONOTONIC ns, or -1 for none. */
+static inline int64_t shp__connect_deadline(int64_t own_timeout_ns)
+{
+    int64_t d = own_timeout_ns > 0 ? shp__now_ns() + own_timeout_ns : -1;
+    int64_t a = shp_connect_deadline_ns();
+    return a >= 0 && (d < 0 || a < d) ? a : d;
 }
 
 /* Waits while *word == expect, until woken or the absolute CLOCK_MONOTONIC

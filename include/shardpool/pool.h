@@ -216,6 +216,14 @@ SHP_API void *shp_conn_handle(const shp_conn *conn);
 /* The pool conn belongs to, or NULL.  Valid while conn is borrowed. */
 SHP_API shp_pool *shp_conn_pool(const shp_conn *conn);
 
+/* For ops.connect and ops.check callbacks: the absolute CLOCK_MONOTONIC
+ * deadline (ns) of the shp_acquire that is connecting or validating on the
+ * calling thread, or -1 when there is none (the reaper's connects and
+ * checks, or an acquire that may not wait).  A callback that caps its own
+ * timeout by it never makes an acquire overshoot its deadline; the adapters
+ * do.  Thread-safe (per thread). */
+SHP_API int64_t shp_connect_deadline_ns(void);
+
 /* Fills *out.  Returns 0 or -EINVAL.  Thread-safe; not during destroy. */
 SHP_API int shp_pool_stats(shp_pool *pool, shp_stats *out);
 

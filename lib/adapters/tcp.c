@@ -231,8 +231,7 @@ static int connect_inet(const struct tcp_ctx *t, int *out)
     if (g != 0)
         return connect_failed(t, gai_errno(g, errno), "resolve", NULL, gai_strerror(g));
 
-    int64_t deadline = t->cfg.connect_timeout_ns > 0 ? shp__now_ns() + t->cfg.connect_timeout_ns
-                                                     : -1;
+    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
     int err = -EHOSTUNREACH;
     const char *step = "resolve";
     char addr[INET6_ADDRSTRLEN + 32] = "-";
@@ -260,8 +259,7 @@ static int connect_inet(const struct tcp_ctx *t, int *out)
  * therefore serves as the connect timeout (EAGAIN when it expires). */
 static int connect_unix(const struct tcp_ctx *t, int *out)
 {
-    int64_t deadline = t->cfg.connect_timeout_ns > 0 ? shp__now_ns() + t->cfg.connect_timeout_ns
-                                                     : -1;
+    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
     const char *step = "socket";
     int err = 0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -1,0 +1,492 @@
+/* redis.c - the Redis adapter on hiredis (include/shardpool/adapters/redis.h). */
+#include "util.h"
+
+#include <shardpool/adapters/redis.h>
+#include <shardpool/error.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#define REDIS_CTX_MAGIC  0x72656478u /* "redx" */
+#define REDIS_CONN_MAGIC 0x7265646eu /* "redn" */
+#define REDIS_DEAD_MAGIC 0x64656164u /* "dead" */
+
+/* Replies the reset hook discards before RESET's own (unread replies,
+ * pub/sub messages); beyond this the connection is closed instead. */
+#define RESET_DRAIN_MAX 4096
+
+/* The ops' ctx: a private, read-only copy of the config. */
+struct redis_ctx {
+    uint32_t magic;
+    shp_redis_config cfg;  /* string fields point at the copies below */
+    char *host, *unix_path, *user, *password, *name;
+    char *target;          /* "host:port", "[v6]:port" or "unix:path", for logs */
+    char dbarg[16];        /* cfg.db as text, for SELECT */
+};
+
+/* The connection handle. */
+struct redis_conn {
+    uint32_t magic;
+    redisContext *rc;
+};
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* errno values whose text hiredis puts in errstr (strerror, sometimes with
+ * a prefix) and what the adapter returns for them. */
+static const struct { int in, out; } io_errors[] = {
+    { ECONNREFUSED, -ECONNREFUSED }, { ETIMEDOUT, -ETIMEDOUT },
+    { EAGAIN, -ETIMEDOUT },          /* SO_RCVTIMEO / SO_SNDTIMEO expired */
+    { EINPROGRESS, -ETIMEDOUT },     { ECONNRESET, -ECONNRESET },
+    { EPIPE, -ECONNRESET },          { EHOSTUNREACH, -EHOSTUNREACH },
+    { ENETUNREACH, -ENETUNREACH },   { ENOENT, -ENOENT },
+    { ENOMEM, -ENOMEM },
+};
+
+/* A failed context as a negative errno value. */
+static int ctx_errno(const redisContext *rc)
+{
+    switch (rc->err) {
+    case REDIS_ERR_EOF:
+        return -ECONNRESET;
+    case REDIS_ERR_OOM:
+        return -ENOMEM;
+    case REDIS_ERR_PROTOCOL:
+        return -EPROTO;
+    case REDIS_ERR_IO:
+        for (size_t i = 0; i < sizeof io_errors / sizeof io_errors[0]; i++) {
+            const char *s = strerrordesc_np(io_errors[i].in);
+            if (s && strstr(rc->errstr, s))
+                return io_errors[i].out;
+        }
+        return -EIO;
+    default:
+        return -EIO;
+    }
+}
+
+/* An error reply as a negative errno value. */
+static int reply_errno(const char *msg)
+{
+    if (!strncmp(msg, "WRONGPASS", 9) || !strncmp(msg, "NOAUTH", 6) ||
+        !strncmp(msg, "NOPERM", 6) || (!strncmp(msg, "ERR AUTH", 8)) ||
+        strstr(msg, "invalid password") || strstr(msg, "invalid username-password"))
+        return -EACCES;
+    if (!strncmp(msg, "ERR DB index", 12) || strstr(msg, "invalid DB index"))
+        return -EINVAL;
+    return -EIO;
+}
+
+/* msg, masked and fit for a quoted log value (no quotes, no newlines). */
+static void log_text(char *out, size_t outlen, const char *msg)
+{
+    shp_mask_secrets(out, outlen, msg ? msg : "");
+    for (char *p = out; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+        else if (*p == '\r' || *p == '\n')
+            *p = ' ';
+}
+
+/* Logs a failed connect and returns err. */
+static int connect_failed(const struct redis_ctx *t, int err, const char *step, const char *msg)
+{
+    char m[256];
+    log_text(m, sizeof m, msg ? msg : strerrordesc_np(-err));
+    shp__log(SHP_LOG_WARN, t->name, "event=connect_failed target=%s step=%s err=%s msg=\"%s\"",
+             t->target, step, shp_err_name(err), m);
+    return err;
+}
+
+static struct timeval ns_to_tv(int64_t ns)
+{
+    /* Rounded up to whole microseconds: a zero timeval means "none". */
+    int64_t us = ns > 0 ? (ns + 999) / 1000 : 0;
+    return (struct timeval){ .tv_sec = (time_t)(us / 1000000),
+                             .tv_usec = (suseconds_t)(us % 1000000) };
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+/* Reads one reply.  Returns 0 and sets *out, or the context's error. */
+static int get_reply(redisContext *rc, redisReply **out)
+{
+    void *r = NULL;
+    if (redisGetReply(rc, &r) != REDIS_OK || !r)
+        return rc->err ? ctx_errno(rc) : -EIO;
+    *out = r;
+    return 0;
+}
+
+/* Whether r is the status or error reply text. */
+static bool reply_is(const redisReply *r, int type, const char *text)
+{
+    return r->type == type && r->str && !strcmp(r->str, text);
+}
+
+/* Queues AUTH (if a password is set) and SELECT (if db != 0); returns the
+ * number of commands queued, or -ENOMEM. */
+static int append_auth_select(const struct redis_ctx *t, redisContext *rc)
+{
+    int n = 0;
+    if (t->password) {
+        const char *argv[3] = { "AUTH", t->user ? t->user : t->password, t->password };
+        if (redisAppendCommandArgv(rc, t->user ? 3 : 2, argv, NULL) != REDIS_OK)
+            return -ENOMEM;
+        n++;
+    }
+    if (t->cfg.db != 0) {
+        const char *argv[2] = { "SELECT", t->dbarg };
+        if (redisAppendCommandArgv(rc, 2, argv, NULL) != REDIS_OK)
+            return -ENOMEM;
+        n++;
+    }
+    return n;
+}
+
+/* Reads the replies of append_auth_select's commands: each must be +OK.
+ * On failure returns the error and sets *step and *msg (msg points into a
+ * reply copied to msgbuf). */
+static int read_auth_select(const struct redis_ctx *t, redisContext *rc, const char **step,
+                            char *msgbuf, size_t msglen)
+{
+    const char *steps[2];
+    int n = 0;
+    if (t->password)
+        steps[n++] = "auth";
+    if (t->cfg.db != 0)
+        steps[n++] = "select";
+    /* Every reply is read even after a failure, so none is left behind. */
+    int err = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        int e = get_reply(rc, &r);
+        if (e) {
+            if (!err) {
+                err = e;
+                *step = steps[i];
+                snprintf(msgbuf, msglen, "%s", rc->errstr);
+            }
+            return err;
+        }
+        if (!err && !reply_is(r, REDIS_REPLY_STATUS, "OK")) {
+            err = r->type == REDIS_REPLY_ERROR && r->str ? reply_errno(r->str) : -EPROTO;
+            *step = steps[i];
+            snprintf(msgbuf, msglen, "%s", r->type == REDIS_REPLY_ERROR && r->str ? r->str
+                                                                              : "unexpected reply");
+        }
+        freeReplyObject(r);
+    }
+    return err;
+}
+
+/* ---- the callbacks --------------------------------------------------------- */
+
+/* TCP or unix connect, bounded by deadline (-1: none). */
+static redisContext *open_context(const struct redis_ctx *t, int64_t deadline)
+{
+    if (deadline >= 0) {
+        int64_t left = deadline - shp__now_ns();
+        struct timeval tv = ns_to_tv(left > 1000 ? left : 1000);
+        return t->unix_path ? redisConnectUnixWithTimeout(t->unix_path, tv)
+                            : redisConnectWithTimeout(t->host, t->cfg.port, tv);
+    }
+    return t->unix_path ? redisConnectUnix(t->unix_path) : redisConnect(t->host, t->cfg.port);
+}
+
+/* The handshake, one round trip: [AUTH] [SELECT] PING, under what is left
+ * of the connect timeout (or the command timeout if there is none). */
+static int handshake(const struct redis_ctx *t, redisContext *rc, int64_t deadline)
+{
+    char msg[256];
+    const char *step = "handshake";
+    int64_t tmo = t->cfg.command_timeout_ns;
+    if (deadline >= 0) {
+        tmo = deadline - shp__now_ns();
+        if (tmo <= 0)
+            return connect_failed(t, -ETIMEDOUT, step, NULL);
+    }
+    if (redisSetTimeout(rc, ns_to_tv(tmo)) != REDIS_OK)
+        return connect_failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
+
+    int n = append_auth_select(t, rc);
+    const char *ping[1] = { "PING" };
+    if (n < 0 || redisAppendCommandArgv(rc, 1, ping, NULL) != REDIS_OK)
+        return connect_failed(t, -ENOMEM, step, NULL);
+    int err = read_auth_select(t, rc, &step, msg, sizeof msg);
+    if (err) {
+        if (!rc->err) { /* the PING reply is still to be read */
+            redisReply *r = NULL;
+            if (get_reply(rc, &r) == 0)
+                freeReplyObject(r);
+        }
+        return connect_failed(t, err, step, msg);
+    }
+    redisReply *r = NULL;
+    if ((err = get_reply(rc, &r)))
+        return connect_failed(t, err, "ping", rc->errstr);
+    if (!reply_is(r, REDIS_REPLY_STATUS, "PONG")) {
+        err = r->type == REDIS_REPLY_ERROR && r->str ? reply_errno(r->str) : -EPROTO;
+        snprintf(msg, sizeof msg, "%s",
+                 r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply to PING");
+        freeReplyObject(r);
+        return connect_failed(t, err, "ping", msg);
+    }
+    freeReplyObject(r);
+    if (redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns)) != REDIS_OK)
+        return connect_failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
+    return 0;
+}
+
+static int redis_connect(void *ctx, void **handle)
+{
+    const struct redis_ctx *t = ctx;
+    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
+    struct redis_conn *c = malloc(sizeof *c);
+    if (!c)
+        return connect_failed(t, -ENOMEM, "alloc", NULL);
+    redisContext *rc = open_context(t, deadline);
+    int err = 0;
+    if (!rc)
+        err = connect_failed(t, -ENOMEM, "connect", NULL);
+    else if (rc->err)
+        err = connect_failed(t, ctx_errno(rc), "connect", rc->errstr);
+    else
+        err = handshake(t, rc, deadline);
+    if (err) {
+        if (rc)
+            redisFree(rc);
+        free(c);
+        return err;
+    }
+    shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, rc->fd);
+    c->magic = REDIS_CONN_MAGIC;
+    c->rc = rc;
+    *handle = c;
+    return 0;
+}
+
+static void redis_close(void *ctx, void *handle)
+{
+    (void)ctx;
+    struct redis_conn *c = handle;
+    if (!c)
+        return;
+    c->magic = REDIS_DEAD_MAGIC;
+    redisFree(c->rc);
+    free(c);
+}
+
+/* Logs why a check or reset failed and returns err. */
+static int conn_failed(const struct redis_ctx *t, const struct redis_conn *c, const char *event,
+                       int err, const char *why)
+{
+    char m[256];
+    log_text(m, sizeof m, why);
+    shp__log(SHP_LOG_INFO, t->name, "event=%s target=%s fd=%d err=%s msg=\"%s\"", event,
+             t->target, c->rc->fd, shp_err_name(err), m);
+    return err;
+}
+
+/* PING -> PONG under the command timeout. */
+static int redis_check(void *ctx, void *handle)
+{
+    const struct redis_ctx *t = ctx;
+    struct redis_conn *c = handle;
+    redisContext *rc = c->rc;
+    if (rc->err)
+        return conn_failed(t, c, "check_failed", ctx_errno(rc), rc->errstr);
+    /* A validate-on-acquire check must not outlast the acquire's deadline. */
+    int64_t dl = shp_connect_deadline_ns(), left = dl >= 0 ? dl - shp__now_ns() : -1;
+    bool capped = dl >= 0 && (t->cfg.command_timeout_ns <= 0 || left < t->cfg.command_timeout_ns);
+    if (capped)
+        redisSetTimeout(rc, ns_to_tv(left > 1000 ? left : 1000));
+    redisReply *r = redisCommand(rc, "PING");
+    if (capped && !rc->err)
+        redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns > 0 ? t->cfg.command_timeout_ns : 0));
+    if (!r)
+        return conn_failed(t, c, "check_failed", rc->err ? ctx_errno(rc) : -EIO, rc->errstr);
+    int err = reply_is(r, REDIS_REPLY_STATUS, "PONG") ? 0 : -EPROTO;
+    if (err)
+        conn_failed(t, c, "check_failed", err,
+                    r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply to PING");
+    freeReplyObject(r);
+    return err;
+}
+
+/* On release: RESET [AUTH] [SELECT] as one pipeline (see the header).
+ * Replies before "+RESET" are the borrower's leftovers and are dropped. */
+static int redis_reset(void *ctx, void *handle)
+{
+    const struct redis_ctx *t = ctx;
+    struct redis_conn *c = handle;
+    redisContext *rc = c->rc;
+    if (rc->err)
+        return conn_failed(t, c, "reset_failed", ctx_errno(rc), rc->errstr);
+
+    const char *reset[1] = { "RESET" };
+    if (redisAppendCommandArgv(rc, 1, reset, NULL) != REDIS_OK || append_auth_select(t, rc) < 0)
+        return conn_failed(t, c, "reset_failed", -ENOMEM, "out of memory");
+    int err;
+    for (int dropped = 0;; dropped++) {
+        redisReply *r = NULL;
+        if ((err = get_reply(rc, &r)))
+            return conn_failed(t, c, "reset_failed", err, rc->errstr);
+        bool done = reply_is(r, REDIS_REPLY_STATUS, "RESET");
+        /* A server without RESET answers an error: the state is unknown. */
+        bool unknown = r->type == REDIS_REPLY_ERROR && r->str &&
+                       strstr(r->str, "unknown command") && strstr(r->str, "RESET");
+        freeReplyObject(r);
+        if (done)
+            break;
+        if (unknown)
+            return conn_failed(t, c, "reset_failed", -ENOTSUP, "server has no RESET (< 6.2)");
+        if (dropped == RESET_DRAIN_MAX)
+            return conn_failed(t, c, "reset_failed", -EPROTO, "too many unread replies");
+    }
+    const char *step = "reset";
+    char msg[256];
+    if ((err = read_auth_select(t, rc, &step, msg, sizeof msg)))
+        return conn_failed(t, c, "reset_failed", err, msg);
+    return 0;
+}
+
+/* ---- public API -------------------------------------------------------------- */
+
+void shp_redis_config_init(shp_redis_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "127.0.0.1";
+    cfg->port = 6379;
+    cfg->connect_timeout_ns = 5 * SHP_NS_PER_S;
+    cfg->command_timeout_ns = 5 * SHP_NS_PER_S;
+}
+
+static int bad_config(const shp_redis_config *cfg, int err, const char *field, const char *why)
+{
+    shp__log(SHP_LOG_ERROR, cfg && cfg->name ? cfg->name : "redis",
+             "event=invalid_config field=%s reason=\"%s\"", field, why);
+    return err;
+}
+
+static int validate(const shp_redis_config *cfg)
+{
+    if (cfg->unix_path) {
+        size_t len = strlen(cfg->unix_path);
+        if (len == 0)
+            return bad_config(cfg, -EINVAL, "unix_path", "empty");
+        if (len >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return bad_config(cfg, -ENAMETOOLONG, "unix_path", "longer than sockaddr_un allows");
+    } else {
+        if (!cfg->host || !cfg->host[0])
+            return bad_config(cfg, -EINVAL, "host", "need host and port, or unix_path");
+        if (cfg->port < 1 || cfg->port > 65535)
+            return bad_config(cfg, -EINVAL, "port", "outside 1..65535");
+    }
+    if (cfg->user && !cfg->password)
+        return bad_config(cfg, -EINVAL, "user", "user without password");
+    if (cfg->db < 0)
+        return bad_config(cfg, -EINVAL, "db", "negative");
+    if (cfg->connect_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "connect_timeout_ns", "negative");
+    if (cfg->command_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "command_timeout_ns", "negative");
+    return 0;
+}
+
+static void ctx_free(struct redis_ctx *t)
+{
+    if (!t)
+        return;
+    t->magic = 0;
+    if (t->password) { /* not left in freed memory */
+        volatile char *p = t->password;
+        while (*p)
+            *p++ = 0;
+    }
+    free(t->host);
+    free(t->unix_path);
+    free(t->user);
+    free(t->password);
+    free(t->name);
+    free(t->target);
+    free(t);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+int shp_redis_ops(shp_ops *ops, const shp_redis_config *cfg)
+{
+    if (!ops || !cfg)
+        return bad_config(cfg, -EINVAL, ops ? "cfg" : "ops", "NULL");
+    int err = validate(cfg);
+    if (err)
+        return err;
+
+    struct redis_ctx *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    bool oom = false;
+    t->cfg = *cfg;
+    t->unix_path = dup_or_null(cfg->unix_path, &oom);
+    t->host = t->unix_path ? NULL : dup_or_null(cfg->host, &oom);
+    t->user = dup_or_null(cfg->user, &oom);
+    t->password = dup_or_null(cfg->password, &oom);
+    t->name = dup_or_null(cfg->name ? cfg->name : "redis", &oom);
+    bool v6 = t->host && strchr(t->host, ':');
+    int n = t->unix_path ? snprintf(NULL, 0, "unix:%s", t->unix_path)
+                         : snprintf(NULL, 0, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
+    t->target = !oom && n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (oom || !t->target) {
+        ctx_free(t);
+        return -ENOMEM;
+    }
+    if (t->unix_path)
+        snprintf(t->target, (size_t)n + 1, "unix:%s", t->unix_path);
+    else
+        snprintf(t->target, (size_t)n + 1, v6 ? "[%s]:%d" : "%s:%d", t->host, cfg->port);
+    snprintf(t->dbarg, sizeof t->dbarg, "%d", cfg->db);
+    t->cfg.host = t->host;
+    t->cfg.unix_path = t->unix_path;
+    t->cfg.user = t->user;
+    t->cfg.password = NULL; /* only t->password holds it */
+    t->cfg.name = t->name;
+    t->magic = REDIS_CTX_MAGIC;
+
+    *ops = (shp_ops){ .connect = redis_connect, .close = redis_close, .check = redis_check,
+                      .reset = redis_reset, .ctx = t };
+    return 0;
+}
+
+void shp_redis_ops_free(shp_ops *ops)
+{
+    if (!ops || ops->connect != redis_connect)
+        return;
+    struct redis_ctx *t = ops->ctx;
+    if (t && t->magic == REDIS_CTX_MAGIC)
+        ctx_free(t);
+    memset(ops, 0, sizeof *ops);
+}
+
+redisContext *shp_redis_ctx(void *handle)
+{
+    struct redis_conn *c = handle;
+    if (!c || c->magic != REDIS_CONN_MAGIC)
+        return NULL;
+    return c->rc;
+}

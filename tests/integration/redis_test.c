@@ -1,0 +1,841 @@
+/*
+ * redis_test.c - the Redis adapter (include/shardpool/adapters/redis.h)
+ * against a real redis-server that each test starts on a free loopback
+ * port in a temporary directory (redisserver.c, compiled in here: the
+ * build compiles one .c per test) and stops at the end.
+ *
+ * Nothing sleeps in place of synchronisation: a test that needs something
+ * to have happened polls for it (the server answering PING, a counter of
+ * the worker threads moving), bounded by WAIT_MS.  Timing assertions are
+ * bounds that fail only on a bug (a timeout that fires far too early or
+ * far too late).  cmocka assertions are made on the main thread only.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+
+#include <shardpool.h>
+#include <shardpool/adapters/redis.h>
+
+#include "redisserver.c"
+
+#define NS_PER_MS 1000000LL
+#define NS_PER_S  1000000000LL
+#define WAIT_MS   10000 /* bound on waits for events that must come */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
+/* The pause between two polls of a condition another thread makes true. */
+static void poll_pause(void)
+{
+    struct timespec ts = { 0, 2 * NS_PER_MS };
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* Open descriptors of this process (the directory's own fd not counted). */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+/* The server of the running test (stopped by teardown if a test fails). */
+static rsrv srv;
+
+/* ---- log capture ------------------------------------------------------------------ */
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_buf[65536];
+
+static void log_capture(shp_log_level level, const char *line, void *ud)
+{
+    (void)level;
+    (void)ud;
+    pthread_mutex_lock(&log_mu);
+    size_t o = strlen(log_buf);
+    snprintf(log_buf + o, sizeof log_buf - o, "%s\n", line);
+    pthread_mutex_unlock(&log_mu);
+}
+
+static void log_start(void)
+{
+    pthread_mutex_lock(&log_mu);
+    log_buf[0] = 0;
+    pthread_mutex_unlock(&log_mu);
+    shp_log_set(log_capture, NULL, SHP_LOG_DEBUG);
+}
+
+static void log_stop(void)
+{
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+}
+
+static bool log_has(const char *s)
+{
+    pthread_mutex_lock(&log_mu);
+    bool r = strstr(log_buf, s) != NULL;
+    pthread_mutex_unlock(&log_mu);
+    return r;
+}
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+static shp_redis_config redis_cfg(int port, const char *password, int db)
+{
+    shp_redis_config c;
+    shp_redis_config_init(&c);
+    c.port = port;
+    c.password = password;
+    c.db = db;
+    c.name = "redis_test";
+    return c;
+}
+
+static shp_ops make_ops(const shp_redis_config *rc)
+{
+    shp_ops ops;
+    assert_int_equal(shp_redis_ops(&ops, rc), 0);
+    return ops;
+}
+
+static shp_config pool_cfg(unsigned max_size, int64_t acquire_timeout_ns)
+{
+    shp_config pc;
+    shp_config_init(&pc);
+    pc.max_size = max_size;
+    pc.acquire_timeout_ns = acquire_timeout_ns;
+    pc.name = "redis_test";
+    return pc;
+}
+
+/* A direct connection for the test's own commands (not pooled). */
+static redisContext *admin(const char *password, int db)
+{
+    struct timeval tv = { 5, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    assert_int_equal(redisSetTimeout(c, tv), REDIS_OK);
+    redisReply *r;
+    if (password) {
+        r = redisCommand(c, "AUTH %s", password);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "SELECT %d", db);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    return c;
+}
+
+/* Runs a command expected to give a status reply equal to want. */
+static void expect_status(redisContext *c, const char *want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    assert_string_equal(r->str, want);
+    freeReplyObject(r);
+}
+
+/* GET key: expects the string want, or nil when want is NULL. */
+static void expect_get(redisContext *c, const char *key, const char *want)
+{
+    redisReply *r = redisCommand(c, "GET %s", key);
+    assert_non_null(r);
+    if (want) {
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->str, want);
+    } else {
+        assert_int_equal(r->type, REDIS_REPLY_NIL);
+    }
+    freeReplyObject(r);
+}
+
+/* ---- configuration ------------------------------------------------------------------ */
+
+static void test_config(void **state)
+{
+    (void)state;
+    shp_redis_config c;
+    memset(&c, 0x5a, sizeof c);
+    shp_redis_config_init(&c);
+    assert_string_equal(c.host, "127.0.0.1");
+    assert_int_equal(c.port, 6379);
+    assert_null(c.unix_path);
+    assert_null(c.user);
+    assert_null(c.password);
+    assert_int_equal(c.db, 0);
+    assert_true(c.connect_timeout_ns > 0);
+    assert_true(c.command_timeout_ns > 0);
+    shp_redis_config_init(NULL); /* no crash */
+
+    shp_ops ops, untouched;
+    memset(&untouched, 0x77, sizeof untouched);
+    ops = untouched;
+    log_start(); /* keep the expected error lines off stderr */
+    assert_int_equal(shp_redis_ops(NULL, &c), -EINVAL);
+    assert_int_equal(shp_redis_ops(&ops, NULL), -EINVAL);
+    shp_redis_config b = c;
+    b.port = 0;
+    assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
+    b = c;
+    b.host = "";
+    assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
+    b = c;
+    b.db = -1;
+    assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
+    b = c;
+    b.user = "u";
+    assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
+    b = c;
+    b.command_timeout_ns = -1;
+    assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
+    b = c;
+    char longpath[200];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[sizeof longpath - 1] = 0;
+    b.unix_path = longpath;
+    assert_int_equal(shp_redis_ops(&ops, &b), -ENAMETOOLONG);
+    assert_memory_equal(&ops, &untouched, sizeof ops);
+    log_stop();
+
+    /* ops_free is a no-op on zeroed or foreign ops; the handle check. */
+    shp_ops zero = { 0 };
+    shp_redis_ops_free(&zero);
+    shp_redis_ops_free(NULL);
+    assert_null(shp_redis_ctx(NULL));
+    uint64_t junk = 0;
+    assert_null(shp_redis_ctx(&junk));
+}
+
+/* ---- happy path --------------------------------------------------------------------- */
+
+#define HAPPY_THREADS 16
+#define HAPPY_ITERS   300
+
+typedef struct worker {
+    pthread_t thread;
+    shp_pool *pool;
+    int id;
+    int done;        /* iterations whose results all checked */
+    int failures;
+    char first_failure[160];
+} worker;
+
+static void fail_once(worker *w, const char *what, const redisContext *c)
+{
+    if (w->failures++ == 0)
+        snprintf(w->first_failure, sizeof w->first_failure, "%s (%s)", what,
+                 c && c->err ? c->errstr : "-");
+}
+
+static void *happy_main(void *arg)
+{
+    worker *w = arg;
+    char key[32], val[48];
+    for (int i = 0; i < HAPPY_ITERS; i++) {
+        shp_conn *conn;
+        int err = shp_acquire(w->pool, &conn, -1);
+        if (err) {
+            fail_once(w, shp_err_name(err), NULL);
+            continue;
+        }
+        redisContext *c = shp_redis_ctx(shp_conn_handle(conn));
+        bool ok = c != NULL;
+        redisReply *r = ok ? redisCommand(c, "INCR hits") : NULL;
+        ok = r && r->type == REDIS_REPLY_INTEGER && r->integer >= 1;
+        if (r)
+            freeReplyObject(r);
+        snprintf(key, sizeof key, "k:%d", w->id);
+        snprintf(val, sizeof val, "v:%d:%d", w->id, i);
+        if (ok) {
+            r = redisCommand(c, "SET %s %s", key, val);
+            ok = r && r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK");
+            if (r)
+                freeReplyObject(r);
+        }
+        if (ok) {
+            r = redisCommand(c, "GET %s", key);
+            ok = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, val);
+            if (r)
+                freeReplyObject(r);
+        }
+        if (ok)
+            w->done++;
+        else
+            fail_once(w, "command", c);
+        if (ok)
+            shp_release(conn);
+        else
+            shp_release_broken(conn);
+    }
+    return NULL;
+}
+
+static void test_happy_path(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 0);
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(4, 10 * NS_PER_S);
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+
+    worker w[HAPPY_THREADS];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < HAPPY_THREADS; i++) {
+        w[i].pool = pool;
+        w[i].id = i;
+        assert_int_equal(pthread_create(&w[i].thread, NULL, happy_main, &w[i]), 0);
+    }
+    for (int i = 0; i < HAPPY_THREADS; i++) {
+        pthread_join(w[i].thread, NULL);
+        if (w[i].failures)
+            fail_msg("thread %d: %d failures, first: %s", i, w[i].failures, w[i].first_failure);
+        assert_int_equal(w[i].done, HAPPY_ITERS);
+    }
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(pool, &st), 0);
+    assert_true(st.created <= 4);
+    assert_int_equal(st.in_use, 0);
+    assert_int_equal(st.closed, 0); /* every reset kept its connection */
+
+    redisContext *a = admin(NULL, 0);
+    redisReply *r = redisCommand(a, "GET hits");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(atoi(r->str), HAPPY_THREADS * HAPPY_ITERS);
+    freeReplyObject(r);
+    redisFree(a);
+
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* The unix socket the server also listens on. */
+static void test_unix_socket(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/redis.sock", srv.dir);
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 2);
+    rc.unix_path = path;
+    shp_ops ops = make_ops(&rc);
+    void *h = NULL;
+    assert_int_equal(ops.connect(ops.ctx, &h), 0);
+    redisContext *c = shp_redis_ctx(h);
+    assert_non_null(c);
+    expect_status(c, "OK", "SET where unix");
+    assert_int_equal(ops.check(ops.ctx, h), 0);
+    assert_int_equal(ops.reset(ops.ctx, h), 0);
+    ops.close(ops.ctx, h);
+    shp_redis_ops_free(&ops);
+
+    redisContext *a = admin(NULL, 2); /* SELECT 2 was made */
+    expect_get(a, "where", "unix");
+    redisFree(a);
+
+    /* A socket file that is not there. */
+    snprintf(path, sizeof path, "%s/none.sock", srv.dir);
+    ops = make_ops(&rc);
+    log_start();
+    assert_int_equal(ops.connect(ops.ctx, &h), -ENOENT);
+    shp_redis_ops_free(&ops);
+
+    /* A db the server does not have (16 by default). */
+    rc = redis_cfg(srv.port, NULL, 99);
+    ops = make_ops(&rc);
+    assert_int_equal(ops.connect(ops.ctx, &h), -EINVAL);
+    log_stop();
+    assert_true(log_has("step=select"));
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* ---- authentication ------------------------------------------------------------------ */
+
+#define GOOD_PW "Gd-pw 8841 %s" /* a space and a % on purpose */
+#define BAD_PW  "Bd-pw-1907"
+
+static void test_auth(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
+    log_start();
+
+    /* Wrong password: -EACCES at once, through the pool. */
+    shp_redis_config rc = redis_cfg(srv.port, BAD_PW, 0);
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(4, 5 * NS_PER_S);
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *conn;
+    int64_t t0 = now_ns();
+    assert_int_equal(shp_acquire(pool, &conn, -1), -EACCES);
+    int64_t took = now_ns() - t0;
+    assert_true(took < 1 * NS_PER_S);
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+
+    /* No password against a server that wants one: NOAUTH, -EACCES. */
+    rc = redis_cfg(srv.port, NULL, 0);
+    ops = make_ops(&rc);
+    void *h;
+    assert_int_equal(ops.connect(ops.ctx, &h), -EACCES);
+    shp_redis_ops_free(&ops);
+
+    /* A user with a wrong password (AUTH user password form). */
+    rc = redis_cfg(srv.port, BAD_PW, 0);
+    rc.user = "default";
+    ops = make_ops(&rc);
+    assert_int_equal(ops.connect(ops.ctx, &h), -EACCES);
+    shp_redis_ops_free(&ops);
+
+    /* The good password, both forms; the config's copy is private. */
+    for (int form = 0; form < 2; form++) {
+        char pw[32];
+        snprintf(pw, sizeof pw, "%s", GOOD_PW);
+        rc = redis_cfg(srv.port, pw, 0);
+        rc.user = form ? "default" : NULL;
+        ops = make_ops(&rc);
+        memset(pw, 'x', sizeof pw - 1);
+        assert_int_equal(ops.connect(ops.ctx, &h), 0);
+        assert_int_equal(ops.check(ops.ctx, h), 0);
+        assert_int_equal(ops.reset(ops.ctx, h), 0); /* RESET deauthenticates; AUTH again */
+        expect_status(shp_redis_ctx(h), "OK", "SET authed %d", form);
+        ops.close(ops.ctx, h);
+        shp_redis_ops_free(&ops);
+    }
+
+    log_stop();
+    assert_true(log_has("event=connect_failed"));
+    assert_true(log_has("err=EACCES"));
+    assert_false(log_has(BAD_PW));
+    assert_false(log_has("Gd-pw"));
+    rsrv_stop(&srv);
+}
+
+/* ---- backend down ---------------------------------------------------------------------- */
+
+static void test_backend_down(void **state)
+{
+    (void)state;
+    int port = rsrv_free_port(); /* nothing listens there */
+    assert_true(port > 0);
+    shp_redis_config rc = redis_cfg(port, NULL, 0);
+    shp_ops ops = make_ops(&rc);
+    const int64_t tmo = 500 * NS_PER_MS;
+    shp_config pc = pool_cfg(4, tmo);
+    shp_pool *pool;
+    log_start();
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *conn;
+    int64_t t0 = now_ns();
+    int err = shp_acquire(pool, &conn, -1);
+    int64_t took = now_ns() - t0;
+    log_stop();
+    assert_int_equal(err, -ECONNREFUSED); /* a connect error, not -ETIMEDOUT */
+    assert_true(took <= tmo + 100 * NS_PER_MS);
+    assert_true(log_has("err=ECONNREFUSED"));
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+}
+
+/* ---- dirty release -------------------------------------------------------------------- */
+
+/* Borrows the pool's only connection and checks it is the one expected. */
+static redisContext *borrow(shp_pool *pool, shp_conn **conn, void *want_handle)
+{
+    assert_int_equal(shp_acquire(pool, conn, -1), 0);
+    if (want_handle)
+        assert_ptr_equal(shp_conn_handle(*conn), want_handle);
+    redisContext *c = shp_redis_ctx(shp_conn_handle(*conn));
+    assert_non_null(c);
+    return c;
+}
+
+/* The connection is clean: on db 3 (the marker is visible), authenticated,
+ * not in MULTI (a command runs instead of QUEUED), not subscribed (PING
+ * answers a status, not a pub/sub array), no reply left unread. */
+static void expect_clean(redisContext *c)
+{
+    expect_get(c, "marker", "db3");
+    expect_status(c, "PONG", "PING");
+    redisReply *r = redisCommand(c, "EXEC");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR); /* EXEC without MULTI */
+    freeReplyObject(r);
+}
+
+static void test_dirty_release(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
+    redisContext *a = admin(GOOD_PW, 3);
+    expect_status(a, "OK", "SET marker db3");
+
+    shp_redis_config rc = redis_cfg(srv.port, GOOD_PW, 3);
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
+    pc.validate_idle_ns = -1; /* the reset alone must make it clean */
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *conn;
+    redisContext *c = borrow(pool, &conn, NULL);
+    void *h = shp_conn_handle(conn);
+    expect_clean(c);
+
+    /* SELECT 5 */
+    expect_status(c, "OK", "SELECT 5");
+    expect_get(c, "marker", NULL);
+    assert_int_equal(shp_release(conn), 0);
+    expect_clean(borrow(pool, &conn, h));
+
+    /* MULTI with a queued command */
+    c = shp_redis_ctx(h);
+    expect_status(c, "OK", "MULTI");
+    expect_status(c, "QUEUED", "SET queued 1");
+    assert_int_equal(shp_release(conn), 0);
+    c = borrow(pool, &conn, h);
+    expect_clean(c);
+    expect_get(c, "queued", NULL); /* discarded, not executed */
+
+    /* SUBSCRIBE, with messages arriving that the borrower never reads */
+    redisReply *r = redisCommand(c, "SUBSCRIBE chan");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    for (int i = 0; i < 3; i++) {
+        r = redisCommand(a, "PUBLISH chan m%d", i);
+        assert_non_null(r);
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    assert_int_equal(shp_release(conn), 0);
+    c = borrow(pool, &conn, h);
+    expect_clean(c);
+    r = redisCommand(a, "PUBSUB NUMSUB chan");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[1]->integer, 0); /* unsubscribed */
+    freeReplyObject(r);
+
+    /* Replies sent for but never read, and MULTI on another db together */
+    expect_status(c, "OK", "SELECT 7");
+    expect_status(c, "OK", "MULTI");
+    assert_int_equal(redisAppendCommand(c, "GET marker"), REDIS_OK);
+    assert_int_equal(redisAppendCommand(c, "PING"), REDIS_OK);
+    int done = 0;
+    while (!done)
+        assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
+    assert_int_equal(shp_release(conn), 0);
+    expect_clean(borrow(pool, &conn, h));
+
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(pool, &st), 0);
+    assert_int_equal(st.created, 1); /* the same connection throughout */
+    assert_int_equal(st.closed, 0);
+
+    /* A connection the server killed: its reset fails, the pool closes it
+     * and the next borrower gets a new, clean one. */
+    c = shp_redis_ctx(h);
+    r = redisCommand(c, "CLIENT ID");
+    assert_non_null(r);
+    long long id = r->integer;
+    freeReplyObject(r);
+    r = redisCommand(a, "CLIENT KILL ID %lld", id);
+    assert_non_null(r);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    r = redisCommand(c, "PING");
+    assert_null(r); /* the context saw the close */
+    assert_int_not_equal(c->err, 0);
+    log_start();
+    assert_int_equal(shp_release(conn), 0);
+    log_stop();
+    assert_true(log_has("event=reset_failed"));
+    assert_int_equal(shp_pool_stats(pool, &st), 0);
+    assert_int_equal(st.closed, 1);
+    expect_clean(borrow(pool, &conn, NULL));
+    assert_int_equal(shp_release(conn), 0);
+
+    redisFree(a);
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* ---- a server that accepts but never answers --------------------------------------------- */
+
+static void test_stopped_server(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    const int64_t cmd_tmo = 300 * NS_PER_MS, conn_tmo = 300 * NS_PER_MS;
+    const int64_t acq_tmo = 1 * NS_PER_S;
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 0);
+    rc.command_timeout_ns = cmd_tmo;
+    rc.connect_timeout_ns = conn_tmo;
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(2, acq_tmo);
+    pc.validate_idle_ns = 0; /* every acquire checks */
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *c1, *c2;
+    assert_int_equal(shp_acquire(pool, &c1, -1), 0);
+    assert_int_equal(shp_acquire(pool, &c2, -1), 0);
+    assert_int_equal(shp_release(c2), 0); /* one idle, one borrowed */
+
+    log_start();
+    assert_int_equal(rsrv_sigstop(&srv), 0);
+
+    /* The borrower's command times out after the command timeout. */
+    redisContext *c = shp_redis_ctx(shp_conn_handle(c1));
+    int64_t t0 = now_ns();
+    redisReply *r = redisCommand(c, "GET x");
+    int64_t took = now_ns() - t0;
+    assert_null(r);
+    assert_int_equal(c->err, REDIS_ERR_IO);
+    print_message("command timeout %d ms: fired after %.0f ms\n", (int)(cmd_tmo / NS_PER_MS),
+                  (double)took / NS_PER_MS);
+    assert_true(took >= cmd_tmo * 9 / 10);
+    assert_true(took <= cmd_tmo + 200 * NS_PER_MS);
+    assert_int_equal(shp_release_broken(c1), 0);
+
+    /* An acquire: the idle one fails its check (PING times out), a new
+     * connect's handshake times out; the acquire fails near its deadline
+     * (a connect in progress at the deadline finishes first: up to the
+     * connect timeout later). */
+    shp_conn *conn;
+    t0 = now_ns();
+    int err = shp_acquire(pool, &conn, -1);
+    took = now_ns() - t0;
+    print_message("acquire against a stopped server: %s after %.0f ms (timeout %d ms)\n",
+                  shp_err_name(err), (double)took / NS_PER_MS, (int)(acq_tmo / NS_PER_MS));
+    assert_int_not_equal(err, 0);
+    assert_true(err == -ETIMEDOUT || err == -EHOSTDOWN);
+    assert_true(took <= acq_tmo + conn_tmo + 150 * NS_PER_MS);
+    log_stop();
+    assert_true(log_has("event=check_failed"));
+    assert_true(log_has("step=handshake") || log_has("step=ping"));
+
+    /* It answers again: the pool recovers. */
+    assert_int_equal(rsrv_sigcont(&srv), 0);
+    int64_t deadline = now_ns() + WAIT_MS * NS_PER_MS;
+    log_start(); /* failures until it is back are expected */
+    while ((err = shp_acquire(pool, &conn, -1)) != 0 && now_ns() < deadline)
+        poll_pause();
+    log_stop();
+    assert_int_equal(err, 0);
+    expect_status(shp_redis_ctx(shp_conn_handle(conn)), "OK", "SET back 1");
+    assert_int_equal(shp_release(conn), 0);
+
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* ---- kill -9 under load, then restart --------------------------------------------------- */
+
+#define LOAD_THREADS 8
+
+typedef struct load {
+    shp_pool *pool;
+    atomic_bool stop;
+    atomic_long ok, cmd_err, acq_err;
+    atomic_llong max_op_ns; /* the longest acquire + command + release */
+} load;
+
+static void *load_main(void *arg)
+{
+    load *l = arg;
+    while (!atomic_load(&l->stop)) {
+        int64_t t0 = now_ns();
+        shp_conn *conn;
+        int err = shp_acquire(l->pool, &conn, -1);
+        if (err == 0) {
+            redisContext *c = shp_redis_ctx(shp_conn_handle(conn));
+            redisReply *r = redisCommand(c, "INCR n");
+            bool ok = r && r->type == REDIS_REPLY_INTEGER;
+            if (r)
+                freeReplyObject(r);
+            atomic_fetch_add(ok ? &l->ok : &l->cmd_err, 1);
+            if (ok)
+                shp_release(conn);
+            else
+                shp_release_broken(conn);
+        } else {
+            atomic_fetch_add(&l->acq_err, 1);
+        }
+        long long d = now_ns() - t0, m = atomic_load(&l->max_op_ns);
+        while (d > m && !atomic_compare_exchange_weak(&l->max_op_ns, &m, d))
+            ;
+    }
+    return NULL;
+}
+
+/* Polls until *counter reaches at least target; false on the WAIT_MS bound. */
+static bool wait_count(atomic_long *counter, long target)
+{
+    int64_t deadline = now_ns() + WAIT_MS * NS_PER_MS;
+    while (atomic_load(counter) < target)
+        if (now_ns() >= deadline)
+            return false;
+        else
+            poll_pause();
+    return true;
+}
+
+static load l; /* static: outlives a failed test's frame */
+
+static void test_kill9_restart(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    int fds_before = count_fds();
+    const int64_t tmo = 500 * NS_PER_MS;
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 0);
+    rc.command_timeout_ns = tmo;
+    rc.connect_timeout_ns = tmo;
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(4, tmo);
+    pc.breaker_probe_ns = 100 * NS_PER_MS;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(shp_pool_create(&l.pool, &pc, &ops), 0);
+    pthread_t th[LOAD_THREADS];
+    for (int i = 0; i < LOAD_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, load_main, &l), 0);
+
+    /* Waits record their outcome and are asserted only once the workers
+     * are stopped: a failed assertion must not leave them running. */
+    log_start(); /* connect failures while it is down are expected */
+    bool loaded = wait_count(&l.ok, 500), killed = false, detected = false, restarted = false;
+    bool recovered = false, kept_on = false;
+    int64_t first_ok = -1;
+    if (loaded)
+        killed = rsrv_kill9(&srv) == 0;
+    if (killed) {
+        /* Every connection made before the kill is dead: each must be
+         * found so (failed command, failed reset on release, or failed
+         * check) and closed.  None can be made while it is down. */
+        shp_stats st;
+        shp_pool_stats(l.pool, &st);
+        uint64_t made = st.created;
+        int64_t deadline = now_ns() + WAIT_MS * NS_PER_MS;
+        while (!(detected = shp_pool_stats(l.pool, &st) == 0 && st.closed >= made) &&
+               now_ns() < deadline)
+            poll_pause();
+        detected = detected && wait_count(&l.acq_err, 10);
+    }
+    if (detected)
+        restarted = rsrv_restart(&srv) == 0; /* same port */
+    if (restarted) {
+        int64_t back = now_ns();
+        long ok0 = atomic_load(&l.ok);
+        recovered = wait_count(&l.ok, ok0 + 1);
+        first_ok = now_ns() - back;
+        kept_on = recovered && wait_count(&l.ok, ok0 + 500); /* and it keeps working */
+    }
+    atomic_store(&l.stop, true);
+    for (int i = 0; i < LOAD_THREADS; i++)
+        pthread_join(th[i], NULL); /* none hangs */
+    log_stop();
+    assert_true(loaded);
+    assert_true(killed);
+    assert_true(detected);
+    assert_true(restarted);
+    assert_true(recovered);
+    assert_true(kept_on);
+
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(l.pool, &st), 0);
+    print_message("kill -9: ok=%ld cmd_err=%ld acq_err=%ld, first ok %.0f ms after restart, "
+                  "longest op %.0f ms, created=%llu closed=%llu breaker_opens=%llu\n",
+                  atomic_load(&l.ok), atomic_load(&l.cmd_err), atomic_load(&l.acq_err),
+                  (double)first_ok / NS_PER_MS, (double)atomic_load(&l.max_op_ns) / NS_PER_MS,
+                  (unsigned long long)st.created, (unsigned long long)st.closed,
+                  (unsigned long long)st.breaker_opens);
+    assert_true(first_ok <= 1 * NS_PER_S);
+    /* Every op ends: acquire deadline, plus a connect or command in
+     * progress at it, plus margin. */
+    assert_true(atomic_load(&l.max_op_ns) <= 2 * tmo + 500 * NS_PER_MS);
+    assert_true(st.created > 4); /* dead connections were replaced */
+    assert_int_equal(st.in_use, 0);
+
+    assert_int_equal(shp_pool_destroy(l.pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    assert_int_equal(count_fds(), fds_before);
+    rsrv_stop(&srv);
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+/* Runs after every test, passed or failed: stops the server a failed test
+ * left running and restores the default log sink. */
+static int teardown(void **state)
+{
+    (void)state;
+    if (srv.pid > 0)
+        rsrv_sigcont(&srv);
+    rsrv_stop(&srv);
+    log_stop();
+    return 0;
+}
+
+#define T(f) cmocka_unit_test_teardown(f, teardown)
+
+int main(void)
+{
+    /* hiredis writes with write(2): a server that went away must give
+     * EPIPE, not kill the test. */
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        T(test_config),
+        T(test_happy_path),
+        T(test_unix_socket),
+        T(test_auth),
+        T(test_backend_down),
+        T(test_dirty_release),
+        T(test_stopped_server),
+        T(test_kill9_restart),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    shp_quiesce();
+    return failed;
+}
