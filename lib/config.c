@@ -26,7 +26,7 @@ void shp_config_init(shp_config *cfg)
     cfg->retry_base_ns = 10 * 1000000LL;
     cfg->retry_cap_ns = SHP_NS_PER_S;
     cfg->breaker_threshold = 5;
-    cfg->breaker_probe_ns = SHP_NS_PER_S;
+    cfg->breaker_probe_ns = 250 * 1000000LL;
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u

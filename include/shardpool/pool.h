@@ -116,7 +116,7 @@ typedef struct shp_config {
      * acquire at max_size still waits for a release); the reaper tries one
      * connect every breaker_probe_ns and closes it when that succeeds. */
     unsigned breaker_threshold;  /* 0 = no breaker; default 5 */
-    int64_t breaker_probe_ns;    /* default 1 s */
+    int64_t breaker_probe_ns;    /* default 250 ms */
 } shp_config;
 
 /* A snapshot of one pool.  Gauges are read one after another without

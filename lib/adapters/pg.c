@@ -1,0 +1,468 @@
+/* pg.c - the PostgreSQL adapter over libpq (include/shardpool/adapters/pg.h). */
+#include "util.h"
+
+#include <shardpool/adapters/pg.h>
+#include <shardpool/error.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_CTX_MAGIC  0x70676378u /* "pgcx" */
+#define PG_CONN_MAGIC 0x70676e6eu /* "pgnn" */
+#define PG_DEAD_MAGIC 0x64656164u /* "dead": closed, for a late shp_pg_conn */
+
+#define PG_MSG_MAX 512 /* libpq messages are cut to this in log lines */
+
+/* The ops' ctx: a private, read-only copy of the config, so callbacks may
+ * run concurrently on any number of threads. */
+struct pg_ctx {
+    uint32_t magic;
+    shp_pg_config cfg;  /* string fields point at the copies below */
+    char *conninfo, *app, *check, *reset, *name;
+    char *target;       /* "user@host:port/dbname", for logs */
+    char timeout_s[24]; /* libpq's connect_timeout keyword, "" = not passed */
+};
+
+/* The connection handle. */
+struct pg_conn {
+    uint32_t magic;
+    PGconn *pg;
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+/* libpq's message on one line, without quotes that would break key="value",
+ * with secrets masked. */
+static void one_line_msg(const char *msg, char *out, size_t outlen)
+{
+    char raw[PG_MSG_MAX];
+    snprintf(raw, sizeof raw, "%s", msg ? msg : "");
+    size_t n = strlen(raw);
+    while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == ' '))
+        raw[--n] = '\0';
+    for (char *p = raw; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+        else if (*p == '"')
+            *p = '\'';
+    shp_mask_secrets(out, outlen, raw);
+}
+
+/* Maps libpq's connect failure message to an errno value.  libpq has no
+ * error code for connect failures (no PGresult, so no SQLSTATE); its
+ * messages come from libpq itself and the server's FATAL for a failed
+ * authentication (both in English unless the client's locale is set
+ * otherwise, in which case the result falls back to -EIO). */
+static int classify_connect_error(const char *msg)
+{
+    static const struct {
+        const char *needle;
+        int err;
+    } map[] = {
+        { "authentication failed", -EACCES },
+        { "no password supplied", -EACCES },
+        { "password is required", -EACCES },
+        { "pg_hba.conf", -EACCES },
+        { "timeout expired", -ETIMEDOUT },
+        { "Connection refused", -ECONNREFUSED },
+        { "No such file or directory", -ECONNREFUSED }, /* no unix socket file */
+        { "the database system is starting up", -ECONNREFUSED },
+        { "the database system is shutting down", -ECONNREFUSED },
+        { "the database system is in recovery mode", -ECONNREFUSED },
+        { "Network is unreachable", -ECONNREFUSED },
+        { "No route to host", -ECONNREFUSED },
+        { "out of memory", -ENOMEM },
+    };
+    if (!msg)
+        return -EIO;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strstr(msg, map[i].needle))
+            return map[i].err;
+    return -EIO;
+}
+
+static int connect_failed(const struct pg_ctx *t, int err, const char *step, const char *msg)
+{
+    char line[PG_MSG_MAX];
+    one_line_msg(msg ? msg : strerrordesc_np(-err), line, sizeof line);
+    shp__log(SHP_LOG_WARN, t->name, "event=connect_failed target=%s step=%s err=%s msg=\"%s\"",
+             t->target, step, shp_err_name(err), line);
+    return err;
+}
+
+/* Milliseconds left until deadline for poll(), rounded up; -1 = none. */
+static int poll_ms_left(int64_t deadline, int64_t now)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t ms = (deadline - now + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/* Waits until fd is ready for events or deadline (< 0: none) passes.
+ * Returns 0, -ETIMEDOUT or a poll error. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t now = shp__now_ns();
+        if (deadline >= 0 && now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = { .fd = fd, .events = events };
+        int n = poll(&p, 1, poll_ms_left(deadline, now));
+        if (n > 0)
+            return 0; /* ready, or POLLERR/POLLHUP: libpq reports which */
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Sends sql and reads every result, waiting at most until deadline.
+ * Returns 0 if each result is a success; -EPIPE if the connection broke;
+ * -ETIMEDOUT (the query is then still in flight: close the connection);
+ * -EPROTO if the server answered with an error.  *why names the step. */
+static int run_query(PGconn *pg, const char *sql, int64_t deadline, const char **why)
+{
+    if (!PQsendQuery(pg, sql)) {
+        *why = "send";
+        return PQstatus(pg) == CONNECTION_BAD ? -EPIPE : -EIO;
+    }
+    int err = 0;
+    for (;;) {
+        while (PQisBusy(pg)) {
+            int w = wait_fd(PQsocket(pg), POLLIN, deadline);
+            if (w) {
+                *why = "wait";
+                return w;
+            }
+            if (!PQconsumeInput(pg)) {
+                *why = "read";
+                return -EPIPE;
+            }
+        }
+        PGresult *r = PQgetResult(pg);
+        if (!r)
+            break;
+        ExecStatusType st = PQresultStatus(r);
+        if (!err && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
+            err = PQstatus(pg) == CONNECTION_BAD ? -EPIPE : -EPROTO;
+            *why = "result";
+        }
+        PQclear(r);
+    }
+    return err;
+}
+
+/* ---- the callbacks --------------------------------------------------------- */
+
+/* Starts the connect and drives PQconnectPoll until it is made, fails, or
+ * connect_timeout_ns passes. */
+static int pg_connect_until(const struct pg_ctx *t, PGconn **out)
+{
+    const char *keys[4], *vals[4];
+    int n = 0;
+    keys[n] = "dbname"; /* expanded: a conninfo string or URI, not a name */
+    vals[n++] = t->conninfo;
+    if (t->app) {
+        keys[n] = "application_name";
+        vals[n++] = t->app;
+    }
+    if (t->timeout_s[0]) {
+        keys[n] = "connect_timeout";
+        vals[n++] = t->timeout_s;
+    }
+    keys[n] = vals[n] = NULL;
+
+    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
+    PGconn *pg = PQconnectStartParams(keys, vals, 1);
+    if (!pg)
+        return connect_failed(t, -ENOMEM, "start", NULL);
+    PostgresPollingStatusType st =
+        PQstatus(pg) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+    const char *step = "start";
+    while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        step = "poll";
+        int fd = PQsocket(pg);
+        if (fd < 0) { /* not expected while polling; never poll() on -1 */
+            st = PGRES_POLLING_FAILED;
+            break;
+        }
+        int w = wait_fd(fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+        if (w) {
+            PQfinish(pg);
+            return connect_failed(t, w, step, w == -ETIMEDOUT ? "connect_timeout_ns passed" : NULL);
+        }
+        st = PQconnectPoll(pg);
+        step = "handshake";
+    }
+    if (st == PGRES_POLLING_FAILED || PQstatus(pg) != CONNECTION_OK) {
+        const char *msg = PQerrorMessage(pg);
+        int err = classify_connect_error(msg);
+        connect_failed(t, err, step, msg);
+        PQfinish(pg);
+        return err;
+    }
+    *out = pg;
+    return 0;
+}
+
+static int pg_connect(void *ctx, void **handle)
+{
+    const struct pg_ctx *t = ctx;
+    struct pg_conn *c = malloc(sizeof *c);
+    if (!c)
+        return connect_failed(t, -ENOMEM, "alloc", NULL);
+    PGconn *pg = NULL;
+    int err = pg_connect_until(t, &pg);
+    if (err) {
+        free(c);
+        return err;
+    }
+    c->magic = PG_CONN_MAGIC;
+    c->pg = pg;
+    shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s backend_pid=%d", t->target,
+             PQbackendPID(pg));
+    *handle = c;
+    return 0;
+}
+
+static void pg_close(void *ctx, void *handle)
+{
+    (void)ctx;
+    struct pg_conn *c = handle;
+    if (!c)
+        return;
+    c->magic = PG_DEAD_MAGIC;
+    PQfinish(c->pg); /* sends Terminate if it can, closes the socket */
+    free(c);
+}
+
+static int64_t query_deadline(const struct pg_ctx *t)
+{
+    /* Capped by the deadline of an acquire validating on this thread. */
+    return shp__connect_deadline(t->cfg.query_timeout_ns);
+}
+
+static int op_failed(const struct pg_ctx *t, const struct pg_conn *c, const char *event,
+                     const char *why, int err)
+{
+    char line[PG_MSG_MAX];
+    one_line_msg(PQerrorMessage(c->pg), line, sizeof line);
+    shp__log(SHP_LOG_INFO, t->name,
+             "event=%s target=%s backend_pid=%d reason=%s err=%s msg=\"%s\"", event, t->target,
+             PQbackendPID(c->pg), why, shp_err_name(err), line);
+    return err;
+}
+
+/* Healthy: the connection is up, idle outside a transaction, and answers
+ * check_query within query_timeout_ns. */
+static int pg_check(void *ctx, void *handle)
+{
+    const struct pg_ctx *t = ctx;
+    const struct pg_conn *c = handle;
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return op_failed(t, c, "check_failed", "status_bad", -EPIPE);
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return op_failed(t, c, "check_failed", "not_idle", -EBUSY);
+    const char *why = "query";
+    int err = run_query(c->pg, t->check, query_deadline(t), &why);
+    return err ? op_failed(t, c, "check_failed", why, err) : 0;
+}
+
+/* On release: an idle connection is kept; one inside a transaction (open or
+ * aborted) is rolled back, then kept if that worked; one with a query in
+ * flight or broken is closed.  Then the optional reset_query. */
+static int pg_reset(void *ctx, void *handle)
+{
+    const struct pg_ctx *t = ctx;
+    const struct pg_conn *c = handle;
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return op_failed(t, c, "reset_failed", "status_bad", -EPIPE);
+    PGnotify *nt;
+    while ((nt = PQnotifies(c->pg)) != NULL) /* the next borrower did not LISTEN */
+        PQfreemem(nt);
+    int64_t deadline = query_deadline(t);
+    const char *why = "rollback";
+    int err = 0;
+    switch (PQtransactionStatus(c->pg)) {
+    case PQTRANS_IDLE:
+        break;
+    case PQTRANS_INTRANS:
+    case PQTRANS_INERROR:
+        err = run_query(c->pg, "ROLLBACK", deadline, &why);
+        if (!err && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+            err = -EPROTO;
+            why = "still_in_transaction";
+        }
+        if (!err)
+            shp__log(SHP_LOG_DEBUG, t->name, "event=rolled_back backend_pid=%d",
+                     PQbackendPID(c->pg));
+        break;
+    case PQTRANS_ACTIVE:
+        return op_failed(t, c, "reset_failed", "query_in_flight", -EBUSY);
+    default:
+        return op_failed(t, c, "reset_failed", "status_unknown", -EPIPE);
+    }
+    if (!err && t->reset) {
+        why = "reset_query";
+        err = run_query(c->pg, t->reset, deadline, &why);
+    }
+    return err ? op_failed(t, c, "reset_failed", why, err) : 0;
+}
+
+/* ---- public API -------------------------------------------------------------- */
+
+void shp_pg_config_init(shp_pg_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->application_name = "shardpool";
+    cfg->connect_timeout_ns = 5 * SHP_NS_PER_S;
+    cfg->check_query = ";";
+    cfg->query_timeout_ns = 5 * SHP_NS_PER_S;
+}
+
+static int bad_config(const shp_pg_config *cfg, int err, const char *field, const char *why)
+{
+    shp__log(SHP_LOG_ERROR, cfg && cfg->name ? cfg->name : "pg",
+             "event=invalid_config field=%s reason=\"%s\"", field, why);
+    return err;
+}
+
+static void ctx_free(struct pg_ctx *t)
+{
+    if (!t)
+        return;
+    t->magic = 0;
+    if (t->conninfo) /* it may hold a password: do not leave it in freed memory */
+        explicit_bzero(t->conninfo, strlen(t->conninfo));
+    free(t->conninfo);
+    free(t->app);
+    free(t->check);
+    free(t->reset);
+    free(t->name);
+    free(t->target);
+    free(t);
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+/* Parses conninfo (which catches a malformed one before any connect) and
+ * keeps "user@host:port/dbname" as the log target: no password, no spaces
+ * or quotes, so it can stand unquoted in a key=value line. */
+static int make_target(struct pg_ctx *t, const shp_pg_config *cfg)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->conninfo, &perr);
+    if (!opts) {
+        char line[PG_MSG_MAX];
+        one_line_msg(perr ? perr : "out of memory", line, sizeof line);
+        int err = perr ? -EINVAL : -ENOMEM;
+        PQfreemem(perr);
+        if (err == -EINVAL)
+            shp__log(SHP_LOG_ERROR, cfg->name ? cfg->name : "pg",
+                     "event=invalid_config field=conninfo reason=\"%s\"", line);
+        return err;
+    }
+    const char *user = "", *host = "", *addr = "", *port = "", *db = "";
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            addr = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    if (!host[0])
+        host = addr[0] ? addr : "default";
+    int n = snprintf(NULL, 0, "%s@%s:%s/%s", user, host, port, db);
+    t->target = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (t->target) {
+        snprintf(t->target, (size_t)n + 1, "%s@%s:%s/%s", user, host, port, db);
+        for (char *p = t->target; *p; p++)
+            if (*p == ' ' || *p == '"' || *p == '\n' || *p == '=')
+                *p = '_';
+    }
+    PQconninfoFree(opts);
+    return t->target ? 0 : -ENOMEM;
+}
+
+int shp_pg_ops(shp_ops *ops, const shp_pg_config *cfg)
+{
+    if (!ops || !cfg)
+        return bad_config(cfg, -EINVAL, ops ? "cfg" : "ops", "NULL");
+    if (!cfg->conninfo)
+        return bad_config(cfg, -EINVAL, "conninfo", "NULL");
+    if (cfg->connect_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "connect_timeout_ns", "negative");
+    if (cfg->query_timeout_ns < 0)
+        return bad_config(cfg, -EINVAL, "query_timeout_ns", "negative");
+
+    struct pg_ctx *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    bool oom = false;
+    t->cfg = *cfg;
+    t->conninfo = dup_or_null(cfg->conninfo, &oom);
+    t->app = dup_or_null(cfg->application_name, &oom);
+    t->check = dup_or_null(cfg->check_query ? cfg->check_query : ";", &oom);
+    t->reset = dup_or_null(cfg->reset_query, &oom);
+    t->name = dup_or_null(cfg->name ? cfg->name : "pg", &oom);
+    int err = make_target(t, cfg);
+    if (oom || err) {
+        ctx_free(t);
+        return oom ? -ENOMEM : err;
+    }
+    if (cfg->connect_timeout_ns > 0) {
+        /* libpq: whole seconds, rounded up; values below 2 count as 2. */
+        int64_t s = (cfg->connect_timeout_ns + SHP_NS_PER_S - 1) / SHP_NS_PER_S;
+        snprintf(t->timeout_s, sizeof t->timeout_s, "%lld", (long long)(s < 2 ? 2 : s));
+    }
+    t->cfg.conninfo = t->conninfo;
+    t->cfg.application_name = t->app;
+    t->cfg.check_query = t->check;
+    t->cfg.reset_query = t->reset;
+    t->cfg.name = t->name;
+    t->magic = PG_CTX_MAGIC;
+
+    *ops = (shp_ops){ .connect = pg_connect, .close = pg_close, .check = pg_check,
+                      .reset = pg_reset, .ctx = t };
+    return 0;
+}
+
+void shp_pg_ops_free(shp_ops *ops)
+{
+    if (!ops || ops->connect != pg_connect)
+        return;
+    struct pg_ctx *t = ops->ctx;
+    if (t && t->magic == PG_CTX_MAGIC)
+        ctx_free(t);
+    memset(ops, 0, sizeof *ops);
+}
+
+PGconn *shp_pg_conn(void *handle)
+{
+    const struct pg_conn *c = handle;
+    if (!c || c->magic != PG_CONN_MAGIC)
+        return NULL;
+    return c->pg;
+}
