@@ -185,7 +185,7 @@ install: all
 	install -m 755 $(B)/release/libshardpool.so $(DESTDIR)$(PREFIX)/lib/libshardpool.so.$(VERSION)
 	ln -sf libshardpool.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libshardpool.so.$(SOVER)
 	ln -sf libshardpool.so.$(SOVER) $(DESTDIR)$(PREFIX)/lib/libshardpool.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' tools/shardpool.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(LIBS)|g' tools/shardpool.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/shardpool.pc
 
 clean:
