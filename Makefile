@@ -173,6 +173,7 @@ bench: $(B)/release/bench/pair_bench $(B)/release/tools/shpbench
 	@echo "bench: shpbench results in $(B)/bench/shpbench.json and .csv"
 	@$(MAKE) --no-print-directory shpbench-plots
 	@$(MAKE) --no-print-directory bench-micro
+	@$(MAKE) --no-print-directory bench-redis
 
 # ---- install ------------------------------------------------------------------
 install: all
@@ -193,3 +194,4 @@ clean:
 
 include tools/shpbench.mk
 include bench/bench.mk
+include bench/redis_bench.mk

@@ -189,7 +189,13 @@ void shp__wake_waiters(shp_pool *p)
             w->conn = c;
             verdict = SHP__W_CONN;
             atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
-        } else if (!shp__breaker_open(p) && shp__reserve(p) == 0) {
+        } else if (shp__breaker_open(p)) {
+            /* Capacity is free but connecting is known to fail: tell the
+             * waiter at once rather than leave it to its deadline. */
+            if (SHP__CAP_LIVE(atomic_load(&p->cap)) >= p->cfg.max_size)
+                break;
+            verdict = SHP__W_DOWN;
+        } else if (shp__reserve(p) == 0) {
             verdict = SHP__W_GRANT;
         } else {
             break;
@@ -664,6 +670,9 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             goto done;
         case SHP__W_SHUTDOWN:
             ret = -ESHUTDOWN;
+            goto done;
+        case SHP__W_DOWN:
+            ret = last_err ? last_err : -EHOSTDOWN;
             goto done;
         default:
             atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);

@@ -74,7 +74,8 @@ struct shp__shard {
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
  * word goes WAITING (→ SLEEPING, set by the waiter) → a verdict, set by one
  * exchange under the queue lock; see waiter_signal for the frame's lifetime. */
-enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN, SHP__W_SLEEPING };
+enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN, SHP__W_SLEEPING,
+       SHP__W_DOWN /* breaker open: capacity free but no connect */ };
 struct shp__waiter {
     struct shp__waiter *next;
     shp_conn *conn;               /* SHP__W_CONN: handed to us */

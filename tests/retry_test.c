@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
@@ -193,6 +195,55 @@ static void test_breaker_open_still_serves_idle(void **state)
     finish(p, &fb);
 }
 
+/* A waiter queued at max_size when the breaker is open, and whose capacity
+ * then frees (a broken release), fails fast instead of sleeping on. */
+struct waiter_arg {
+    shp_pool *p;
+    int rc;
+    atomic_int done;
+};
+
+static void *waiter_main(void *a)
+{
+    struct waiter_arg *w = a;
+    shp_conn *c;
+    w->rc = shp_acquire(w->p, &c, 20000 * MS);
+    if (w->rc == 0)
+        shp_release(c);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static void test_breaker_open_wakes_waiter_with_free_capacity(void **state)
+{
+    (void)state;
+    fake_backend fb;
+    fake_init(&fb);
+    shp_ops ops;
+    shp_config cfg = base_cfg(1, 1);
+    cfg.connect_attempts = 1;
+    cfg.breaker_threshold = 1;
+    cfg.breaker_probe_ns = 3600 * 1000 * MS;
+    shp_pool *p = make_pool(&fb, &ops, &cfg);
+    shp_conn *held;
+    assert_int_equal(shp_acquire(p, &held, 0), 0);
+    struct waiter_arg w = { .p = p };
+    atomic_init(&w.done, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, waiter_main, &w), 0);
+    for (long i = 0; i < 100000000 && stats(p).waiters != 1; i++)
+        sched_yield();
+    assert_int_equal(stats(p).waiters, 1);
+    /* Open the breaker: a failed probe-like connect from the pool's side. */
+    atomic_store(&fb.connect_err, -ECONNREFUSED);
+    shp__breaker_failure(p, -ECONNREFUSED);
+    assert_int_equal(stats(p).breaker_open, 1);
+    assert_int_equal(shp_release_broken(held), 0); /* frees the only slot */
+    pthread_join(t, NULL);
+    assert_int_equal(w.rc, -EHOSTDOWN);
+    finish(p, &fb);
+}
+
 /* The reaper's probe closes the breaker once the backend answers. */
 static void test_breaker_probe_closes_it(void **state)
 {
@@ -235,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_auth_error_not_retried),
         cmocka_unit_test(test_breaker_opens_and_fails_fast),
         cmocka_unit_test(test_breaker_open_still_serves_idle),
+        cmocka_unit_test(test_breaker_open_wakes_waiter_with_free_capacity),
         cmocka_unit_test(test_breaker_probe_closes_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -579,11 +579,79 @@ static void test_stopped_server(void **state)
 
 /* ---- kill -9 under load, then restart ------------------------------------------- */
 
+/* A counting wrapper around the adapter's ops: how many connect callbacks
+ * run at once (the most seen), to show the pool never exceeds
+ * max_connecting, also right after a restart. */
+typedef struct counted_ops {
+    shp_ops real;
+    atomic_int inflight, max_inflight;
+    atomic_long calls;
+} counted_ops;
+
+static int counted_connect(void *ctx, void **handle)
+{
+    counted_ops *co = ctx;
+    int n = atomic_fetch_add(&co->inflight, 1) + 1;
+    int m = atomic_load(&co->max_inflight);
+    while (n > m && !atomic_compare_exchange_weak(&co->max_inflight, &m, n))
+        ;
+    atomic_fetch_add(&co->calls, 1);
+    int err = co->real.connect(co->real.ctx, handle);
+    atomic_fetch_sub(&co->inflight, 1);
+    return err;
+}
+
+static void counted_close(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    co->real.close(co->real.ctx, handle);
+}
+
+static int counted_check(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.check(co->real.ctx, handle);
+}
+
+static int counted_reset(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.reset(co->real.ctx, handle);
+}
+
+static shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
+{
+    memset(co, 0, sizeof *co);
+    co->real = *real;
+    shp_ops o = {
+        .connect = counted_connect,
+        .close = counted_close,
+        .check = real->check ? counted_check : NULL,
+        .reset = real->reset ? counted_reset : NULL,
+        .ctx = co,
+    };
+    return o;
+}
+
+static void max_update(atomic_llong *max, long long v)
+{
+    long long m = atomic_load(max);
+    while (v > m && !atomic_compare_exchange_weak(max, &m, v))
+        ;
+}
+
+#define LOAD_THREADS    16
+#define LOAD_POOL       4
+#define LOAD_CONNECTING 2
+#define LOAD_TMO        NS_PER_S /* acquire timeout and connect timeout */
+
 struct load {
     shp_pool *pool;
     atomic_bool stop;
     atomic_long ok, err, started, finished;
+    atomic_long hostdown, timedout;  /* acquire results -EHOSTDOWN, -ETIMEDOUT */
     atomic_llong max_op_ns;
+    atomic_llong max_hostdown_ns;    /* the longest acquire that gave -EHOSTDOWN */
 };
 
 static void *load_main(void *arg)
@@ -593,7 +661,8 @@ static void *load_main(void *arg)
         atomic_fetch_add(&l->started, 1);
         int64_t t0 = now_ns();
         shp_conn *c;
-        int rc = shp_acquire(l->pool, &c, NS_PER_S);
+        int rc = shp_acquire(l->pool, &c, LOAD_TMO);
+        int64_t acq_ns = now_ns() - t0;
         bool ok = false;
         if (rc == 0) {
             PGconn *pg = shp_pg_conn(shp_conn_handle(c));
@@ -604,13 +673,15 @@ static void *load_main(void *arg)
                 shp_release(c);
             else
                 shp_release_broken(c);
+        } else if (rc == -EHOSTDOWN) {
+            atomic_fetch_add(&l->hostdown, 1);
+            max_update(&l->max_hostdown_ns, acq_ns);
+        } else if (rc == -ETIMEDOUT) {
+            atomic_fetch_add(&l->timedout, 1);
         }
         atomic_fetch_add(ok ? &l->ok : &l->err, 1);
         atomic_fetch_add(&l->finished, 1);
-        long long el = now_ns() - t0;
-        long long m = atomic_load(&l->max_op_ns);
-        while (el > m && !atomic_compare_exchange_weak(&l->max_op_ns, &m, el))
-            ;
+        max_update(&l->max_op_ns, now_ns() - t0);
         if (!ok)
             nap_ms(5); /* pace a failing client; not synchronisation */
     }
@@ -624,62 +695,145 @@ static bool wait_count(atomic_long *counter, long target, int timeout_ms)
     while (atomic_load(counter) < target) {
         if (now_ns() > deadline)
             return false;
-        nap_ms(5);
+        nap_ms(2);
     }
     return true;
 }
 
+/* Polls (bounded) until the pool's breaker is open (want) or closed. */
+static bool wait_breaker(shp_pool *pool, bool want, int timeout_ms)
+{
+    int64_t deadline = now_ns() + (int64_t)timeout_ms * NS_PER_MS;
+    shp_stats st;
+    while (!(shp_pool_stats(pool, &st) == 0 && (st.breaker_open != 0) == want)) {
+        if (now_ns() > deadline)
+            return false;
+        nap_ms(2);
+    }
+    return true;
+}
+
+static struct load l;      /* static: outlive a failed test's frame */
+static counted_ops counted;
+
+/* 16 threads through a pool of 4 with max_connecting 2 and the default
+ * breaker (threshold 5, a probe every 250 ms).  While the server is down
+ * the breaker opens and acquirers that would connect fail fast with
+ * -EHOSTDOWN; connects in flight never exceed 2, also when all threads
+ * rush back after the restart; the first request succeeds within 1 s of
+ * the server accepting again; every descriptor is given back. */
 static void test_kill9_restart(void **state)
 {
     (void)state;
-    enum { THREADS = 6 };
     char ci[256];
     pgserver_conninfo(&srv, NULL, ci, sizeof ci);
     int fds = count_fds();
     cap_start(); /* quiet: the failures below are expected */
-    shp_ops ops;
-    shp_pool *pool = make_pool(&ops, ci, 4, NS_PER_S);
-    static struct load l;
+    shp_pg_config pgc;
+    shp_pg_config_init(&pgc);
+    pgc.conninfo = ci;
+    pgc.name = "pgtest";
+    pgc.connect_timeout_ns = LOAD_TMO;
+    shp_ops real;
+    assert_int_equal(shp_pg_ops(&real, &pgc), 0);
+    shp_ops ops = counted_wrap(&counted, &real);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.max_size = LOAD_POOL;
+    cfg.max_connecting = LOAD_CONNECTING;
+    cfg.name = "pgtest";
+    /* breaker_threshold and breaker_probe_ns: the defaults */
     memset(&l, 0, sizeof l);
-    l.pool = pool;
-    pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++)
+    assert_int_equal(shp_pool_create(&l.pool, &cfg, &ops), 0);
+    pthread_t th[LOAD_THREADS];
+    for (int i = 0; i < LOAD_THREADS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, load_main, &l), 0);
 
-    assert_true(wait_count(&l.ok, 200, 10000));
-    assert_int_equal(pgserver_kill9(&srv), 0);
-    long ok_at_kill = atomic_load(&l.ok);
-    assert_true(wait_count(&l.err, 20, 10000)); /* requests fail, they do not hang */
-    shp_stats down;
-    assert_int_equal(shp_pool_stats(pool, &down), 0);
-
-    assert_int_equal(pgserver_start(&srv), 0);
-    int64_t back = now_ns();
-    long ok_after = atomic_load(&l.ok);
-    assert_true(wait_count(&l.ok, ok_after + 1, 5000));
-    int64_t first_ok = now_ns() - back;
-    assert_true(wait_count(&l.ok, ok_after + 200, 10000));
+    /* Waits record their outcome and are asserted only once the workers
+     * are stopped: a failed assertion must not leave them running. */
+    bool loaded = wait_count(&l.ok, 200, 10000), killed = false, failing = false;
+    bool opened = false, fast_failed = false, restarted = false, recovered = false;
+    bool kept_on = false;
+    long ok_at_kill = 0;
+    int64_t first_ok = -1;
+    int max_connecting_down = -1;
+    if (loaded) {
+        killed = pgserver_kill9(&srv) == 0;
+        ok_at_kill = atomic_load(&l.ok);
+    }
+    if (killed)
+        failing = wait_count(&l.err, 20, 10000); /* requests fail, they do not hang */
+    if (failing)
+        opened = wait_breaker(l.pool, true, 10000);
+    if (opened) {
+        long hd0 = atomic_load(&l.hostdown);
+        fast_failed = wait_count(&l.hostdown, hd0 + 20, 10000); /* acquirers fail fast */
+        max_connecting_down = atomic_load(&counted.max_inflight);
+    }
+    if (fast_failed)
+        restarted = pgserver_start(&srv) == 0; /* returns once PQping answers */
+    if (restarted) {
+        int64_t back = now_ns(); /* the restarted server accepts */
+        long ok_after = atomic_load(&l.ok);
+        recovered = wait_count(&l.ok, ok_after + 1, 5000);
+        first_ok = now_ns() - back;
+        kept_on = recovered && wait_count(&l.ok, ok_after + 200, 10000);
+    }
+    shp_stats after;
+    int after_err = shp_pool_stats(l.pool, &after); /* traffic succeeds again */
 
     atomic_store(&l.stop, true);
-    for (int i = 0; i < THREADS; i++)
+    for (int i = 0; i < LOAD_THREADS; i++)
         pthread_join(th[i], NULL);
     cap_stop();
+    assert_true(loaded);
+    assert_true(killed);
+    assert_true(failing);
+    assert_true(opened);
+    assert_true(fast_failed);
+    assert_true(restarted);
+    assert_true(recovered);
+    assert_true(kept_on);
+    assert_int_equal(after_err, 0);
+
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(l.pool, &st), 0);
+    print_message("kill9: ok=%ld err=%ld (EHOSTDOWN %ld, longest %.1f ms; ETIMEDOUT %ld), "
+                  "first ok %lld ms after the server was back, slowest request %lld ms, "
+                  "created=%llu closed=%llu connect_failures=%llu retries=%llu breaker_opens=%llu, "
+                  "connects %ld, in flight max %d (%d while down, cap %d)\n",
+                  atomic_load(&l.ok), atomic_load(&l.err), atomic_load(&l.hostdown),
+                  (double)atomic_load(&l.max_hostdown_ns) / NS_PER_MS, atomic_load(&l.timedout),
+                  (long long)(first_ok / NS_PER_MS), (long long)(atomic_load(&l.max_op_ns) / NS_PER_MS),
+                  (unsigned long long)st.created, (unsigned long long)st.closed,
+                  (unsigned long long)st.connect_failures, (unsigned long long)st.retries,
+                  (unsigned long long)st.breaker_opens, atomic_load(&counted.calls),
+                  atomic_load(&counted.max_inflight), max_connecting_down, LOAD_CONNECTING);
 
     assert_int_equal(atomic_load(&l.started), atomic_load(&l.finished));
     assert_int_equal(atomic_load(&l.ok) + atomic_load(&l.err), atomic_load(&l.finished));
     assert_true(atomic_load(&l.ok) > ok_at_kill);
     /* acquire timeout 1 s + connect timeout 1 s + a query on a dead socket */
     assert_true(atomic_load(&l.max_op_ns) < 3 * NS_PER_S);
-    print_message("kill9: ok=%ld err=%ld, first ok %lld ms after the server was back, "
-                  "slowest request %lld ms\n", atomic_load(&l.ok), atomic_load(&l.err),
-                  (long long)(first_ok / NS_PER_MS), (long long)(atomic_load(&l.max_op_ns) / NS_PER_MS));
-    assert_true(first_ok < 2 * NS_PER_S);
-    shp_stats st;
-    assert_int_equal(shp_pool_stats(pool, &st), 0);
-    assert_true(st.created > 4);           /* dead connections were replaced */
-    assert_true(st.connect_failures >= 1); /* while the server was down */
-    assert_true(st.live <= 4);
-    drop_pool(pool, &ops);
+    /* The breaker opened while it was down and is closed once requests
+     * succeed again. */
+    assert_true(after.breaker_opens >= 1);
+    assert_int_equal(after.breaker_open, 0);
+    assert_int_equal(st.breaker_open, 0);
+    /* While open, acquires that had to connect failed at once, far from
+     * their timeout. */
+    assert_true(atomic_load(&l.hostdown) >= 20);
+    assert_true(atomic_load(&l.max_hostdown_ns) < LOAD_TMO / 2);
+    /* No reconnect storm: never more connects at once than max_connecting. */
+    assert_true(atomic_load(&counted.max_inflight) >= 1);
+    assert_true(atomic_load(&counted.max_inflight) <= LOAD_CONNECTING);
+    assert_int_equal(atomic_load(&counted.inflight), 0);
+    assert_true(first_ok <= 1 * NS_PER_S);
+    assert_true(st.created > LOAD_POOL);       /* dead connections were replaced */
+    assert_true(st.connect_failures >= cfg.breaker_threshold); /* while the server was down */
+    assert_true(st.live <= LOAD_POOL);
+    assert_int_equal(st.in_use, 0);
+    drop_pool(l.pool, &real);
     assert_int_equal(count_fds(), fds);
 }
 

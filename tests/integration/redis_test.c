@@ -673,13 +673,78 @@ static void test_stopped_server(void **state)
 
 /* ---- kill -9 under load, then restart --------------------------------------------------- */
 
-#define LOAD_THREADS 8
+/* A counting wrapper around the adapter's ops: how many connect callbacks
+ * run at once (the most seen), to show the pool never exceeds
+ * max_connecting, also right after a restart. */
+typedef struct counted_ops {
+    shp_ops real;
+    atomic_int inflight, max_inflight;
+    atomic_long calls;
+} counted_ops;
+
+static int counted_connect(void *ctx, void **handle)
+{
+    counted_ops *co = ctx;
+    int n = atomic_fetch_add(&co->inflight, 1) + 1;
+    int m = atomic_load(&co->max_inflight);
+    while (n > m && !atomic_compare_exchange_weak(&co->max_inflight, &m, n))
+        ;
+    atomic_fetch_add(&co->calls, 1);
+    int err = co->real.connect(co->real.ctx, handle);
+    atomic_fetch_sub(&co->inflight, 1);
+    return err;
+}
+
+static void counted_close(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    co->real.close(co->real.ctx, handle);
+}
+
+static int counted_check(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.check(co->real.ctx, handle);
+}
+
+static int counted_reset(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.reset(co->real.ctx, handle);
+}
+
+static shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
+{
+    memset(co, 0, sizeof *co);
+    co->real = *real;
+    shp_ops o = {
+        .connect = counted_connect,
+        .close = counted_close,
+        .check = real->check ? counted_check : NULL,
+        .reset = real->reset ? counted_reset : NULL,
+        .ctx = co,
+    };
+    return o;
+}
+
+static void max_update(atomic_llong *max, long long v)
+{
+    long long m = atomic_load(max);
+    while (v > m && !atomic_compare_exchange_weak(max, &m, v))
+        ;
+}
+
+#define LOAD_THREADS    16
+#define LOAD_POOL       4
+#define LOAD_CONNECTING 2
 
 typedef struct load {
     shp_pool *pool;
     atomic_bool stop;
     atomic_long ok, cmd_err, acq_err;
-    atomic_llong max_op_ns; /* the longest acquire + command + release */
+    atomic_long hostdown, timedout;  /* acquire results -EHOSTDOWN, -ETIMEDOUT */
+    atomic_llong max_op_ns;          /* the longest acquire + command + release */
+    atomic_llong max_hostdown_ns;    /* the longest acquire that gave -EHOSTDOWN */
 } load;
 
 static void *load_main(void *arg)
@@ -689,6 +754,7 @@ static void *load_main(void *arg)
         int64_t t0 = now_ns();
         shp_conn *conn;
         int err = shp_acquire(l->pool, &conn, -1);
+        int64_t acq_ns = now_ns() - t0;
         if (err == 0) {
             redisContext *c = shp_redis_ctx(shp_conn_handle(conn));
             redisReply *r = redisCommand(c, "INCR n");
@@ -702,10 +768,16 @@ static void *load_main(void *arg)
                 shp_release_broken(conn);
         } else {
             atomic_fetch_add(&l->acq_err, 1);
+            if (err == -EHOSTDOWN) {
+                atomic_fetch_add(&l->hostdown, 1);
+                max_update(&l->max_hostdown_ns, acq_ns);
+            } else if (err == -ETIMEDOUT) {
+                atomic_fetch_add(&l->timedout, 1);
+            }
         }
-        long long d = now_ns() - t0, m = atomic_load(&l->max_op_ns);
-        while (d > m && !atomic_compare_exchange_weak(&l->max_op_ns, &m, d))
-            ;
+        max_update(&l->max_op_ns, now_ns() - t0);
+        if (err)
+            poll_pause(); /* pace a failing client; not synchronisation */
     }
     return NULL;
 }
@@ -722,8 +794,29 @@ static bool wait_count(atomic_long *counter, long target)
     return true;
 }
 
-static load l; /* static: outlives a failed test's frame */
+/* Polls until the pool's breaker is open (want) or closed; false on the
+ * WAIT_MS bound. */
+static bool wait_breaker(shp_pool *pool, bool want)
+{
+    int64_t deadline = now_ns() + WAIT_MS * NS_PER_MS;
+    shp_stats st;
+    while (!(shp_pool_stats(pool, &st) == 0 && (st.breaker_open != 0) == want))
+        if (now_ns() >= deadline)
+            return false;
+        else
+            poll_pause();
+    return true;
+}
 
+static load l; /* static: outlives a failed test's frame */
+static counted_ops counted;
+
+/* 16 threads through a pool of 4 with max_connecting 2 and the default
+ * breaker (threshold 5, a probe every 250 ms).  While the server is down
+ * the breaker opens and acquirers that would connect fail fast with
+ * -EHOSTDOWN; connects in flight never exceed 2, also when all threads
+ * rush back after the restart; the first request succeeds within 1 s of
+ * the server answering again; every descriptor is given back. */
 static void test_kill9_restart(void **state)
 {
     (void)state;
@@ -733,9 +826,11 @@ static void test_kill9_restart(void **state)
     shp_redis_config rc = redis_cfg(srv.port, NULL, 0);
     rc.command_timeout_ns = tmo;
     rc.connect_timeout_ns = tmo;
-    shp_ops ops = make_ops(&rc);
-    shp_config pc = pool_cfg(4, tmo);
-    pc.breaker_probe_ns = 100 * NS_PER_MS;
+    shp_ops real = make_ops(&rc);
+    shp_ops ops = counted_wrap(&counted, &real);
+    shp_config pc = pool_cfg(LOAD_POOL, tmo);
+    pc.max_connecting = LOAD_CONNECTING;
+    /* breaker_threshold and breaker_probe_ns: the defaults */
     memset(&l, 0, sizeof l);
     assert_int_equal(shp_pool_create(&l.pool, &pc, &ops), 0);
     pthread_t th[LOAD_THREADS];
@@ -745,9 +840,10 @@ static void test_kill9_restart(void **state)
     /* Waits record their outcome and are asserted only once the workers
      * are stopped: a failed assertion must not leave them running. */
     log_start(); /* connect failures while it is down are expected */
-    bool loaded = wait_count(&l.ok, 500), killed = false, detected = false, restarted = false;
-    bool recovered = false, kept_on = false;
+    bool loaded = wait_count(&l.ok, 500), killed = false, detected = false, opened = false;
+    bool fast_failed = false, restarted = false, recovered = false, kept_on = false;
     int64_t first_ok = -1;
+    int max_connecting_down = -1;
     if (loaded)
         killed = rsrv_kill9(&srv) == 0;
     if (killed) {
@@ -764,14 +860,23 @@ static void test_kill9_restart(void **state)
         detected = detected && wait_count(&l.acq_err, 10);
     }
     if (detected)
-        restarted = rsrv_restart(&srv) == 0; /* same port */
+        opened = wait_breaker(l.pool, true);
+    if (opened) {
+        long hd0 = atomic_load(&l.hostdown);
+        fast_failed = wait_count(&l.hostdown, hd0 + 20); /* acquirers fail fast */
+        max_connecting_down = atomic_load(&counted.max_inflight);
+    }
+    if (fast_failed)
+        restarted = rsrv_restart(&srv) == 0; /* same port; returns once it answers PING */
     if (restarted) {
-        int64_t back = now_ns();
+        int64_t back = now_ns(); /* the restarted server answers */
         long ok0 = atomic_load(&l.ok);
         recovered = wait_count(&l.ok, ok0 + 1);
         first_ok = now_ns() - back;
         kept_on = recovered && wait_count(&l.ok, ok0 + 500); /* and it keeps working */
     }
+    shp_stats after;
+    int after_err = shp_pool_stats(l.pool, &after); /* traffic succeeds again */
     atomic_store(&l.stop, true);
     for (int i = 0; i < LOAD_THREADS; i++)
         pthread_join(th[i], NULL); /* none hangs */
@@ -779,28 +884,52 @@ static void test_kill9_restart(void **state)
     assert_true(loaded);
     assert_true(killed);
     assert_true(detected);
+    assert_true(opened);
+    assert_true(fast_failed);
     assert_true(restarted);
     assert_true(recovered);
     assert_true(kept_on);
+    assert_int_equal(after_err, 0);
 
     shp_stats st;
     assert_int_equal(shp_pool_stats(l.pool, &st), 0);
-    print_message("kill -9: ok=%ld cmd_err=%ld acq_err=%ld, first ok %.0f ms after restart, "
-                  "longest op %.0f ms, created=%llu closed=%llu breaker_opens=%llu\n",
+    print_message("kill -9: ok=%ld cmd_err=%ld acq_err=%ld (EHOSTDOWN %ld, longest %.1f ms; "
+                  "ETIMEDOUT %ld), first ok %.0f ms after restart, longest op %.0f ms, "
+                  "created=%llu closed=%llu connect_failures=%llu retries=%llu "
+                  "breaker_opens=%llu, connects %ld, in flight max %d (%d while down, cap %d)\n",
                   atomic_load(&l.ok), atomic_load(&l.cmd_err), atomic_load(&l.acq_err),
-                  (double)first_ok / NS_PER_MS, (double)atomic_load(&l.max_op_ns) / NS_PER_MS,
-                  (unsigned long long)st.created, (unsigned long long)st.closed,
-                  (unsigned long long)st.breaker_opens);
+                  atomic_load(&l.hostdown), (double)atomic_load(&l.max_hostdown_ns) / NS_PER_MS,
+                  atomic_load(&l.timedout), (double)first_ok / NS_PER_MS,
+                  (double)atomic_load(&l.max_op_ns) / NS_PER_MS, (unsigned long long)st.created,
+                  (unsigned long long)st.closed, (unsigned long long)st.connect_failures,
+                  (unsigned long long)st.retries, (unsigned long long)st.breaker_opens,
+                  atomic_load(&counted.calls), atomic_load(&counted.max_inflight),
+                  max_connecting_down, LOAD_CONNECTING);
+    /* The breaker opened while it was down and is closed once requests
+     * succeed again. */
+    assert_true(after.breaker_opens >= 1);
+    assert_int_equal(after.breaker_open, 0);
+    assert_int_equal(st.breaker_open, 0);
+    /* While open, acquires that had to connect failed at once, far from
+     * their timeout. */
+    assert_true(atomic_load(&l.hostdown) >= 20);
+    assert_true(atomic_load(&l.max_hostdown_ns) < tmo / 2);
+    /* No reconnect storm: never more connects at once than max_connecting. */
+    assert_true(atomic_load(&counted.max_inflight) >= 1);
+    assert_true(atomic_load(&counted.max_inflight) <= LOAD_CONNECTING);
+    assert_int_equal(atomic_load(&counted.inflight), 0);
     assert_true(first_ok <= 1 * NS_PER_S);
     /* Every op ends: acquire deadline, plus a connect or command in
      * progress at it, plus margin. */
     assert_true(atomic_load(&l.max_op_ns) <= 2 * tmo + 500 * NS_PER_MS);
-    assert_true(st.created > 4); /* dead connections were replaced */
+    assert_true(st.created > LOAD_POOL); /* dead connections were replaced */
+    assert_true(st.live <= LOAD_POOL);
     assert_int_equal(st.in_use, 0);
+    assert_true(st.connect_failures >= pc.breaker_threshold);
 
     assert_int_equal(shp_pool_destroy(l.pool, -1), 0);
-    shp_redis_ops_free(&ops);
-    assert_int_equal(count_fds(), fds_before);
+    shp_redis_ops_free(&real);
+    assert_int_equal(count_fds(), fds_before); /* every socket closed */
     rsrv_stop(&srv);
 }
 

@@ -1,0 +1,35 @@
+# bench/redis_bench.mk - issue 3's Redis benchmark: 16 threads through a
+# shardpool pool of 4 Redis connections vs 4 dedicated hiredis connections
+# (one per group of 4 threads), same run (bench/redis_bench.cc).  Included
+# by the main Makefile; uses its CC, CXX, CSTD, WARN, LIBS and B.  Needs
+# the Redis adapter (WITH_REDIS=1, the default) and redis-server on PATH
+# (`make deps` installs it).
+#
+#   make build/release/bench/redis_bench
+#   make bench-redis                          runs it (~30 s)
+#   make bench-redis REDIS_BENCH_ARGS=--shp-enforce   exit 1 unless >= 0.9
+
+REDIS_BENCH_ARGS ?=
+
+ifeq ($(WITH_REDIS),1)
+# The server helper is C (designated initializers, void * from
+# redisCommand) and does not compile as C++, so it is built as its own C
+# object and the benchmark includes only its header.
+$(B)/release/bench/redisserver.o: tests/integration/redisserver.c tests/integration/redisserver.h | $(B)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -g -I tests/integration -c $< -o $@
+
+$(B)/release/bench/redis_bench: bench/redis_bench.cc $(LIB_HDR) $(B)/release/libshardpool.a \
+                                $(B)/release/bench/redisserver.o
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 $(WARN) -I include -I lib -I bench -I tests/integration $< \
+	  $(B)/release/bench/redisserver.o $(B)/release/libshardpool.a -lbenchmark $(LIBS) -o $@
+
+.PHONY: bench-redis
+bench-redis: $(B)/release/bench/redis_bench
+	timeout 300 $(B)/release/bench/redis_bench $(REDIS_BENCH_ARGS)
+else
+.PHONY: bench-redis
+bench-redis:
+	@echo "bench-redis: skipped (WITH_REDIS=0)"
+endif
