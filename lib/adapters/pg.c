@@ -1,5 +1,5 @@
 /* pg.c - the PostgreSQL adapter over libpq (include/shardpool/adapters/pg.h). */
-#include "util.h"
+#include "adapters/common.h"
 
 #include <shardpool/adapters/pg.h>
 #include <shardpool/error.h>
@@ -329,9 +329,7 @@ void shp_pg_config_init(shp_pg_config *cfg)
 
 static int bad_config(const shp_pg_config *cfg, int err, const char *field, const char *why)
 {
-    shp__log(SHP_LOG_ERROR, cfg && cfg->name ? cfg->name : "pg",
-             "event=invalid_config field=%s reason=\"%s\"", field, why);
-    return err;
+    return shp__adapter_bad_config(cfg && cfg->name ? cfg->name : "pg", err, field, why);
 }
 
 static void ctx_free(struct pg_ctx *t)
@@ -348,16 +346,6 @@ static void ctx_free(struct pg_ctx *t)
     free(t->name);
     free(t->target);
     free(t);
-}
-
-static char *dup_or_null(const char *s, bool *oom)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
 }
 
 /* Parses conninfo (which catches a malformed one before any connect) and
@@ -422,11 +410,11 @@ int shp_pg_ops(shp_ops *ops, const shp_pg_config *cfg)
         return -ENOMEM;
     bool oom = false;
     t->cfg = *cfg;
-    t->conninfo = dup_or_null(cfg->conninfo, &oom);
-    t->app = dup_or_null(cfg->application_name, &oom);
-    t->check = dup_or_null(cfg->check_query ? cfg->check_query : ";", &oom);
-    t->reset = dup_or_null(cfg->reset_query, &oom);
-    t->name = dup_or_null(cfg->name ? cfg->name : "pg", &oom);
+    t->conninfo = shp__dup_or_null(cfg->conninfo, &oom);
+    t->app = shp__dup_or_null(cfg->application_name, &oom);
+    t->check = shp__dup_or_null(cfg->check_query ? cfg->check_query : ";", &oom);
+    t->reset = shp__dup_or_null(cfg->reset_query, &oom);
+    t->name = shp__dup_or_null(cfg->name ? cfg->name : "pg", &oom);
     int err = make_target(t, cfg);
     if (oom || err) {
         ctx_free(t);

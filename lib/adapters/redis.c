@@ -1,5 +1,5 @@
 /* redis.c - the Redis adapter on hiredis (include/shardpool/adapters/redis.h). */
-#include "util.h"
+#include "adapters/common.h"
 
 #include <shardpool/adapters/redis.h>
 #include <shardpool/error.h>
@@ -371,9 +371,7 @@ void shp_redis_config_init(shp_redis_config *cfg)
 
 static int bad_config(const shp_redis_config *cfg, int err, const char *field, const char *why)
 {
-    shp__log(SHP_LOG_ERROR, cfg && cfg->name ? cfg->name : "redis",
-             "event=invalid_config field=%s reason=\"%s\"", field, why);
-    return err;
+    return shp__adapter_bad_config(cfg && cfg->name ? cfg->name : "redis", err, field, why);
 }
 
 static int validate(const shp_redis_config *cfg)
@@ -420,16 +418,6 @@ static void ctx_free(struct redis_ctx *t)
     free(t);
 }
 
-static char *dup_or_null(const char *s, bool *oom)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
-}
-
 int shp_redis_ops(shp_ops *ops, const shp_redis_config *cfg)
 {
     if (!ops || !cfg)
@@ -443,11 +431,11 @@ int shp_redis_ops(shp_ops *ops, const shp_redis_config *cfg)
         return -ENOMEM;
     bool oom = false;
     t->cfg = *cfg;
-    t->unix_path = dup_or_null(cfg->unix_path, &oom);
-    t->host = t->unix_path ? NULL : dup_or_null(cfg->host, &oom);
-    t->user = dup_or_null(cfg->user, &oom);
-    t->password = dup_or_null(cfg->password, &oom);
-    t->name = dup_or_null(cfg->name ? cfg->name : "redis", &oom);
+    t->unix_path = shp__dup_or_null(cfg->unix_path, &oom);
+    t->host = t->unix_path ? NULL : shp__dup_or_null(cfg->host, &oom);
+    t->user = shp__dup_or_null(cfg->user, &oom);
+    t->password = shp__dup_or_null(cfg->password, &oom);
+    t->name = shp__dup_or_null(cfg->name ? cfg->name : "redis", &oom);
     bool v6 = t->host && strchr(t->host, ':');
     int n = t->unix_path ? snprintf(NULL, 0, "unix:%s", t->unix_path)
                          : snprintf(NULL, 0, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);

@@ -1,5 +1,5 @@
 /* tcp.c - the TCP / unix-socket adapter (include/shardpool/adapters/tcp.h). */
-#include "util.h"
+#include "adapters/common.h"
 
 #include <shardpool/adapters/tcp.h>
 #include <shardpool/error.h>
@@ -386,9 +386,7 @@ void shp_tcp_config_init(shp_tcp_config *cfg)
 
 static int bad_config(const shp_tcp_config *cfg, int err, const char *field, const char *why)
 {
-    shp__log(SHP_LOG_ERROR, cfg && cfg->name ? cfg->name : "tcp",
-             "event=invalid_config field=%s reason=\"%s\"", field, why);
-    return err;
+    return shp__adapter_bad_config(cfg && cfg->name ? cfg->name : "tcp", err, field, why);
 }
 
 static int validate(const shp_tcp_config *cfg)
@@ -436,16 +434,6 @@ static void ctx_free(struct tcp_ctx *t)
     free(t);
 }
 
-static char *dup_or_null(const char *s, bool *oom)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
-}
-
 int shp_tcp_ops(shp_ops *ops, const shp_tcp_config *cfg)
 {
     if (!ops || !cfg)
@@ -459,9 +447,9 @@ int shp_tcp_ops(shp_ops *ops, const shp_tcp_config *cfg)
         return -ENOMEM;
     bool oom = false;
     t->cfg = *cfg;
-    t->host = dup_or_null(cfg->host, &oom);
-    t->port = dup_or_null(cfg->port_or_service, &oom);
-    t->name = dup_or_null(cfg->name ? cfg->name : "tcp", &oom);
+    t->host = shp__dup_or_null(cfg->host, &oom);
+    t->port = shp__dup_or_null(cfg->port_or_service, &oom);
+    t->name = shp__dup_or_null(cfg->name ? cfg->name : "tcp", &oom);
     const char *ua = cfg->unix_path;
     bool v6 = t->host && strchr(t->host, ':');
     int n = ua ? snprintf(NULL, 0, "unix:%s", ua)
