@@ -35,6 +35,8 @@
  */
 #include "shpbench.h"
 
+#include <shardpool/log.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -42,6 +44,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +100,13 @@ static void usage(FILE *f)
         "Backend:\n"
         "  --backend SPEC         embedded (default: an echo server on 127.0.0.1 that\n"
         "                         shpbench starts) or tcp://host:port (loopback only; an\n"
-        "                         echo server if --roundtrip or --check echo is used)\n"
+        "                         echo server if --roundtrip or --check echo is used),\n"
+        "                         redis://[user:password@]host:port[/db] or\n"
+        "                         postgresql://user:password@host:port/db (loopback only,\n"
+        "                         through shardpool's Redis / PostgreSQL adapters when\n"
+        "                         built: the adapter connects, checks and resets on\n"
+        "                         release for every pool; a round trip is one PING or\n"
+        "                         SELECT 1; the password is masked in all output)\n"
         "  --backend-latency DUR  embedded: wait before each echo (default 0)\n"
         "  --connect-latency DUR  added to every connect (default 0)\n"
         "  --check-cost DUR       added to every health check (default 0)\n"
@@ -121,6 +130,13 @@ static void usage(FILE *f)
         "                         swept keys; vs the first key if threads is not swept)\n"
         "                         and the acquire latency CDF per pool at the largest\n"
         "                         thread count.  Needs gnuplot (Debian: gnuplot-nox)\n"
+        "\n"
+        "Google-benchmark plots:\n"
+        "  --plot-gbench FILE     read google-benchmark JSON (make bench-micro writes\n"
+        "                         build/bench/micro.json) and, with --plot-dir DIR, write\n"
+        "                         DIR/gbench-real-time.dat/.gp/.svg/.png: real time per\n"
+        "                         iteration vs threads, one line per benchmark (name\n"
+        "                         without its run options); prints the paths, runs nothing\n"
         "\n"
         "Recommendation (--recommend):\n"
         "  --recommend            for the workload of --threads, --hold and optionally\n"
@@ -171,7 +187,7 @@ enum {
     O_CONNECT_LAT, O_CHECK_COST, O_FAIL_RATE, O_SEED, O_BACKEND, O_BACKEND_LAT,
     O_ROUNDTRIP, O_NO_ROUNDTRIP, O_CHECK, O_POOLS, O_CSV, O_JSON, O_WAIT_THR,
     O_SPIN_BELOW, O_VALIDATE_IDLE, O_ACQ_TIMEOUT, O_NO_PROGRESS, O_VERBOSE,
-    O_SELF_TEST, O_HELP, O_RATE, O_SWEEP, O_PLOT_DIR, O_RECOMMEND,
+    O_SELF_TEST, O_HELP, O_RATE, O_SWEEP, O_PLOT_DIR, O_RECOMMEND, O_PLOT_GBENCH,
 };
 
 static const struct option long_opts[] = {
@@ -206,6 +222,7 @@ static const struct option long_opts[] = {
     { "rate", required_argument, NULL, O_RATE },
     { "sweep", required_argument, NULL, O_SWEEP },
     { "plot-dir", required_argument, NULL, O_PLOT_DIR },
+    { "plot-gbench", required_argument, NULL, O_PLOT_GBENCH },
     { "recommend", no_argument, NULL, O_RECOMMEND },
     { NULL, 0, NULL, 0 },
 };
@@ -412,6 +429,9 @@ static int parse_args(int argc, char **argv, shpb_opts *o)
         case O_PLOT_DIR:
             o->plot_dir = optarg;
             break;
+        case O_PLOT_GBENCH:
+            o->plot_gbench = optarg;
+            break;
         case O_RECOMMEND:
             o->recommend = true;
             break;
@@ -452,8 +472,15 @@ static int parse_args(int argc, char **argv, shpb_opts *o)
     if (o->recommend && (!o->threads_set || !o->hold_set))
         return die_usage("--recommend needs your workload's --threads N and --hold DIST "
                          "(and --rate R if you know it)%s", "");
+    if (o->plot_gbench != NULL) {
+        if (o->plot_dir == NULL)
+            return die_usage("--plot-gbench needs --plot-dir DIR%s", "");
+        if (sweep_given || o->recommend)
+            return die_usage("--plot-gbench only plots: no --sweep or --recommend with it%s", "");
+        return -1;
+    }
     if (o->plot_dir != NULL && !sweep_given)
-        return die_usage("--plot-dir goes with --sweep%s", "");
+        return die_usage("--plot-dir goes with --sweep or --plot-gbench%s", "");
     if (o->rate > 0 && o->think_set)
         fprintf(stderr, "shpbench: note: --rate paces the threads; --think is not used\n");
     if (!sweep_given && !o->recommend && o->pool.min_size > o->pool.max_size)
@@ -465,8 +492,13 @@ static int parse_args(int argc, char **argv, shpb_opts *o)
             o->duration_ns = 500 * SHPB_NS_PER_MS;
     }
     bool embedded = strcmp(o->backend.spec, "embedded") == 0;
+    /* redis:// and postgresql:// speak a known protocol: one command (PING,
+     * SELECT 1) per hold by default, as the echo byte of embedded. */
+    bool adapter = strncmp(o->backend.spec, "redis://", 8) == 0 ||
+                   strncmp(o->backend.spec, "postgresql://", 13) == 0 ||
+                   strncmp(o->backend.spec, "postgres://", 11) == 0;
     if (o->roundtrip_bytes < 0)
-        o->roundtrip_bytes = embedded ? 1 : 0;
+        o->roundtrip_bytes = embedded || adapter ? 1 : 0;
     if (!o->check_set)
         o->backend.check_mode = embedded ? SHPB_CHECK_ECHO : SHPB_CHECK_PEEK;
     if (!embedded && o->backend.backend_latency_ns > 0)
@@ -811,7 +843,12 @@ void shpb_print_header(const shpb_opts *o, shpb_backend *b, const bool *swept)
         printf("open loop at %.0f ops/s", o->rate);
     else
         printf("think %s", swept[SHPB_KEY_THINK] ? "(swept)" : think);
-    printf(", round trip %ld B, %s per pool", o->roundtrip_bytes, dur);
+    if (shpb_backend_is_adapter(b))
+        printf(", round trip %s, %s per pool",
+               o->roundtrip_bytes == 0 ? "none"
+               : strncmp(shpb_backend_describe(b), "redis", 5) == 0 ? "PING" : "SELECT 1", dur);
+    else
+        printf(", round trip %ld B, %s per pool", o->roundtrip_bytes, dur);
     if (o->backend.connect_latency_ns)
         printf(", connect +%s", shpb_format_ns(o->backend.connect_latency_ns, a, sizeof a));
     if (o->backend.check_cost_ns)
@@ -1110,6 +1147,8 @@ static int self_test(void)
     }
     if (shpb_sweep_self_test() != 0)
         bad = 1;
+    if (shpb_gbench_self_test() != 0)
+        bad = 1;
     printf("shpbench self-test: %s\n", bad ? "FAILED" : "passed");
     return bad ? 1 : 0;
 }
@@ -1123,6 +1162,8 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    if (o.plot_gbench != NULL)
+        return shpb_plot_gbench(o.plot_gbench, o.plot_dir);
 
     /* 1 ns timer slack (inherited by every thread started from here on):
      * sleeps of tens of microseconds otherwise overshoot by 50 us. */
@@ -1133,7 +1174,15 @@ int main(int argc, char **argv)
 
     char err[256];
     shpb_backend *b;
+    /* hiredis writes with write(2): a server that goes away must not kill
+     * the run with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     rc = shpb_backend_start(&b, &o.backend, err, sizeof err);
+    /* From here on the spec is only printed (table header, JSON, CSV, sweep
+     * and recommend output): keep a masked copy, never the password. */
+    static char masked_spec[512];
+    shp_mask_secrets(masked_spec, sizeof masked_spec, o.backend.spec);
+    o.backend.spec = masked_spec;
     if (rc != 0) {
         fprintf(stderr, "shpbench: %s\n", err);
         return 1;

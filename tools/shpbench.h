@@ -81,6 +81,7 @@ typedef struct shpb_opts {
     /* modes */
     shpb_sweep sweep;      /* naxes == 0: no sweep */
     const char *plot_dir;  /* NULL: no plots */
+    const char *plot_gbench; /* --plot-gbench FILE: plot it, run nothing */
     bool recommend;
 } shpb_opts;
 
@@ -212,5 +213,10 @@ int shpb_recommend_main(const shpb_opts *o, shpb_backend *b);
 
 /* Self-tests of the sweep parser and grid (for --self-test): 0 or -1. */
 int shpb_sweep_self_test(void);
+
+/* --plot-gbench (shpbench_gbench.c): plots google-benchmark JSON json_path
+ * into dir; prints the paths.  Returns the exit status. */
+int shpb_plot_gbench(const char *json_path, const char *dir);
+int shpb_gbench_self_test(void);
 
 #endif

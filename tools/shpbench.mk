@@ -7,7 +7,9 @@
 #   make shpbench-smoke                 the self-test, a 2-second run of all
 #                                       four pools (checks the JSON parses), a
 #                                       tiny --sweep (checks its SVG plots are
-#                                       written) and a tiny --recommend
+#                                       written), a tiny --recommend, and
+#                                       --plot-gbench of $(B)/bench/micro.json
+#                                       when that exists (make bench-micro)
 #   make shpbench-plots                 a small sweep (threads 1..16, max 16,
 #                                       300 ms per pool and point, all four
 #                                       pools): CSV, JSON, gnuplot data and
@@ -17,12 +19,24 @@
 #                                       keep it out of the tree)
 
 SHPB_SRC := $(wildcard tools/shpbench*.c)
+
+# The redis:// and postgresql:// backends go through the adapters, so they
+# are compiled in only when the Makefile builds those adapters into
+# libshardpool.a (and links -lhiredis / -lpq through LIBS); without them the
+# backend answers "built without the ... adapter".
+SHPB_DEFS :=
+ifeq ($(WITH_REDIS),1)
+SHPB_DEFS += -DSHPB_WITH_REDIS
+endif
+ifeq ($(WITH_PG),1)
+SHPB_DEFS += -DSHPB_WITH_PG -I/usr/include/postgresql
+endif
 SHPB_HDR := $(wildcard tools/shpbench*.h)
 
 $(B)/release/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.h \
     $(B)/release/libshardpool.a $(B)/release/bench/baselines.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O2 -g $(INC) -I bench $(SHPB_SRC) $(B)/release/bench/baselines.o \
+	$(CC) $(CSTD) $(WARN) -O2 -g $(INC) $(SHPB_DEFS) -I bench $(SHPB_SRC) $(B)/release/bench/baselines.o \
 	  $(B)/release/libshardpool.a $(LIBS) -lm -o $@
 
 # The sanitizer build compiles the baselines itself: the main Makefile only
@@ -30,7 +44,7 @@ $(B)/release/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.h \
 $(B)/asan/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.c bench/baselines.h \
     $(B)/asan/libshardpool.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) -I bench $(SHPB_SRC) bench/baselines.c \
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) $(SHPB_DEFS) -I bench $(SHPB_SRC) bench/baselines.c \
 	  $(B)/asan/libshardpool.a $(LIBS) -lm $(LDFLAGS_asan) -o $@
 
 SHPB_SMOKE_PLOTS := $(B)/shpbench-smoke-plots
@@ -58,6 +72,14 @@ shpbench-smoke: $(B)/release/tools/shpbench
 	@if grep -q 'cfg.max_size = ' $(B)/shpbench-smoke-recommend.txt; then \
 	  echo "shpbench-smoke: recommend ok"; \
 	else cat $(B)/shpbench-smoke-recommend.txt; echo "shpbench-smoke: FAIL - no recommendation"; exit 1; fi
+	@if test -f $(B)/bench/micro.json; then \
+	  rm -rf $(SHPB_SMOKE_PLOTS)/gbench && \
+	  $(B)/release/tools/shpbench --plot-gbench $(B)/bench/micro.json \
+	    --plot-dir $(SHPB_SMOKE_PLOTS)/gbench || exit 1; \
+	  test -s $(SHPB_SMOKE_PLOTS)/gbench/gbench-real-time.svg || \
+	    { echo "shpbench-smoke: FAIL - gbench plot missing"; exit 1; }; \
+	  echo "shpbench-smoke: gbench plot ok"; \
+	else echo "shpbench-smoke: $(B)/bench/micro.json not found (make bench-micro), gbench plot skipped"; fi
 
 # The plots for `make bench` and the README (tools/shpbench-example.svg is the
 # throughput plot of one such run).

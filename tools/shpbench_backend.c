@@ -5,6 +5,15 @@
 
 #include "shpbench_util.h"
 
+#include <shardpool/log.h>
+#include <shardpool/pool.h>
+#ifdef SHPB_WITH_REDIS
+#include <shardpool/adapters/redis.h>
+#endif
+#ifdef SHPB_WITH_PG
+#include <shardpool/adapters/pg.h>
+#endif
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -38,10 +47,14 @@ struct srv_conn {
 struct shpb_backend {
     shpb_backend_opts o;
     char *spec;
-    char desc[96];
+    char desc[400];
     struct sockaddr_storage addr;
     socklen_t addrlen;
     bool embedded;
+    /* redis:// and postgresql://: the adapter's ops; every connection
+     * callback below delegates to them (adapter != 0). */
+    enum { ADAPTER_NONE, ADAPTER_REDIS, ADAPTER_PG } adapter;
+    shp_ops aops;
 
     /* embedded server */
     int listen_fd;
@@ -347,6 +360,266 @@ bad:
     return -EINVAL;
 }
 
+/* ---- redis:// and postgresql:// ------------------------------------------ */
+
+/* Decodes %XX escapes of a URL part into dst (size len).  Returns 0 or -1. */
+static int url_decode(char *dst, size_t len, const char *src, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            char hex[3] = { src[i + 1], src[i + 2], 0 };
+            if (strspn(hex, "0123456789abcdefABCDEF") != 2)
+                return -1;
+            c = (char)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (o + 1 >= len)
+            return -1;
+        dst[o++] = c;
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+/* The parts of scheme://[user[:password]@]host[:port][/path]. */
+struct url {
+    char user[128], password[256], host[256], path[128];
+    char port[16];
+    bool has_password;
+};
+
+/* Parses spec (after its scheme's "://") into u.  Returns 0 or -EINVAL. */
+static int url_parse(const char *rest, struct url *u)
+{
+    memset(u, 0, sizeof *u);
+    if (strchr(rest, '?') != NULL || strchr(rest, '#') != NULL)
+        return -EINVAL;
+    const char *slash = strchr(rest, '/');
+    const char *end = slash ? slash : rest + strlen(rest);
+    const char *at = NULL;
+    for (const char *q = rest; q < end; q++)
+        if (*q == '@')
+            at = q;
+    const char *hp = rest;
+    if (at != NULL) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        const char *uend = colon ? colon : at;
+        if (url_decode(u->user, sizeof u->user, rest, (size_t)(uend - rest)) != 0)
+            return -EINVAL;
+        if (colon != NULL) {
+            u->has_password = true;
+            if (url_decode(u->password, sizeof u->password, colon + 1,
+                           (size_t)(at - colon - 1)) != 0)
+                return -EINVAL;
+        }
+        hp = at + 1;
+    }
+    const char *pcolon;
+    if (*hp == '[') {
+        const char *br = memchr(hp, ']', (size_t)(end - hp));
+        if (br == NULL || (size_t)(br - hp - 1) >= sizeof u->host || br == hp + 1)
+            return -EINVAL;
+        memcpy(u->host, hp + 1, (size_t)(br - hp - 1));
+        pcolon = br + 1 < end && br[1] == ':' ? br + 1 : NULL;
+        if (br + 1 < end && br[1] != ':')
+            return -EINVAL;
+    } else {
+        pcolon = memchr(hp, ':', (size_t)(end - hp));
+        const char *hend = pcolon ? pcolon : end;
+        if (hend == hp || (size_t)(hend - hp) >= sizeof u->host)
+            return -EINVAL;
+        memcpy(u->host, hp, (size_t)(hend - hp));
+    }
+    if (pcolon != NULL) {
+        size_t n = (size_t)(end - pcolon - 1);
+        if (n == 0 || n >= sizeof u->port)
+            return -EINVAL;
+        memcpy(u->port, pcolon + 1, n);
+        if (strspn(u->port, "0123456789") != n)
+            return -EINVAL;
+        long p = strtol(u->port, NULL, 10);
+        if (p < 1 || p > 65535)
+            return -EINVAL;
+    }
+    if (slash != NULL && slash[1] != '\0' &&
+        url_decode(u->path, sizeof u->path, slash + 1, strlen(slash + 1)) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+/* Appends " key='value'" to a libpq conninfo string, quoted as libpq wants
+ * (backslash before ' and \).  Returns 0 or -1 when it does not fit. */
+__attribute__((unused)) static int conninfo_add(char *ci, size_t len, const char *key, const char *val)
+{
+    size_t o = strlen(ci);
+    int w = snprintf(ci + o, len - o, "%s%s='", o ? " " : "", key);
+    if (w < 0 || (size_t)w >= len - o)
+        return -1;
+    o += (size_t)w;
+    for (const char *p = val; *p; p++) {
+        if ((*p == '\'' || *p == '\\') && o + 1 < len)
+            ci[o++] = '\\';
+        if (o + 1 >= len)
+            return -1;
+        ci[o++] = *p;
+    }
+    if (o + 2 > len)
+        return -1;
+    ci[o++] = '\'';
+    ci[o] = '\0';
+    return 0;
+}
+
+/* Starts a redis:// or postgresql:// backend: parses the URL, checks that
+ * its host is loopback (tcp_resolve's rule), builds the adapter's ops
+ * aimed at the checked numeric address, and makes one probe connection. */
+static int adapter_start(shpb_backend *b, const char *masked, bool redis, char *err,
+                         size_t errlen)
+{
+    const char *rest = strstr(b->spec, "://") + 3;
+    struct url u;
+    if (url_parse(rest, &u) != 0) {
+        snprintf(err, errlen, "backend %s: expected %s", masked,
+                 redis ? "redis://[user:password@]host:port[/db]"
+                       : "postgresql://user:password@host:port/db (no ?parameters)");
+        return -EINVAL;
+    }
+    /* Reuse the tcp:// parser and its loopback check on host:port. */
+    char tspec[300];
+    bool v6 = strchr(u.host, ':') != NULL;
+    snprintf(tspec, sizeof tspec, "tcp://%s%s%s:%s", v6 ? "[" : "", u.host, v6 ? "]" : "",
+             u.port[0] ? u.port : redis ? "6379" : "5432");
+    char terr[256];
+    int rc = tcp_resolve(b, tspec, terr, sizeof terr);
+    if (rc != 0) {
+        if (rc == -EPERM)
+            snprintf(err, errlen,
+                     "backend %s: '%s' is not a loopback address; only 127.0.0.0/8, ::1 and "
+                     "localhost are allowed in this environment",
+                     masked, u.host);
+        else
+            snprintf(err, errlen, "backend %s: bad host or port", masked);
+        return rc;
+    }
+    char ip[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (b->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&b->addr;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        port = ntohs(in->sin_port);
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&b->addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        port = ntohs(in6->sin6_port);
+    }
+    char a[80];
+    format_addr((struct sockaddr *)&b->addr, a, sizeof a);
+    (void)port; /* unused when neither adapter is built */
+
+    if (redis) {
+#ifdef SHPB_WITH_REDIS
+        shp_redis_config rc_;
+        shp_redis_config_init(&rc_);
+        rc_.host = ip;
+        rc_.port = port;
+        rc_.name = "shpbench-redis";
+        if (u.has_password) {
+            rc_.password = u.password;
+            rc_.user = u.user[0] ? u.user : NULL;
+        } else if (u.user[0]) {
+            snprintf(err, errlen, "backend %s: a redis user needs a password", masked);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (u.path[0]) {
+            char *e;
+            long db = strtol(u.path, &e, 10);
+            if (*e != '\0' || db < 0 || db > 1000000) {
+                snprintf(err, errlen, "backend %s: the path must be a db number", masked);
+                rc = -EINVAL;
+                goto out;
+            }
+            rc_.db = (int)db;
+        }
+        rc = shp_redis_ops(&b->aops, &rc_);
+        if (rc != 0) {
+            snprintf(err, errlen, "backend %s: %s", masked, strerror(-rc));
+            goto out;
+        }
+        b->adapter = ADAPTER_REDIS;
+        snprintf(b->desc, sizeof b->desc, "redis %s/%d", a, rc_.db);
+#else
+        snprintf(err, errlen,
+                 "backend %s: shpbench was built without the Redis adapter (make WITH_REDIS=1, "
+                 "needs libhiredis-dev)", masked);
+        rc = -ENOTSUP;
+        goto out;
+#endif
+    } else {
+#ifdef SHPB_WITH_PG
+        char ci[1024] = "";
+        if (conninfo_add(ci, sizeof ci, "host", ip) != 0 ||
+            conninfo_add(ci, sizeof ci, "hostaddr", ip) != 0) {
+            rc = -EINVAL;
+        } else {
+            char pbuf[16];
+            snprintf(pbuf, sizeof pbuf, "%d", port);
+            rc = conninfo_add(ci, sizeof ci, "port", pbuf);
+            if (rc == 0 && u.path[0])
+                rc = conninfo_add(ci, sizeof ci, "dbname", u.path);
+            if (rc == 0 && u.user[0])
+                rc = conninfo_add(ci, sizeof ci, "user", u.user);
+            if (rc == 0 && u.has_password)
+                rc = conninfo_add(ci, sizeof ci, "password", u.password);
+            if (rc != 0)
+                rc = -EINVAL;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "backend %s: URL too long", masked);
+            explicit_bzero(ci, sizeof ci);
+            goto out;
+        }
+        shp_pg_config pc;
+        shp_pg_config_init(&pc);
+        pc.conninfo = ci;
+        pc.application_name = "shpbench";
+        pc.name = "shpbench-pg";
+        rc = shp_pg_ops(&b->aops, &pc);
+        explicit_bzero(ci, sizeof ci);
+        if (rc != 0) {
+            snprintf(err, errlen, "backend %s: %s", masked, strerror(-rc));
+            goto out;
+        }
+        b->adapter = ADAPTER_PG;
+        snprintf(b->desc, sizeof b->desc, "postgresql %s%s%s/%s", u.user, u.user[0] ? "@" : "", a,
+                 u.path[0] ? u.path : "(default db)");
+#else
+        snprintf(err, errlen,
+                 "backend %s: shpbench was built without the PostgreSQL adapter (make WITH_PG=1, "
+                 "needs libpq-dev)", masked);
+        rc = -ENOTSUP;
+        goto out;
+#endif
+    }
+    /* One probe connection through the adapter, so a server that is not
+     * there (or refuses the credentials) is reported before any run. */
+    void *h = NULL;
+    rc = b->aops.connect(b->aops.ctx, &h);
+    if (rc != 0) {
+        snprintf(err, errlen, "backend %s: connect: %s%s", masked, strerror(-rc),
+                 rc == -EACCES ? " (authentication refused)" : "");
+        goto out;
+    }
+    b->aops.close(b->aops.ctx, h);
+out:
+    explicit_bzero(&u, sizeof u);
+    return rc;
+}
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 int shpb_backend_start(shpb_backend **out, const shpb_backend_opts *o, char *err, size_t errlen)
@@ -388,12 +661,17 @@ int shpb_backend_start(shpb_backend **out, const shpb_backend_opts *o, char *err
             if (fd >= 0)
                 close(fd);
         }
-    } else if (strncmp(b->spec, "redis://", 8) == 0 || strncmp(b->spec, "postgresql://", 13) == 0) {
-        snprintf(err, errlen, "backend %s: redis and postgresql backends are not in this version",
-                 b->spec);
-        rc = -ENOTSUP;
+    } else if (strncmp(b->spec, "redis://", 8) == 0 || strncmp(b->spec, "postgresql://", 13) == 0 ||
+               strncmp(b->spec, "postgres://", 11) == 0) {
+        char masked[512];
+        shp_mask_secrets(masked, sizeof masked, b->spec);
+        rc = adapter_start(b, masked, b->spec[0] == 'r', err, errlen);
     } else {
-        snprintf(err, errlen, "unknown backend '%s' (embedded or tcp://host:port)", b->spec);
+        char masked[512];
+        shp_mask_secrets(masked, sizeof masked, b->spec);
+        snprintf(err, errlen,
+                 "unknown backend '%s' (embedded, tcp://host:port, redis://host:port[/db], "
+                 "postgresql://user:password@host:port/db)", masked);
         rc = -EINVAL;
     }
     if (rc != 0) {
@@ -417,6 +695,16 @@ void shpb_backend_stop(shpb_backend *b)
     if (b->listen_fd >= 0)
         close(b->listen_fd);
     pthread_mutex_destroy(&b->conns_lock);
+#ifdef SHPB_WITH_REDIS
+    if (b->adapter == ADAPTER_REDIS)
+        shp_redis_ops_free(&b->aops);
+#endif
+#ifdef SHPB_WITH_PG
+    if (b->adapter == ADAPTER_PG)
+        shp_pg_ops_free(&b->aops);
+#endif
+    if (b->spec != NULL)
+        explicit_bzero(b->spec, strlen(b->spec));
     free(b->spec);
     free(b);
 }
@@ -452,6 +740,12 @@ int shpb_backend_connect(void *ctx, void **handle)
         atomic_fetch_add_explicit(&b->connect_failures, 1, memory_order_relaxed);
         return -ECONNREFUSED;
     }
+    if (b->adapter != ADAPTER_NONE) {
+        int rc = b->aops.connect(b->aops.ctx, handle);
+        atomic_fetch_add_explicit(rc == 0 ? &b->opened : &b->connect_failures, 1,
+                                  memory_order_relaxed);
+        return rc;
+    }
     struct shpb_sock *s = malloc(sizeof *s);
     if (s == NULL)
         return -ENOMEM;
@@ -476,14 +770,57 @@ void shpb_backend_close(void *ctx, void *handle)
     struct shpb_sock *s = handle;
     if (s == NULL)
         return;
+    if (b->adapter != ADAPTER_NONE) {
+        b->aops.close(b->aops.ctx, handle);
+        atomic_fetch_add_explicit(&b->closed, 1, memory_order_relaxed);
+        return;
+    }
     close(s->fd);
     free(s);
     atomic_fetch_add_explicit(&b->closed, 1, memory_order_relaxed);
 }
 
+/* One command's round trip on an adapter's connection: PING for Redis,
+ * SELECT 1 for PostgreSQL. */
+static int adapter_roundtrip(shpb_backend *b, void *handle)
+{
+#ifdef SHPB_WITH_REDIS
+    if (b->adapter == ADAPTER_REDIS) {
+        redisContext *r = shp_redis_ctx(handle);
+        if (r == NULL)
+            return -EINVAL;
+        redisReply *rep = redisCommand(r, "PING");
+        int rc = rep != NULL && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0
+                     ? 0
+                     : -EPROTO;
+        if (rep == NULL)
+            rc = -ECONNRESET;
+        freeReplyObject(rep);
+        return rc;
+    }
+#endif
+#ifdef SHPB_WITH_PG
+    if (b->adapter == ADAPTER_PG) {
+        PGconn *pg = shp_pg_conn(handle);
+        if (pg == NULL)
+            return -EINVAL;
+        PGresult *res = PQexec(pg, "SELECT 1");
+        int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : -EPROTO;
+        if (PQstatus(pg) != CONNECTION_OK)
+            rc = -ECONNRESET;
+        PQclear(res);
+        return rc;
+    }
+#endif
+    (void)b;
+    (void)handle;
+    return -ENOTSUP;
+}
+
 int shpb_backend_roundtrip(shpb_backend *b, void *handle, size_t nbytes)
 {
-    (void)b;
+    if (b->adapter != ADAPTER_NONE)
+        return adapter_roundtrip(b, handle);
     struct shpb_sock *s = handle;
     char small[256];
     char *buf = nbytes <= sizeof small ? small : malloc(nbytes);
@@ -506,7 +843,9 @@ int shpb_backend_check(void *ctx, void *handle)
     if (b->o.check_cost_ns > 0)
         shpb_wait_until(shpb_now_ns() + b->o.check_cost_ns, b->o.spin_below_ns);
     int rc;
-    if (b->o.check_mode == SHPB_CHECK_ECHO) {
+    if (b->adapter != ADAPTER_NONE) {
+        rc = b->aops.check(b->aops.ctx, handle);
+    } else if (b->o.check_mode == SHPB_CHECK_ECHO) {
         rc = shpb_backend_roundtrip(b, handle, 1);
     } else {
         char c;
@@ -519,6 +858,24 @@ int shpb_backend_check(void *ctx, void *handle)
     if (rc != 0)
         atomic_fetch_add_explicit(&b->check_failures, 1, memory_order_relaxed);
     return rc;
+}
+
+bool shpb_backend_has_reset(const shpb_backend *b)
+{
+    return b->adapter != ADAPTER_NONE && b->aops.reset != NULL;
+}
+
+int shpb_backend_reset(void *ctx, void *handle)
+{
+    shpb_backend *b = ctx;
+    if (b->adapter == ADAPTER_NONE || b->aops.reset == NULL)
+        return 0;
+    return b->aops.reset(b->aops.ctx, handle);
+}
+
+bool shpb_backend_is_adapter(const shpb_backend *b)
+{
+    return b->adapter != ADAPTER_NONE;
 }
 
 /* ---- counters ------------------------------------------------------------ */

@@ -9,6 +9,17 @@
  *                 that resolves only to loopback addresses (this environment
  *                 reaches nothing else).  Round trips and echo checks assume
  *                 it echoes what it receives.
+ *   redis://[user:password@]host[:port][/db]
+ *   postgresql://[user[:password]@]host[:port][/db]   (also postgres://)
+ *                 a Redis or PostgreSQL server on a loopback address (same
+ *                 rule as tcp://), through shardpool's adapters (compiled
+ *                 in with -DSHPB_WITH_REDIS / -DSHPB_WITH_PG, which
+ *                 tools/shpbench.mk sets when the Makefile builds the
+ *                 adapters).  Connect, close, check (and the release reset)
+ *                 are the adapter's shp_ops; a round trip is one command
+ *                 (Redis PING, PostgreSQL SELECT 1).  The URL's password is
+ *                 never printed: shpb_backend_describe and every error
+ *                 message leave it out or mask it (shp_mask_secrets).
  *
  * Every connection is a real TCP socket (TCP_NODELAY).  The connection
  * callbacks shpb_backend_connect/close/check have the shp_ops signatures,
@@ -21,6 +32,7 @@
 #ifndef SHPBENCH_BACKEND_H
 #define SHPBENCH_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,6 +85,18 @@ int shpb_backend_check(void *ctx, void *handle);
  * connection is then unusable. */
 #define SHPB_MAX_ROUNDTRIP 65536
 int shpb_backend_roundtrip(shpb_backend *b, void *handle, size_t nbytes);
+
+/* redis:// and postgresql://: the adapter's reset hook (Redis RESET
+ * pipeline; PostgreSQL rollback of a left-open transaction), delegated with
+ * the shp_ops signature (ctx is the backend).  Every pool runs it on
+ * release, so all pay the same cost; nonzero means close the connection.
+ * has_reset is false (and reset returns 0) for embedded and tcp://. */
+bool shpb_backend_has_reset(const shpb_backend *b);
+int shpb_backend_reset(void *ctx, void *handle);
+
+/* True for redis:// and postgresql:// (the check mode and round-trip size
+ * do not apply: the adapter checks, a round trip is one command). */
+bool shpb_backend_is_adapter(const shpb_backend *b);
 
 void shpb_backend_counters_reset(shpb_backend *b);
 void shpb_backend_counters_read(shpb_backend *b, shpb_backend_counters *out);

@@ -33,6 +33,8 @@ static const struct {
     { "#009E73", 13, 1 }, /* gstack: green, filled diamond */
     { "#CC79A7", 11, 1 },
     { "#E69F00", 15, 1 },
+    { "#000000", 3, 1 },  /* --plot-gbench's 7th and 8th series */
+    { "#999999", 6, 3 },
 };
 #define NSTYLES (sizeof styles / sizeof styles[0])
 
@@ -258,7 +260,11 @@ static void xy_body(FILE *f, const void *arg, bool utf8)
     fprintf(f, "\nset ylabel ");
     gp_str(f, p->ylabel);
     fprintf(f, "\nset grid\nset key outside right top vertical Left reverse\n"
-               "set yrange [0:*]\nset format y '%%.0s%%c'\nset datafile missing NaN\n");
+               "set format y '%%.0s%%c'\nset datafile missing NaN\n");
+    if (p->ylog)
+        fprintf(f, "set logscale y 10\nset yrange [*:*]\n");
+    else
+        fprintf(f, "unset logscale y\nset yrange [0:*]\n");
     double lo = p->x[0], hi = p->x[p->nx - 1];
     if (p->xlog && lo > 0) {
         fprintf(f, "set logscale x 2\nset xrange [%g:%g]\n", lo / 1.25, hi * 1.25);

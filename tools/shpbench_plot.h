@@ -52,6 +52,7 @@ typedef struct shpb_xy_plot {
     const char *title;  /* may hold '\n' */
     const char *xlabel, *ylabel;
     bool xlog;          /* log2 x axis, ticks at the x values */
+    bool ylog;          /* log10 y axis (else linear from 0) */
     unsigned nx;
     const double *x;
     unsigned nseries;

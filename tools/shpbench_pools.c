@@ -114,6 +114,10 @@ static int bl_acquire(shpb_pool *p, shpb_lease *lease)
 static void bl_release(shpb_pool *p, shpb_lease *lease, bool broken)
 {
     struct slot *s = lease->token;
+    /* The adapter's reset hook, as shardpool runs it on release. */
+    if (!broken && shpb_backend_has_reset(p->backend) &&
+        shpb_backend_reset(p->backend, s->handle) != 0)
+        broken = true;
     if (broken) {
         shpb_backend_close(p->backend, s->handle);
         s->handle = NULL;
@@ -189,6 +193,7 @@ int shpb_pool_open(shpb_pool **out, shpb_pool_kind k, const shpb_pool_cfg *cfg, 
         shp_ops ops = { .connect = shpb_backend_connect,
                         .close = shpb_backend_close,
                         .check = shpb_backend_check,
+                        .reset = shpb_backend_has_reset(b) ? shpb_backend_reset : NULL,
                         .ctx = b };
         rc = shp_pool_create(&p->shp, &c, &ops);
     } else {

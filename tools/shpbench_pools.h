@@ -21,6 +21,11 @@
  * no lifetime limits; over a benchmark run of seconds shardpool's reaper has
  * nothing to retire either, with the default idle and lifetime limits.
  *
+ * With a redis:// or postgresql:// backend, the adapter's reset hook runs
+ * on every release in all four pools (shardpool as its shp_ops reset, the
+ * baselines in their release, outside their lock), so they pay the same
+ * per-release round trip; a failed reset closes the connection.
+ *
  * Thread-safety: open and close from one thread; acquire and release from
  * any number of threads in between.
  */
