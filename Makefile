@@ -85,7 +85,7 @@ $(B)/$(1)/support/%.o: tests/support/%.c tests/support/%.h $(LIB_HDR) | $(B)/.de
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support -c $$< -o $$@
 
-$(B)/$(1)/tests/%: tests/%.c $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a
+$(B)/$(1)/tests/%: tests/%.c $(wildcard tests/support/*.h) $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support $$< $(B)/$(1)/support/fakeconn.o \
 	  $(B)/$(1)/libshardpool.a -lcmocka $(LIBS) -lm $(LDFLAGS_$(1)) -o $$@

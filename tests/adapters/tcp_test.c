@@ -40,6 +40,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <shardpool.h>
 #include <shardpool/adapters/tcp.h>
 
@@ -54,24 +56,7 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
-static void nap_ms(int ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * NS_PER_MS };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
 
-/* Open descriptors of this process (the directory's own fd not counted). */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1;
-}
 
 /* Waits until fd is readable or has hung up; returns the revents (0 on the
  * WAIT_MS bound). */

@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <libpq-fe.h>
 
 #include <shardpool.h>
@@ -52,25 +54,7 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
-static void nap_ms(int ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * NS_PER_MS };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    if (!d)
-        return -1;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the DIR's own fd */
-}
 
 /* ---- log capture ------------------------------------------------------------ */
 
@@ -582,64 +566,6 @@ static void test_stopped_server(void **state)
 /* A counting wrapper around the adapter's ops: how many connect callbacks
  * run at once (the most seen), to show the pool never exceeds
  * max_connecting, also right after a restart. */
-typedef struct counted_ops {
-    shp_ops real;
-    atomic_int inflight, max_inflight;
-    atomic_long calls;
-} counted_ops;
-
-static int counted_connect(void *ctx, void **handle)
-{
-    counted_ops *co = ctx;
-    int n = atomic_fetch_add(&co->inflight, 1) + 1;
-    int m = atomic_load(&co->max_inflight);
-    while (n > m && !atomic_compare_exchange_weak(&co->max_inflight, &m, n))
-        ;
-    atomic_fetch_add(&co->calls, 1);
-    int err = co->real.connect(co->real.ctx, handle);
-    atomic_fetch_sub(&co->inflight, 1);
-    return err;
-}
-
-static void counted_close(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    co->real.close(co->real.ctx, handle);
-}
-
-static int counted_check(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    return co->real.check(co->real.ctx, handle);
-}
-
-static int counted_reset(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    return co->real.reset(co->real.ctx, handle);
-}
-
-static shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
-{
-    memset(co, 0, sizeof *co);
-    co->real = *real;
-    shp_ops o = {
-        .connect = counted_connect,
-        .close = counted_close,
-        .check = real->check ? counted_check : NULL,
-        .reset = real->reset ? counted_reset : NULL,
-        .ctx = co,
-    };
-    return o;
-}
-
-static void max_update(atomic_llong *max, long long v)
-{
-    long long m = atomic_load(max);
-    while (v > m && !atomic_compare_exchange_weak(max, &m, v))
-        ;
-}
-
 #define LOAD_THREADS    16
 #define LOAD_POOL       4
 #define LOAD_CONNECTING 2

@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <hiredis/hiredis.h>
 
 #include <shardpool.h>
@@ -54,17 +56,6 @@ static void poll_pause(void)
         ;
 }
 
-/* Open descriptors of this process (the directory's own fd not counted). */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1;
-}
 
 /* The server of the running test (stopped by teardown if a test fails). */
 static rsrv srv;
@@ -676,64 +667,6 @@ static void test_stopped_server(void **state)
 /* A counting wrapper around the adapter's ops: how many connect callbacks
  * run at once (the most seen), to show the pool never exceeds
  * max_connecting, also right after a restart. */
-typedef struct counted_ops {
-    shp_ops real;
-    atomic_int inflight, max_inflight;
-    atomic_long calls;
-} counted_ops;
-
-static int counted_connect(void *ctx, void **handle)
-{
-    counted_ops *co = ctx;
-    int n = atomic_fetch_add(&co->inflight, 1) + 1;
-    int m = atomic_load(&co->max_inflight);
-    while (n > m && !atomic_compare_exchange_weak(&co->max_inflight, &m, n))
-        ;
-    atomic_fetch_add(&co->calls, 1);
-    int err = co->real.connect(co->real.ctx, handle);
-    atomic_fetch_sub(&co->inflight, 1);
-    return err;
-}
-
-static void counted_close(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    co->real.close(co->real.ctx, handle);
-}
-
-static int counted_check(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    return co->real.check(co->real.ctx, handle);
-}
-
-static int counted_reset(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    return co->real.reset(co->real.ctx, handle);
-}
-
-static shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
-{
-    memset(co, 0, sizeof *co);
-    co->real = *real;
-    shp_ops o = {
-        .connect = counted_connect,
-        .close = counted_close,
-        .check = real->check ? counted_check : NULL,
-        .reset = real->reset ? counted_reset : NULL,
-        .ctx = co,
-    };
-    return o;
-}
-
-static void max_update(atomic_llong *max, long long v)
-{
-    long long m = atomic_load(max);
-    while (v > m && !atomic_compare_exchange_weak(max, &m, v))
-        ;
-}
-
 #define LOAD_THREADS    16
 #define LOAD_POOL       4
 #define LOAD_CONNECTING 2

@@ -1,0 +1,96 @@
+/*
+ * testutil.h - small helpers shared by the adapter and integration tests
+ * (tests only; header-only, include after <cmocka.h>).
+ */
+#ifndef SHP_TEST_UTIL_H
+#define SHP_TEST_UTIL_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <shardpool.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+static inline void nap_ms(int ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* Open descriptors of this process (the directory's own fd not counted),
+ * or -1 if /proc cannot be read. */
+static inline int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+/* An shp_ops that forwards to a real one and counts connect calls and the
+ * most connects in flight at once (the no-reconnect-storm check). */
+typedef struct counted_ops {
+    shp_ops real;
+    atomic_int inflight, max_inflight;
+    atomic_long calls;
+} counted_ops;
+
+static inline int counted_connect(void *ctx, void **handle)
+{
+    counted_ops *co = ctx;
+    int n = atomic_fetch_add(&co->inflight, 1) + 1;
+    int m = atomic_load(&co->max_inflight);
+    while (n > m && !atomic_compare_exchange_weak(&co->max_inflight, &m, n))
+        ;
+    atomic_fetch_add(&co->calls, 1);
+    int err = co->real.connect(co->real.ctx, handle);
+    atomic_fetch_sub(&co->inflight, 1);
+    return err;
+}
+
+static inline void counted_close(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    co->real.close(co->real.ctx, handle);
+}
+
+static inline int counted_check(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.check(co->real.ctx, handle);
+}
+
+static inline int counted_reset(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.reset(co->real.ctx, handle);
+}
+
+static inline shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
+{
+    memset(co, 0, sizeof *co);
+    co->real = *real;
+    shp_ops o = {
+        .connect = counted_connect,
+        .close = counted_close,
+        .check = real->check ? counted_check : NULL,
+        .reset = real->reset ? counted_reset : NULL,
+        .ctx = co,
+    };
+    return o;
+}
+
+static inline void max_update(atomic_llong *max, long long v)
+{
+    long long m = atomic_load(max);
+    while (v > m && !atomic_compare_exchange_weak(max, &m, v))
+        ;
+}
+
+#endif
