@@ -686,7 +686,7 @@ done:
     return ret;
 }
 
-int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+static inline int acquire_one(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
     if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
         return misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
@@ -703,6 +703,39 @@ int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
         return 0;
     }
     return acquire_slow(p, out, timeout_ns, c); /* unlocks */
+}
+
+static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken);
+
+/* ops.prepare refused the connection: close it and acquire another, within
+ * what is left of the caller's wait.  The pool is alive: c is borrowed. */
+SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+    int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
+    int64_t deadline = shp__now_ns() + wait_ns;
+    for (unsigned tries = 0;; tries++) {
+        shp__log(SHP_LOG_INFO, p->name, "event=prepare_refused conn=%p", (void *)*out);
+        release_impl(NULL, *out, true);
+        int64_t left = wait_ns == 0 ? 0 : deadline - shp__now_ns();
+        if (wait_ns != 0 && left <= 0)
+            return -ETIMEDOUT;
+        int ret = acquire_one(p, out, left);
+        if (ret != 0 || p->ops.prepare(p->ops.ctx, (*out)->handle) == 0)
+            return ret;
+        if (tries > p->cfg.max_size) { /* every connection refused: give up */
+            release_impl(NULL, *out, true);
+            return -EIO;
+        }
+    }
+}
+
+int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+    int ret = acquire_one(p, out, timeout_ns);
+    if (SHP_UNLIKELY(ret == 0 && p->ops.prepare) &&
+        p->ops.prepare(p->ops.ctx, (*out)->handle) != 0)
+        return acquire_after_refusal(p, out, timeout_ns);
+    return ret;
 }
 
 /* ---------------------------------------------------------------- release */

@@ -873,6 +873,19 @@ int shpb_backend_reset(void *ctx, void *handle)
     return b->aops.reset(b->aops.ctx, handle);
 }
 
+bool shpb_backend_has_prepare(const shpb_backend *b)
+{
+    return b->adapter != ADAPTER_NONE && b->aops.prepare != NULL;
+}
+
+int shpb_backend_prepare(void *ctx, void *handle)
+{
+    shpb_backend *b = ctx;
+    if (b->adapter == ADAPTER_NONE || b->aops.prepare == NULL)
+        return 0;
+    return b->aops.prepare(b->aops.ctx, handle);
+}
+
 bool shpb_backend_is_adapter(const shpb_backend *b)
 {
     return b->adapter != ADAPTER_NONE;

@@ -93,6 +93,10 @@ int shpb_backend_roundtrip(shpb_backend *b, void *handle, size_t nbytes);
  * has_reset is false (and reset returns 0) for embedded and tcp://. */
 bool shpb_backend_has_reset(const shpb_backend *b);
 int shpb_backend_reset(void *ctx, void *handle);
+/* The adapter's prepare hook (collects a cleanup its reset sent), run on
+ * hand-out by every pool; 0 when the adapter has none. */
+bool shpb_backend_has_prepare(const shpb_backend *b);
+int shpb_backend_prepare(void *ctx, void *handle);
 
 /* True for redis:// and postgresql:// (the check mode and round-trip size
  * do not apply: the adapter checks, a round trip is one command). */

@@ -98,6 +98,10 @@ static int bl_acquire(shpb_pool *p, shpb_lease *lease)
         shpb_backend_close(p->backend, s->handle);
         s->handle = NULL;
     }
+    if (s->handle != NULL && shpb_backend_prepare(p->backend, s->handle) != 0) {
+        shpb_backend_close(p->backend, s->handle); /* as shardpool does on hand-out */
+        s->handle = NULL;
+    }
     if (s->handle == NULL) {
         rc = shpb_backend_connect(p->backend, &s->handle);
         if (rc != 0) {
@@ -194,7 +198,8 @@ int shpb_pool_open(shpb_pool **out, shpb_pool_kind k, const shpb_pool_cfg *cfg, 
                         .close = shpb_backend_close,
                         .check = shpb_backend_check,
                         .reset = shpb_backend_has_reset(b) ? shpb_backend_reset : NULL,
-                        .ctx = b };
+                        .ctx = b,
+                        .prepare = shpb_backend_has_prepare(b) ? shpb_backend_prepare : NULL };
         rc = shp_pool_create(&p->shp, &c, &ops);
     } else {
         rc = bl_open(p);

@@ -80,6 +80,12 @@ typedef struct shp_ops {
     /* Optional, on release: 0 keeps it, nonzero closes it. */
     int (*reset)(void *ctx, void *handle);
     void *ctx;
+    /* Optional, on hand-out, in the acquiring thread, before the borrower
+     * sees the connection: 0 hands it out, nonzero closes it and the acquire
+     * goes on with another.  Lets a reset send its cleanup at release and
+     * collect the answer here, off the release's critical path.  (Last, so
+     * positional initializers of the fields above keep working.) */
+    int (*prepare)(void *ctx, void *handle);
 } shp_ops;
 
 typedef struct shp_config {

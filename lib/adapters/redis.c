@@ -32,6 +32,7 @@ struct redis_ctx {
 /* The connection handle. */
 struct redis_conn {
     uint32_t magic;
+    bool reset_pending;   /* redis_reset's answers not read yet */
     redisContext *rc;
 };
 
@@ -267,6 +268,7 @@ static int redis_connect(void *ctx, void **handle)
     shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, rc->fd);
     c->magic = REDIS_CONN_MAGIC;
     c->rc = rc;
+    c->reset_pending = false;
     *handle = c;
     return 0;
 }
@@ -294,6 +296,8 @@ static int conn_failed(const struct redis_ctx *t, const struct redis_conn *c, co
 }
 
 /* PING -> PONG under the command timeout. */
+static int finish_reset(const struct redis_ctx *t, struct redis_conn *c);
+
 static int redis_check(void *ctx, void *handle)
 {
     const struct redis_ctx *t = ctx;
@@ -301,6 +305,11 @@ static int redis_check(void *ctx, void *handle)
     redisContext *rc = c->rc;
     if (rc->err)
         return conn_failed(t, c, "check_failed", ctx_errno(rc), rc->errstr);
+    if (c->reset_pending) {
+        int err = finish_reset(t, c);
+        if (err)
+            return err;
+    }
     /* A validate-on-acquire check must not outlast the acquire's deadline. */
     int64_t dl = shp_connect_deadline_ns(), left = dl >= 0 ? dl - shp__now_ns() : -1;
     bool capped = dl >= 0 && (t->cfg.command_timeout_ns <= 0 || left < t->cfg.command_timeout_ns);
@@ -319,20 +328,15 @@ static int redis_check(void *ctx, void *handle)
     return err;
 }
 
-/* On release: RESET [AUTH] [SELECT] as one pipeline (see the header).
- * Replies before "+RESET" are the borrower's leftovers and are dropped. */
-static int redis_reset(void *ctx, void *handle)
+/* Collects the answers to the cleanup that redis_reset sent: replies
+ * before "+RESET" are the last borrower's leftovers and are dropped, then
+ * AUTH and SELECT must have succeeded.  Returns 0 or a negative errno (the
+ * connection is then closed). */
+static int finish_reset(const struct redis_ctx *t, struct redis_conn *c)
 {
-    const struct redis_ctx *t = ctx;
-    struct redis_conn *c = handle;
     redisContext *rc = c->rc;
-    if (rc->err)
-        return conn_failed(t, c, "reset_failed", ctx_errno(rc), rc->errstr);
-
-    const char *reset[1] = { "RESET" };
-    if (redisAppendCommandArgv(rc, 1, reset, NULL) != REDIS_OK || append_auth_select(t, rc) < 0)
-        return conn_failed(t, c, "reset_failed", -ENOMEM, "out of memory");
     int err;
+    c->reset_pending = false;
     for (int dropped = 0;; dropped++) {
         redisReply *r = NULL;
         if ((err = get_reply(rc, &r)))
@@ -354,6 +358,35 @@ static int redis_reset(void *ctx, void *handle)
     if ((err = read_auth_select(t, rc, &step, msg, sizeof msg)))
         return conn_failed(t, c, "reset_failed", err, msg);
     return 0;
+}
+
+/* On release: RESET [AUTH] [SELECT] as one pipeline (see the header), sent
+ * but not waited for: the answers are collected by redis_prepare when the
+ * connection is next handed out (or by a health check first), by which time
+ * they have usually arrived, so neither side waits a round trip. */
+static int redis_reset(void *ctx, void *handle)
+{
+    const struct redis_ctx *t = ctx;
+    struct redis_conn *c = handle;
+    redisContext *rc = c->rc;
+    if (rc->err)
+        return conn_failed(t, c, "reset_failed", ctx_errno(rc), rc->errstr);
+
+    const char *reset[1] = { "RESET" };
+    if (redisAppendCommandArgv(rc, 1, reset, NULL) != REDIS_OK || append_auth_select(t, rc) < 0)
+        return conn_failed(t, c, "reset_failed", -ENOMEM, "out of memory");
+    for (int done = 0; !done;)
+        if (redisBufferWrite(rc, &done) != REDIS_OK)
+            return conn_failed(t, c, "reset_failed", ctx_errno(rc), rc->errstr);
+    c->reset_pending = true;
+    return 0;
+}
+
+/* On hand-out: collects a pending cleanup (see redis_reset). */
+static int redis_prepare(void *ctx, void *handle)
+{
+    struct redis_conn *c = handle;
+    return c->reset_pending ? finish_reset(ctx, c) : 0;
 }
 
 /* ---- public API -------------------------------------------------------------- */
@@ -457,7 +490,7 @@ int shp_redis_ops(shp_ops *ops, const shp_redis_config *cfg)
     t->magic = REDIS_CTX_MAGIC;
 
     *ops = (shp_ops){ .connect = redis_connect, .close = redis_close, .check = redis_check,
-                      .reset = redis_reset, .ctx = t };
+                      .reset = redis_reset, .prepare = redis_prepare, .ctx = t };
     return 0;
 }
 

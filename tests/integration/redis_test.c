@@ -355,6 +355,7 @@ static void test_unix_socket(void **state)
     expect_status(c, "OK", "SET where unix");
     assert_int_equal(ops.check(ops.ctx, h), 0);
     assert_int_equal(ops.reset(ops.ctx, h), 0);
+    assert_int_equal(ops.prepare(ops.ctx, h), 0); /* collects the cleanup sent by reset */
     ops.close(ops.ctx, h);
     shp_redis_ops_free(&ops);
 
@@ -429,6 +430,7 @@ static void test_auth(void **state)
         assert_int_equal(ops.connect(ops.ctx, &h), 0);
         assert_int_equal(ops.check(ops.ctx, h), 0);
         assert_int_equal(ops.reset(ops.ctx, h), 0); /* RESET deauthenticates; AUTH again */
+        assert_int_equal(ops.prepare(ops.ctx, h), 0);
         expect_status(shp_redis_ctx(h), "OK", "SET authed %d", form);
         ops.close(ops.ctx, h);
         shp_redis_ops_free(&ops);

@@ -102,6 +102,19 @@ static int fake_reset(void *ctx, void *handle)
     return 0;
 }
 
+int fake_prepare(void *ctx, void *handle)
+{
+    fake_backend *b = ctx;
+    fake_handle *h = handle;
+    atomic_fetch_add(&b->prepare_calls, 1);
+    if (!h || h->magic != FAKE_MAGIC)
+        return -EBADF;
+    for (int n = atomic_load(&b->prepare_fail_next); n > 0;)
+        if (atomic_compare_exchange_weak(&b->prepare_fail_next, &n, n - 1))
+            return -EIO;
+    return 0;
+}
+
 void fake_init(fake_backend *b)
 {
     memset(b, 0, sizeof *b);

@@ -40,6 +40,8 @@ typedef struct fake_backend {
     _Atomic uint64_t connect_calls;
     _Atomic uint64_t check_calls;
     _Atomic uint64_t reset_calls;
+    _Atomic uint64_t prepare_calls;
+    _Atomic int prepare_fail_next;       /* > 0: the next so many prepares refuse */
     _Atomic int connecting_now;          /* connects in flight */
     _Atomic int connecting_max;          /* most connects in flight seen */
     _Atomic uint64_t bad_close;          /* close of a non-open handle */
@@ -48,8 +50,10 @@ typedef struct fake_backend {
 
 /* Zeroes b. */
 void fake_init(fake_backend *b);
-/* An shp_ops whose ctx is b. */
+/* An shp_ops whose ctx is b (no prepare hook). */
 shp_ops fake_ops(fake_backend *b);
+/* The prepare hook: counts calls, refuses while prepare_fail_next > 0. */
+int fake_prepare(void *ctx, void *handle);
 /* opened - closed */
 uint64_t fake_open_now(fake_backend *b);
 
