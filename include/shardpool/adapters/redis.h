@@ -35,12 +35,18 @@
  * 6.2: discards MULTI and WATCH, unsubscribes, leaves MONITOR, turns
  * CLIENT TRACKING off, returns to RESP2 and db 0, and deauthenticates),
  * then AUTH again if a password is configured and SELECT db if db != 0.
- * Every reply before RESET's "+RESET" (replies the borrower left unread,
- * pub/sub messages) is discarded, up to a bound; then AUTH and SELECT must
- * answer OK.  Anything else - a context with an error, a timeout, an
- * unexpected reply, a server older than 6.2 - makes reset return nonzero,
- * so the pool closes the connection: it is never handed out dirty.  Cost:
- * one round trip per release.  What RESET does not undo (the socket
+ * The pipeline is written at release without waiting; its answers are read
+ * by the prepare hook when the pool next hands the connection out (or by a
+ * health check before that).  Every reply before RESET's "+RESET" (replies
+ * the borrower left unread, pub/sub messages) is discarded, up to a bound;
+ * then AUTH and SELECT must answer OK.  Anything else - a context with an
+ * error, a timeout, an unexpected reply, a server older than 6.2 - makes
+ * reset or prepare return nonzero, so the pool closes the connection: it is
+ * never handed out dirty.  Cost: the server runs the pipeline once per
+ * release; a release does not wait for it, and a connection handed out
+ * straight away waits for its answers first.  Whoever calls the hooks
+ * directly must call ops.prepare before using a connection ops.reset
+ * accepted.  What RESET does not undo (the socket
  * timeout changed with redisSetTimeout, CLIENT SETNAME) is the borrower's
  * to leave alone.
  *
@@ -107,8 +113,8 @@ typedef struct shp_redis_config {
  * Thread-safe. */
 SHP_API void shp_redis_config_init(shp_redis_config *cfg);
 
-/* Fills *ops with the Redis adapter: connect, close, check (PING) and reset
- * (RESET pipeline, see above), and a ctx holding a private copy of *cfg
+/* Fills *ops with the Redis adapter: connect, close, check (PING), reset
+ * (sends the RESET pipeline, see above) and prepare (reads its answers), and a ctx holding a private copy of *cfg
  * (strings included: cfg, and the password, may be freed once this
  * returns; the copy of the password is wiped when the ctx is freed).
  * Returns 0; -EINVAL if ops or cfg is NULL, if no target is given (host
