@@ -686,7 +686,8 @@ done:
     return ret;
 }
 
-static inline int acquire_one(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_conn **out,
+                                                            int64_t timeout_ns)
 {
     if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
         return misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
@@ -705,7 +706,11 @@ static inline int acquire_one(shp_pool *p, shp_conn **out, int64_t timeout_ns)
     return acquire_slow(p, out, timeout_ns, c); /* unlocks */
 }
 
-static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken);
+/* acquire_one out of line, for the refusal path (keeps shp_acquire small). */
+SHP__COLD static int acquire_again(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+    return acquire_one(p, out, timeout_ns);
+}
 
 /* ops.prepare refused the connection: close it and acquire another, within
  * what is left of the caller's wait.  The pool is alive: c is borrowed. */
@@ -715,15 +720,15 @@ SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t 
     int64_t deadline = shp__now_ns() + wait_ns;
     for (unsigned tries = 0;; tries++) {
         shp__log(SHP_LOG_INFO, p->name, "event=prepare_refused conn=%p", (void *)*out);
-        release_impl(NULL, *out, true);
+        shp_release_broken(*out);
         int64_t left = wait_ns == 0 ? 0 : deadline - shp__now_ns();
         if (wait_ns != 0 && left <= 0)
             return -ETIMEDOUT;
-        int ret = acquire_one(p, out, left);
+        int ret = acquire_again(p, out, left);
         if (ret != 0 || p->ops.prepare(p->ops.ctx, (*out)->handle) == 0)
             return ret;
         if (tries > p->cfg.max_size) { /* every connection refused: give up */
-            release_impl(NULL, *out, true);
+            shp_release_broken(*out);
             return -EIO;
         }
     }
