@@ -493,32 +493,6 @@ static void connect_and_echo(const shp_tcp_config *cfg, const char *msg)
     shp_tcp_ops_free(&ops);
 }
 
-/* ---- log capture ------------------------------------------------------------------ */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char log_buf[65536];
-
-static void log_capture(shp_log_level level, const char *line, void *ud)
-{
-    (void)level;
-    (void)ud;
-    pthread_mutex_lock(&log_mu);
-    size_t o = strlen(log_buf);
-    snprintf(log_buf + o, sizeof log_buf - o, "%s\n", line);
-    pthread_mutex_unlock(&log_mu);
-}
-
-static void log_start(void)
-{
-    log_buf[0] = 0;
-    shp_log_set(log_capture, NULL, SHP_LOG_INFO);
-}
-
-static void log_stop(void)
-{
-    shp_log_set(NULL, NULL, SHP_LOG_WARN);
-}
-
 /* ---- configuration ------------------------------------------------------------------ */
 
 static void test_config(void **state)
@@ -541,7 +515,7 @@ static void test_config(void **state)
     shp_ops ops, untouched;
     memset(&untouched, 0x77, sizeof untouched);
     ops = untouched;
-    log_start(); /* keep the expected error lines off stderr */
+    log_start_level(SHP_LOG_INFO); /* keep the expected error lines off stderr */
     assert_int_equal(shp_tcp_ops(NULL, &c), -EINVAL);
     assert_int_equal(shp_tcp_ops(&ops, NULL), -EINVAL);
     assert_int_equal(shp_tcp_ops(&ops, &c), -EINVAL); /* no target */
@@ -582,7 +556,7 @@ static void test_config(void **state)
     assert_int_equal(shp_tcp_ops(&ops, &u), -EINVAL);
     log_stop();
     assert_memory_equal(&ops, &untouched, sizeof ops); /* failures leave *ops alone */
-    assert_non_null(strstr(log_buf, "event=invalid_config"));
+    assert_true(log_has("event=invalid_config"));
 
     /* A good config; freeing zeroes the ops. */
     c.host = "127.0.0.1";
@@ -756,7 +730,7 @@ static void test_refused_tcp(void **state)
     c.connect_timeout_ns = 30 * NS_PER_S;
     shp_ops ops = make_ops(&c);
     void *h;
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     int64_t t0 = now_ns();
     int rc = do_connect(&ops, &h);
     int64_t took = now_ns() - t0;
@@ -765,9 +739,9 @@ static void test_refused_tcp(void **state)
     assert_true(took < 5 * NS_PER_S); /* refused, not waited out */
     char want[64];
     snprintf(want, sizeof want, "target=127.0.0.1:%s", port);
-    assert_non_null(strstr(log_buf, "event=connect_failed"));
-    assert_non_null(strstr(log_buf, want));
-    assert_non_null(strstr(log_buf, "err=ECONNREFUSED"));
+    assert_true(log_has("event=connect_failed"));
+    assert_true(log_has(want));
+    assert_true(log_has("err=ECONNREFUSED"));
     shp_tcp_ops_free(&ops);
     close(hold);
 }
@@ -781,7 +755,7 @@ static void test_refused_unix(void **state)
     shp_tcp_config c = cfg_unix(path);
     shp_ops ops = make_ops(&c);
     void *h;
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     assert_int_equal(do_connect(&ops, &h), -ECONNREFUSED);
     shp_tcp_ops_free(&ops);
 
@@ -802,10 +776,10 @@ static void test_resolve_failure(void **state)
     shp_tcp_config c = cfg_inet("127.0.0.1", "no-such-service-shp-test");
     shp_ops ops = make_ops(&c);
     void *h;
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     assert_int_equal(do_connect(&ops, &h), -ENXIO);
     log_stop();
-    assert_non_null(strstr(log_buf, "step=resolve"));
+    assert_true(log_has("step=resolve"));
     shp_tcp_ops_free(&ops);
 }
 
@@ -845,7 +819,7 @@ static void test_connect_timeout_tcp(void **state)
     c.connect_timeout_ns = timeout;
     shp_ops ops = make_ops(&c);
     void *h;
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     int64_t t0 = now_ns();
     int rc = do_connect(&ops, &h);
     int64_t took = now_ns() - t0;
@@ -879,7 +853,7 @@ static void test_connect_timeout_tcp(void **state)
     assert_null(conn);
     assert_true(took < acquire_timeout + NS_PER_S);
     assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    assert_non_null(strstr(log_buf, "step=connect err=ETIMEDOUT"));
+    assert_true(log_has("step=connect err=ETIMEDOUT"));
     shp_tcp_ops_free(&ops);
     close(filler);
     close(lfd);
@@ -904,7 +878,7 @@ static void test_connect_timeout_unix(void **state)
     c.connect_timeout_ns = timeout;
     shp_ops ops = make_ops(&c);
     void *h;
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     int64_t t0 = now_ns();
     int rc = do_connect(&ops, &h);
     int64_t took = now_ns() - t0;
@@ -959,7 +933,7 @@ static void test_read_timeout_ping(void **state)
     shp_ops ops = make_ops(&c);
     void *h;
     assert_int_equal(do_connect(&ops, &h), 0);
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     int64_t t0 = now_ns();
     int rc = ops.check(ops.ctx, h);
     int64_t took = now_ns() - t0;
@@ -967,7 +941,7 @@ static void test_read_timeout_ping(void **state)
     assert_true(rc == -EAGAIN || rc == -ETIMEDOUT);
     assert_true(took >= timeout - 20 * NS_PER_MS); /* jiffies, as above */
     assert_true(took < timeout + NS_PER_S);
-    assert_non_null(strstr(log_buf, "reason=ping_failed"));
+    assert_true(log_has("reason=ping_failed"));
     ops.close(ops.ctx, h);
     shp_tcp_ops_free(&ops);
     srv_stop(s);
@@ -1026,7 +1000,7 @@ static void test_check_states(void **state)
     srv_wait_accepted(s, 1);
     assert_int_equal(ops.check(ops.ctx, h), 0);
 
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     /* Unsolicited bytes on an idle connection: desynchronised. */
     srv_do(s, SRV_SEND_BYTE, 0);
     assert_true(wait_readable(fd) & POLLIN);
@@ -1052,9 +1026,9 @@ static void test_check_states(void **state)
     assert_int_equal(ops.check(ops.ctx, h), -ECONNRESET);
     ops.close(ops.ctx, h);
     log_stop();
-    assert_non_null(strstr(log_buf, "reason=unread_data"));
-    assert_non_null(strstr(log_buf, "reason=peer_closed"));
-    assert_non_null(strstr(log_buf, "reason=socket_error"));
+    assert_true(log_has("reason=unread_data"));
+    assert_true(log_has("reason=peer_closed"));
+    assert_true(log_has("reason=socket_error"));
 
     shp_tcp_ops_free(&ops);
     srv_stop(s);
@@ -1072,7 +1046,7 @@ static void test_check_unix_peer_closed(void **state)
     assert_int_equal(ops.check(ops.ctx, h), 0);
     srv_do(s, SRV_CLOSE, 0);
     assert_true(wait_readable(shp_tcp_fd(h)) != 0);
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     assert_int_equal(ops.check(ops.ctx, h), -EPIPE);
     log_stop();
     ops.close(ops.ctx, h);
@@ -1102,7 +1076,7 @@ static void test_check_ping(void **state)
     c.ping_ud = &ping_ret_value;
     ops = make_ops(&c);
     assert_int_equal(do_connect(&ops, &h), 0);
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     ping_ret_value = -ENOTCONN;
     assert_int_equal(ops.check(ops.ctx, h), -ENOTCONN);
     ping_ret_value = 7;
@@ -1116,7 +1090,7 @@ static void test_check_ping(void **state)
     srv_do(s, SRV_CLOSE, 1);
     assert_true(wait_readable(shp_tcp_fd(h)) != 0);
     atomic_store(&ping_calls, 0);
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     assert_int_equal(ops.check(ops.ctx, h), -EPIPE);
     log_stop();
     assert_int_equal(atomic_load(&ping_calls), 0);
@@ -1159,7 +1133,7 @@ static void pool_replaces_dead_peer(int op)
      * peer's FIN or RST has arrived on it. */
     assert_true(wait_readable(fd) != 0);
 
-    log_start();
+    log_start_level(SHP_LOG_INFO);
     shp_stats st;
     bool replaced = false;
     /* The acquire validates only once the pool's idle clock (one tick per
@@ -1181,7 +1155,7 @@ static void pool_replaces_dead_peer(int op)
     fd = shp_tcp_fd(shp_conn_handle(conn));
     assert_true(echo_roundtrip(fd, "second"));
     assert_int_equal(srv_accepted(s), 2);
-    assert_non_null(strstr(log_buf, op == SRV_RESET ? "reason=socket_error err=ECONNRESET"
+    assert_true(log_has(op == SRV_RESET ? "reason=socket_error err=ECONNRESET"
                                                     : "reason=peer_closed"));
     assert_int_equal(shp_release(conn), 0);
     assert_int_equal(shp_pool_destroy(pool, 0), 0);

@@ -56,49 +56,6 @@ static int64_t now_ns(void)
 
 
 
-/* ---- log capture ------------------------------------------------------------ */
-
-static pthread_mutex_t cap_lock = PTHREAD_MUTEX_INITIALIZER;
-static char cap_buf[64 * 1024];
-static size_t cap_len;
-
-static void cap_fn(shp_log_level level, const char *line, void *ud)
-{
-    (void)level;
-    (void)ud;
-    pthread_mutex_lock(&cap_lock);
-    size_t n = strlen(line);
-    if (cap_len + n + 2 < sizeof cap_buf) {
-        memcpy(cap_buf + cap_len, line, n);
-        cap_len += n;
-        cap_buf[cap_len++] = '\n';
-        cap_buf[cap_len] = '\0';
-    }
-    pthread_mutex_unlock(&cap_lock);
-}
-
-static void cap_start(void)
-{
-    pthread_mutex_lock(&cap_lock);
-    cap_len = 0;
-    cap_buf[0] = '\0';
-    pthread_mutex_unlock(&cap_lock);
-    shp_log_set(cap_fn, NULL, SHP_LOG_DEBUG);
-}
-
-static bool cap_contains(const char *s)
-{
-    pthread_mutex_lock(&cap_lock);
-    bool r = strstr(cap_buf, s) != NULL;
-    pthread_mutex_unlock(&cap_lock);
-    return r;
-}
-
-static void cap_stop(void)
-{
-    shp_log_set(NULL, NULL, SHP_LOG_WARN);
-}
-
 /* ---- helpers ------------------------------------------------------------------ */
 
 static shp_pool *make_pool(shp_ops *ops, const char *conninfo, unsigned max_size,
@@ -159,7 +116,7 @@ static void test_config(void **state)
     assert_true(pc.connect_timeout_ns > 0);
     shp_ops ops;
     memset(&ops, 0, sizeof ops);
-    cap_start(); /* the invalid_config lines are expected */
+    log_start(); /* the invalid_config lines are expected */
     assert_int_equal(shp_pg_ops(&ops, &pc), -EINVAL); /* no conninfo */
     assert_int_equal(shp_pg_ops(NULL, &pc), -EINVAL);
     assert_int_equal(shp_pg_ops(&ops, NULL), -EINVAL);
@@ -171,10 +128,10 @@ static void test_config(void **state)
     assert_int_equal(shp_pg_ops(&ops, &pc), -EINVAL);
     pc.conninfo = "postgresql://u:" WRONG_PW "@[::1/db"; /* libpq quotes the URI */
     assert_int_equal(shp_pg_ops(&ops, &pc), -EINVAL);
-    cap_stop();
-    assert_true(cap_contains("no_such_keyword"));
-    assert_false(cap_contains(WRONG_PW));
-    assert_true(cap_contains("field=connect_timeout_ns"));
+    log_stop();
+    assert_true(log_has("no_such_keyword"));
+    assert_false(log_has(WRONG_PW));
+    assert_true(log_has("field=connect_timeout_ns"));
     assert_null(ops.connect);
     shp_pg_ops_free(&ops); /* zeroed: no-op */
     assert_null(shp_pg_conn(NULL));
@@ -272,7 +229,7 @@ static void test_bad_password(void **state)
     (void)state;
     char ci[256];
     pgserver_conninfo(&srv, WRONG_PW, ci, sizeof ci);
-    cap_start();
+    log_start();
     shp_ops ops;
     shp_pool *pool = make_pool(&ops, ci, 2, -1);
     shp_conn *c = NULL;
@@ -290,13 +247,13 @@ static void test_bad_password(void **state)
     pool = make_pool(&ops, uri, 2, -1);
     assert_int_equal(shp_acquire(pool, &c, 5 * NS_PER_S), -EACCES);
     drop_pool(pool, &ops);
-    cap_stop();
+    log_stop();
 
-    assert_true(cap_contains("event=connect_failed"));
-    assert_true(cap_contains("err=EACCES"));
-    assert_true(cap_contains("authentication failed")); /* libpq's message is carried */
-    assert_false(cap_contains(WRONG_PW));
-    assert_false(cap_contains(PASSWORD));
+    assert_true(log_has("event=connect_failed"));
+    assert_true(log_has("err=EACCES"));
+    assert_true(log_has("authentication failed")); /* libpq's message is carried */
+    assert_false(log_has(WRONG_PW));
+    assert_false(log_has(PASSWORD));
 }
 
 static void test_backend_down(void **state)
@@ -307,7 +264,7 @@ static void test_backend_down(void **state)
     char ci[256];
     snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=postgres user=%s password=%s", port,
              PGSERVER_USER, PASSWORD);
-    cap_start();
+    log_start();
     shp_ops ops;
     shp_pool *pool = make_pool(&ops, ci, 2, -1);
     shp_conn *c = NULL;
@@ -324,8 +281,8 @@ static void test_backend_down(void **state)
     pool = make_pool(&ops, ci, 2, -1);
     assert_int_equal(shp_acquire(pool, &c, 2 * NS_PER_S), -ECONNREFUSED);
     drop_pool(pool, &ops);
-    cap_stop();
-    assert_false(cap_contains(PASSWORD));
+    log_stop();
+    assert_false(log_has(PASSWORD));
 }
 
 /* A listener that never accepts: the TCP handshake completes in the kernel
@@ -344,7 +301,7 @@ static void test_connect_timeout(void **state)
     char ci[256];
     snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=postgres user=%s password=%s",
              ntohs(sa.sin_port), PGSERVER_USER, PASSWORD);
-    cap_start();
+    log_start();
     shp_pg_config pc;
     shp_pg_config_init(&pc);
     pc.conninfo = ci;
@@ -373,9 +330,9 @@ static void test_connect_timeout(void **state)
     el = now_ns() - t0;
     assert_true(el < NS_PER_S + 100 * NS_PER_MS);
     drop_pool(pool, &ops);
-    cap_stop();
-    assert_true(cap_contains("err=ETIMEDOUT"));
-    assert_false(cap_contains(PASSWORD));
+    log_stop();
+    assert_true(log_has("err=ETIMEDOUT"));
+    assert_false(log_has(PASSWORD));
     close(lfd);
 }
 
@@ -520,7 +477,7 @@ static void test_stopped_server(void **state)
     assert_int_equal(shp_acquire(pool, &c, 5 * NS_PER_S), 0);
     assert_int_equal(shp_release(c), 0);
 
-    cap_start();
+    log_start();
     assert_int_equal(pgserver_sigstop(&srv), 0);
     int64_t t0 = now_ns();
     int rc = ops.check(ops.ctx, h);
@@ -552,7 +509,7 @@ static void test_stopped_server(void **state)
     assert_int_not_equal(rc, 0);
     assert_true(el <= deadline + 4 * tmo + 100 * NS_PER_MS);
     assert_int_equal(pgserver_sigcont(&srv), 0);
-    cap_stop();
+    log_stop();
 
     ops.close(ops.ctx, h); /* a check query was left in flight: closing is the cure */
     assert_int_equal(shp_acquire(pool, &c, 5 * NS_PER_S), 0);
@@ -654,7 +611,7 @@ static void test_kill9_restart(void **state)
     char ci[256];
     pgserver_conninfo(&srv, NULL, ci, sizeof ci);
     int fds = count_fds();
-    cap_start(); /* quiet: the failures below are expected */
+    log_start(); /* quiet: the failures below are expected */
     shp_pg_config pgc;
     shp_pg_config_init(&pgc);
     pgc.conninfo = ci;
@@ -711,7 +668,7 @@ static void test_kill9_restart(void **state)
     atomic_store(&l.stop, true);
     for (int i = 0; i < LOAD_THREADS; i++)
         pthread_join(th[i], NULL);
-    cap_stop();
+    log_stop();
     assert_true(loaded);
     assert_true(killed);
     assert_true(failing);
@@ -767,7 +724,7 @@ static void test_kill9_restart(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    cap_stop();
+    log_stop();
     if (srv.stopped_sig)
         pgserver_sigcont(&srv);
     return 0;

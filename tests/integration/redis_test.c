@@ -60,42 +60,6 @@ static void poll_pause(void)
 /* The server of the running test (stopped by teardown if a test fails). */
 static rsrv srv;
 
-/* ---- log capture ------------------------------------------------------------------ */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char log_buf[65536];
-
-static void log_capture(shp_log_level level, const char *line, void *ud)
-{
-    (void)level;
-    (void)ud;
-    pthread_mutex_lock(&log_mu);
-    size_t o = strlen(log_buf);
-    snprintf(log_buf + o, sizeof log_buf - o, "%s\n", line);
-    pthread_mutex_unlock(&log_mu);
-}
-
-static void log_start(void)
-{
-    pthread_mutex_lock(&log_mu);
-    log_buf[0] = 0;
-    pthread_mutex_unlock(&log_mu);
-    shp_log_set(log_capture, NULL, SHP_LOG_DEBUG);
-}
-
-static void log_stop(void)
-{
-    shp_log_set(NULL, NULL, SHP_LOG_WARN);
-}
-
-static bool log_has(const char *s)
-{
-    pthread_mutex_lock(&log_mu);
-    bool r = strstr(log_buf, s) != NULL;
-    pthread_mutex_unlock(&log_mu);
-    return r;
-}
-
 /* ---- helpers ---------------------------------------------------------------------- */
 
 static shp_redis_config redis_cfg(int port, const char *password, int db)

@@ -6,6 +6,9 @@
 #define SHP_TEST_UTIL_H
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <errno.h>
 #include <shardpool.h>
 #include <stdatomic.h>
@@ -31,6 +34,48 @@ static inline int count_fds(void)
         n += e->d_name[0] != '.';
     closedir(d);
     return n - 1;
+}
+
+/* Log capture: shardpool's log lines go to one buffer that tests search. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_buf[65536];
+
+static inline void log_capture(shp_log_level level, const char *line, void *ud)
+{
+    (void)level;
+    (void)ud;
+    pthread_mutex_lock(&log_mu);
+    size_t o = strlen(log_buf);
+    snprintf(log_buf + o, sizeof log_buf - o, "%s\n", line);
+    pthread_mutex_unlock(&log_mu);
+}
+
+/* Empties the buffer and captures lines up to level. */
+static inline void log_start_level(shp_log_level level)
+{
+    pthread_mutex_lock(&log_mu);
+    log_buf[0] = 0;
+    pthread_mutex_unlock(&log_mu);
+    shp_log_set(log_capture, NULL, level);
+}
+
+static inline void log_start(void)
+{
+    log_start_level(SHP_LOG_DEBUG);
+}
+
+static inline void log_stop(void)
+{
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+}
+
+/* Whether a captured line contains s. */
+static inline bool log_has(const char *s)
+{
+    pthread_mutex_lock(&log_mu);
+    bool r = strstr(log_buf, s) != NULL;
+    pthread_mutex_unlock(&log_mu);
+    return r;
 }
 
 /* An shp_ops that forwards to a real one and counts connect calls and the
