@@ -134,17 +134,8 @@ int main(int argc, char **argv)
     st.census_period_ns = 1 * ST_NS_PER_S;
     st.census_wait_ns = 20 * ST_NS_PER_MS;
 
-    shp_ops ops = fake_ops(&st.fb);
-    st_arm("create", 30.0);
-    int rc = shp_pool_create(&st.pool, &cfg, &ops);
-    st_disarm();
-    if (rc != 0) {
-        printf("%s: shp_pool_create returned %d (%s) RESULT=FAIL\n", PROG, rc, shp_err_name(rc));
+    if (!st_create_pool(&cfg, aba_cycle))
         return ST_EXIT_FAIL;
-    }
-    st.cycle = aba_cycle;
-    fprintf(stderr, "%s: threads=%u ops=%" PRIu64 " seconds=%.0f seed=%" PRIu64 "\n", PROG,
-            st.args.threads, st.args.ops, st.args.seconds, st.args.seed);
 
     double elapsed = st_run();
     if (elapsed < 0 || atomic_load(&st.violations) != 0) {

@@ -795,6 +795,25 @@ static void *st_monitor_main(void *arg)
 /* Starts the monitor and the workers, waits for them, and returns the
  * elapsed seconds of the run; -1 when a thread could not be started (the
  * threads that did start are stopped and joined). */
+/* Creates st.pool over the fake backend with cfg and sets the cycle, under
+ * the watchdog; prints the FAIL line and returns false if create fails. */
+static inline bool st_create_pool(const shp_config *cfg, st_cycle_fn cycle)
+{
+    shp_ops ops = fake_ops(&st.fb);
+    st_arm("create", 30.0);
+    int rc = shp_pool_create(&st.pool, cfg, &ops);
+    st_disarm();
+    if (rc != 0) {
+        printf("%s: shp_pool_create returned %d (%s) RESULT=FAIL\n", st.prog, rc,
+               shp_err_name(rc));
+        return false;
+    }
+    st.cycle = cycle;
+    fprintf(stderr, "%s: threads=%u ops=%" PRIu64 " seconds=%.0f seed=%" PRIu64 "\n", st.prog,
+            st.args.threads, st.args.ops, st.args.seconds, st.args.seed);
+    return true;
+}
+
 static inline double st_run(void)
 {
     unsigned n = st.args.threads;
