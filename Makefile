@@ -11,7 +11,7 @@ B       := build
 SOVER   := 0
 VERSION := 0.1.0
 
-DEB_PKGS := gcc g++ make pkg-config liburcu-dev libck-dev libcmocka-dev libbenchmark-dev gnuplot-nox python3
+DEB_PKGS := gcc g++ make pkg-config liburcu-dev libck-dev libcmocka-dev libbenchmark-dev gnuplot-nox python3 prometheus jq
 
 WARN    := -Wall -Wextra -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE
@@ -21,7 +21,8 @@ LIB_CFLAGS := -fPIC -ftls-model=initial-exec -fvisibility=hidden
 INC     := -I include -I lib
 LIBS    := -lck -lurcu-bp -lurcu-common -lpthread
 
-LIB_SRC := lib/error.c lib/log.c lib/futex.c lib/config.c lib/pool.c lib/reaper.c lib/retry.c
+LIB_SRC := lib/error.c lib/log.c lib/futex.c lib/config.c lib/pool.c lib/reaper.c lib/retry.c \
+           lib/metrics.c lib/export.c lib/monitor.c
 LIB_HDR := $(wildcard include/*.h include/shardpool/*.h lib/*.h)
 UNIT    := $(basename $(notdir $(wildcard tests/*_test.c)))
 
@@ -150,7 +151,7 @@ readme-example: $(B)/release/libshardpool.a
 	  -o $(B)/release/readme/example
 	@echo "readme-example: the README's example compiles"
 
-check: all readme-example unit stress broken-proof asan tsan shpbench-smoke
+check: all readme-example unit stress broken-proof asan tsan shpbench-smoke shptop-test
 	@echo "make check: all passed"
 
 # ---- benchmark ----------------------------------------------------------------
@@ -174,6 +175,7 @@ bench: $(B)/release/bench/pair_bench $(B)/release/tools/shpbench
 	@$(MAKE) --no-print-directory shpbench-plots
 	@$(MAKE) --no-print-directory bench-micro
 	@$(MAKE) --no-print-directory bench-redis
+	@$(MAKE) --no-print-directory bench-metrics
 
 # ---- install ------------------------------------------------------------------
 install: all
@@ -195,3 +197,5 @@ clean:
 include tools/shpbench.mk
 include bench/bench.mk
 include bench/redis_bench.mk
+include bench/metrics_bench.mk
+include tools/shptop.mk

@@ -12,5 +12,6 @@
 #include <shardpool/error.h>
 #include <shardpool/log.h>
 #include <shardpool/pool.h>
+#include <shardpool/metrics.h>
 
 #endif

@@ -88,6 +88,10 @@ typedef struct shp_ops {
     int (*prepare)(void *ctx, void *handle);
 } shp_ops;
 
+/* Alert callback (see shardpool/metrics.h: alert is a shp_alert). */
+typedef void (*shp_alert_fn)(shp_pool *pool, int alert, bool raised, double value,
+                             double threshold, void *ud);
+
 typedef struct shp_config {
     unsigned min_size;           /* kept open (prefilled at create); default 0 */
     unsigned max_size;           /* never more live than this; default 16 */
@@ -123,6 +127,22 @@ typedef struct shp_config {
      * connect every breaker_probe_ns and closes it when that succeeds. */
     unsigned breaker_threshold;  /* 0 = no breaker; default 5 */
     int64_t breaker_probe_ns;    /* default 250 ms */
+    /* Metrics, alerts, history, monitor (shardpool/metrics.h). */
+    unsigned metrics_sample;     /* time 1 in this many fast-path acquires;
+                                    1 = all; default 64 */
+    int64_t metrics_interval_ns; /* the reaper's snapshot for alerts, history
+                                    and the live monitor; 0 = none; default 1 s */
+    unsigned history_len;        /* snapshots kept; default 60 */
+    double alert_utilization;    /* in_use / max_size; <= 0 off; default 0.8 */
+    int64_t alert_acquire_p99_ns; /* p99 acquire latency in an interval; <= 0
+                                     off; default 1 s */
+    uint64_t alert_failed_acquires; /* failed acquires per interval; 0 off;
+                                       default 5 */
+    double alert_error_rate;     /* errors / attempts in an interval; <= 0 off;
+                                    default 0.05 */
+    shp_alert_fn alert_fn;       /* on alert raise and clear; NULL: alerts are
+                                    only logged (warn on raise, info on clear) */
+    void *alert_ud;
 } shp_config;
 
 /* A snapshot of one pool.  Gauges are read one after another without

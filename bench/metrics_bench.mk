@@ -1,0 +1,4 @@
+# bench-metrics: metrics on vs compiled out (placeholder).
+.PHONY: bench-metrics
+bench-metrics:
+	@echo "bench-metrics: not built yet"

@@ -1,0 +1,22 @@
+/*
+ * monitor.h - the live monitor's publishing side (internal; public API in
+ * shardpool/metrics.h: shp_monitor_enable / shp_monitor_disable).
+ */
+#ifndef SHP_MONITOR_H
+#define SHP_MONITOR_H
+
+#include <shardpool/metrics.h>
+
+/* At shp_pool_create, after the pool is fully built: the monitor learns of
+ * p (and enables itself if SHARDPOOL_MONITOR=1 and this is the first pool).
+ * Thread-safe. */
+void shp__monitor_pool_added(shp_pool *p);
+/* At shutdown/destroy, before p's memory can go: p's slot is freed and p is
+ * never touched by the monitor again.  Thread-safe. */
+void shp__monitor_pool_removed(shp_pool *p);
+/* From p's reaper, every metrics_interval_ns, with a fresh snapshot: written
+ * to p's slot if the monitor is enabled; a cheap no-op otherwise.  Never
+ * blocks on a reader.  Thread-safe. */
+void shp__monitor_publish(shp_pool *p, const shp_metrics *m);
+
+#endif
