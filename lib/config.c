@@ -27,6 +27,13 @@ void shp_config_init(shp_config *cfg)
     cfg->retry_cap_ns = SHP_NS_PER_S;
     cfg->breaker_threshold = 5;
     cfg->breaker_probe_ns = 250 * 1000000LL;
+    cfg->metrics_sample = 64;
+    cfg->metrics_interval_ns = SHP_NS_PER_S;
+    cfg->history_len = 60;
+    cfg->alert_utilization = 0.8;
+    cfg->alert_acquire_p99_ns = SHP_NS_PER_S;
+    cfg->alert_failed_acquires = 5;
+    cfg->alert_error_rate = 0.05;
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u
@@ -68,5 +75,14 @@ int shp_config_validate(const shp_config *cfg)
         return bad(cfg, "retry_cap_ns", "smaller than retry_base_ns");
     if (cfg->breaker_threshold && cfg->breaker_probe_ns <= 0)
         return bad(cfg, "breaker_probe_ns", "must be positive with a breaker");
+    if (cfg->metrics_interval_ns < 0)
+        return bad(cfg, "metrics_interval_ns", "negative");
+    if (cfg->history_len > 1000000u)
+        return bad(cfg, "history_len", "more than 1000000");
+    if (cfg->metrics_sample > (1u << 20))
+        return bad(cfg, "metrics_sample", "more than 1048576");
+    if (cfg->alert_utilization != cfg->alert_utilization ||
+        cfg->alert_error_rate != cfg->alert_error_rate)
+        return bad(cfg, "alert_utilization/alert_error_rate", "not a number");
     return 0;
 }

@@ -1,8 +1,17 @@
-/* metrics.c - snapshots, histograms, alerts and history (in progress). */
+/*
+ * metrics.c - snapshots, histograms, per-connection info, eviction, and the
+ * reaper's metrics pass (alerts, history, live monitor).  See
+ * shardpool/metrics.h for what is counted where and what a snapshot
+ * guarantees.
+ */
+#include "monitor.h"
 #include "pool_internal.h"
 
 #include <errno.h>
-#include <shardpool/metrics.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char *const reason_names[SHP_CLOSE_NREASONS] = {
     "idle", "lifetime", "max_uses", "health", "broken", "evicted", "shutdown", "reset",
@@ -22,8 +31,495 @@ const char *shp_alert_name(shp_alert a)
     return (unsigned)a < SHP_ALERT_N ? alert_names[a] : "unknown";
 }
 
-int shp_pool_metrics(shp_pool *p, shp_metrics *out) { (void)p; (void)out; return -ENOSYS; }
-int shp_pool_conn_info(shp_pool *p, shp_conn_info *out, size_t cap) { (void)p; (void)out; (void)cap; return -ENOSYS; }
-int shp_conn_error(shp_conn *c, int err) { (void)c; (void)err; return -ENOSYS; }
-int shp_pool_evict(shp_pool *p) { (void)p; return -ENOSYS; }
-int shp_pool_history(shp_pool *p, shp_metrics *out, size_t cap) { (void)p; (void)out; (void)cap; return -ENOSYS; }
+/* ---------------------------------------------------------------- histograms */
+
+void shp__hist_merge(struct shp__hist_copy *out, struct shp__hist *h)
+{
+    for (unsigned i = 0; i < SHP__HIST_N; i++) {
+        uint64_t n = atomic_load_explicit(&h->n[i], memory_order_relaxed);
+        out->n[i] += n;
+        out->count += n;
+    }
+    out->sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
+    uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
+    if (m > out->max)
+        out->max = m;
+}
+
+int64_t shp__hist_quantile(const struct shp__hist_copy *h, double q)
+{
+    if (h->count == 0)
+        return 0;
+    /* The smallest bucket whose cumulative count reaches rank ceil(q * n). */
+    uint64_t rank = (uint64_t)(q * (double)h->count);
+    if ((double)rank < q * (double)h->count)
+        rank++;
+    if (rank == 0)
+        rank = 1;
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < SHP__HIST_N; i++) {
+        cum += h->n[i];
+        if (cum >= rank)
+            return shp__hist_lo(i) + shp__hist_width(i) / 2;
+    }
+    return shp__hist_lo(SHP__HIST_N - 1);
+}
+
+void shp__hist_diff(struct shp__hist_copy *out, const struct shp__hist_copy *a,
+                    const struct shp__hist_copy *b)
+{
+    out->count = 0;
+    for (unsigned i = 0; i < SHP__HIST_N; i++) {
+        out->n[i] = a->n[i] >= b->n[i] ? a->n[i] - b->n[i] : 0;
+        out->count += out->n[i];
+    }
+    out->sum = a->sum >= b->sum ? a->sum - b->sum : 0;
+    out->max = a->max; /* the max is since create, not per interval */
+}
+
+void shp__hist_summarize(shp_hist_summary *out, const struct shp__hist_copy *h)
+{
+    static const double le[SHP_METRICS_LE_N] = SHP_METRICS_LE_INIT;
+    memset(out, 0, sizeof *out);
+    out->count = h->count;
+    out->sum_ns = h->sum;
+    if (h->count == 0)
+        return;
+    out->mean_ns = (int64_t)(h->sum / h->count);
+    out->p50_ns = shp__hist_quantile(h, 0.50);
+    out->p90_ns = shp__hist_quantile(h, 0.90);
+    out->p99_ns = shp__hist_quantile(h, 0.99);
+    out->p999_ns = shp__hist_quantile(h, 0.999);
+    out->max_ns = (int64_t)h->max;
+    /* A fine bucket counts towards bound j when all of it lies at or below
+     * the bound (upper edge lo + width - 1 <= bound). */
+    unsigned j = 0;
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < SHP__HIST_N && j < SHP_METRICS_LE_N; i++) {
+        int64_t top = shp__hist_lo(i) + shp__hist_width(i) - 1;
+        while (j < SHP_METRICS_LE_N && (double)top > le[j] * 1e9)
+            out->le[j++] = cum;
+        cum += h->n[i];
+    }
+    while (j < SHP_METRICS_LE_N)
+        out->le[j++] = cum;
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+int shp__metrics_init(shp_pool *p)
+{
+    for (unsigned i = 0; i < p->nshards; i++) {
+        p->shards[i].acq_hist = aligned_alloc(SHP_CACHELINE, sizeof(struct shp__hist));
+        p->shards[i].hold_hist = aligned_alloc(SHP_CACHELINE, sizeof(struct shp__hist));
+        if (!p->shards[i].acq_hist || !p->shards[i].hold_hist)
+            return -ENOMEM;
+        memset(p->shards[i].acq_hist, 0, sizeof(struct shp__hist));
+        memset(p->shards[i].hold_hist, 0, sizeof(struct shp__hist));
+    }
+    p->mx = calloc(1, sizeof *p->mx);
+    if (!p->mx)
+        return -ENOMEM;
+    if (p->cfg.history_len) {
+        p->history = calloc(p->cfg.history_len, sizeof *p->history);
+        if (!p->history)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+void shp__metrics_free(shp_pool *p)
+{
+    for (unsigned i = 0; p->shards && i < p->nshards; i++) {
+        free(p->shards[i].acq_hist);
+        free(p->shards[i].hold_hist);
+    }
+    free(p->mx);
+    free(p->history);
+    p->mx = NULL;
+    p->history = NULL;
+}
+
+void shp__metrics_retire(shp_pool *p, shp_conn *c)
+{
+    p->closed_uses += atomic_load_explicit(&c->uses, memory_order_relaxed);
+    p->closed_home_hits += atomic_load_explicit(&c->home_hits, memory_order_relaxed);
+    p->closed_releases += atomic_load_explicit(&c->releases, memory_order_relaxed);
+}
+
+void shp__evict_conn(shp_conn *c)
+{
+    atomic_store_explicit(&c->evicted, true, memory_order_relaxed);
+    atomic_store_explicit(&c->expires, INT64_MIN, memory_order_relaxed);
+    /* Idle long enough for validate-on-acquire to look at it (and retire
+     * it) before handing it out; far from INT64_MIN so that tick - last_used
+     * cannot overflow. */
+    atomic_store_explicit(&c->last_used, INT64_MIN / 4, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
+}
+
+/* Walks the registry under reg_lock: every connection is counted exactly
+ * once, either live here or in the closed totals (shp__metrics_retire runs
+ * under the same lock), so the summed counters never go backwards. */
+static void gather_conns(shp_pool *p, shp_metrics *m, int64_t now)
+{
+    uint64_t uses = 0, hits = 0, rels = 0, n = 0;
+    int64_t age_sum = 0;
+    struct shp__reg *node;
+    pthread_mutex_lock(&p->reg_lock);
+    shp__reg_for_each(node, &p->reg) {
+        shp_conn *c = caa_container_of(node, shp_conn, reg);
+        switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
+        case SHP__IDLE: m->idle++; break;
+        case SHP__IN_USE: case SHP__ORPHANED: m->in_use++; break;
+        case SHP__CHECKING: m->checking++; break;
+        default: break;
+        }
+        uses += atomic_load_explicit(&c->uses, memory_order_relaxed);
+        hits += atomic_load_explicit(&c->home_hits, memory_order_relaxed);
+        rels += atomic_load_explicit(&c->releases, memory_order_relaxed);
+        int64_t age = now - c->created_ns;
+        if (n == 0 || age < m->age_min_ns)
+            m->age_min_ns = age;
+        if (age > m->age_max_ns)
+            m->age_max_ns = age;
+        age_sum += age;
+        n++;
+    }
+    m->acquisitions = uses + p->closed_uses;
+    m->home_hits = hits + p->closed_home_hits;
+    m->releases = rels + p->closed_releases;
+    pthread_mutex_unlock(&p->reg_lock);
+    m->age_avg_ns = n ? age_sum / (int64_t)n : 0;
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void gather_counters(shp_pool *p, shp_metrics *m)
+{
+    m->waits = LOAD(p->waits);
+    m->timeouts = LOAD(p->timeouts);
+    m->acquire_failures = LOAD(p->acquire_failures);
+    m->creations = LOAD(p->created);
+    m->connect_failures = LOAD(p->connect_failures);
+    m->retries = LOAD(p->retries);
+    m->breaker_opens = LOAD(p->breaker_opens);
+    m->handoffs = LOAD(p->handoffs);
+    m->errors = LOAD(p->errors);
+    m->health_passed = LOAD(p->health_checks) - LOAD(p->health_failures);
+    m->health_failed = LOAD(p->health_failures);
+    for (unsigned r = 0; r < SHP_CLOSE_NREASONS; r++)
+        m->closes[r] = LOAD(p->closes[r]);
+    for (unsigned i = 0; i < p->nshards; i++)
+        m->steals += LOAD(p->shards[i].steals);
+    uint64_t cap = atomic_load(&p->cap);
+    m->live = SHP__CAP_LIVE(cap);
+    m->connecting = SHP__CAP_CONNECTING(cap);
+    m->waiters = LOAD(p->nwaiters);
+    m->breaker_open = shp__breaker_open(p);
+}
+
+/* Fills *m; acq (if not NULL) receives the merged acquire histogram. */
+static void gather(shp_pool *p, shp_metrics *m, bool hists, struct shp__hist_copy *acq)
+{
+    memset(m, 0, sizeof *m);
+    m->version = SHP_METRICS_VERSION;
+    snprintf(m->pool, sizeof m->pool, "%s", p->name);
+    m->mono_ns = shp__now_ns();
+    m->wall_ns = wall_ns();
+    m->min_size = p->cfg.min_size;
+    m->max_size = p->cfg.max_size;
+    gather_counters(p, m);
+    gather_conns(p, m, m->mono_ns);
+    m->utilization = (double)m->in_use / (double)p->cfg.max_size;
+    if (m->utilization > 1.0)
+        m->utilization = 1.0;
+    if (hists) {
+        struct shp__hist_copy *a = acq ? acq : calloc(1, sizeof *a);
+        struct shp__hist_copy *h = calloc(1, sizeof *h);
+        if (a && h) {
+            memset(a, 0, sizeof *a);
+            for (unsigned i = 0; i < p->nshards; i++) {
+                shp__hist_merge(a, p->shards[i].acq_hist);
+                shp__hist_merge(h, p->shards[i].hold_hist);
+            }
+            shp__hist_summarize(&m->acquire, a);
+            shp__hist_summarize(&m->hold, h);
+        }
+        if (a != acq)
+            free(a);
+        free(h);
+    }
+    pthread_mutex_lock(&p->mx_lock);
+    m->interval_ns = p->last_interval.interval_ns;
+    m->interval_acquisitions = p->last_interval.interval_acquisitions;
+    m->interval_failed_acquires = p->last_interval.interval_failed_acquires;
+    m->interval_error_rate = p->last_interval.interval_error_rate;
+    m->interval_acquire_p99_ns = p->last_interval.interval_acquire_p99_ns;
+    m->alerts = p->last_interval.alerts;
+    pthread_mutex_unlock(&p->mx_lock);
+}
+
+static bool valid_pool(const shp_pool *p)
+{
+    return p && p->magic == SHP__POOL_MAGIC;
+}
+
+SHP__COLD static int bad_arg(const shp_pool *p, const char *event, const void *what)
+{
+    shp__log(SHP_LOG_WARN, valid_pool(p) ? p->name : NULL, "event=%s ptr=%p err=EINVAL", event,
+             what);
+    return -EINVAL;
+}
+
+int shp_pool_metrics(shp_pool *p, shp_metrics *out)
+{
+    if (!valid_pool(p) || !out)
+        return bad_arg(p, "metrics_bad_arg", p);
+    gather(p, out, true, NULL);
+    return 0;
+}
+
+int shp_pool_stats(shp_pool *p, shp_stats *out)
+{
+    if (!valid_pool(p) || !out)
+        return bad_arg(p, "stats_bad_arg", p);
+    shp_metrics m;
+    gather(p, &m, false, NULL);
+    memset(out, 0, sizeof *out);
+    out->live = m.live;
+    out->idle = m.idle;
+    out->in_use = m.in_use;
+    out->connecting = m.connecting;
+    out->checking = m.checking;
+    out->waiters = m.waiters;
+    out->created = m.creations;
+    out->closed = LOAD(p->closed);
+    out->acquired = m.acquisitions;
+    out->timeouts = m.timeouts;
+    out->steals = m.steals;
+    out->connect_failures = m.connect_failures;
+    out->health_checks = m.health_passed + m.health_failed;
+    out->health_failures = m.health_failed;
+    out->handoffs = m.handoffs;
+    out->retries = m.retries;
+    out->breaker_opens = m.breaker_opens;
+    out->breaker_open = m.breaker_open;
+    return 0;
+}
+
+static const char *state_name(uint32_t s)
+{
+    switch (s) {
+    case SHP__CONNECTING: return "connecting";
+    case SHP__IDLE: return "idle";
+    case SHP__IN_USE: return "in_use";
+    case SHP__CHECKING: return "checking";
+    case SHP__FAILED: return "failed";
+    case SHP__CLOSING: return "closing";
+    case SHP__CLOSED: return "closed";
+    case SHP__ORPHANED: return "orphaned";
+    default: return "unknown";
+    }
+}
+
+int shp_pool_conn_info(shp_pool *p, shp_conn_info *out, size_t cap)
+{
+    if (!valid_pool(p) || (!out && cap))
+        return bad_arg(p, "conn_info_bad_arg", p);
+    size_t n = 0;
+    struct shp__reg *node;
+    pthread_mutex_lock(&p->reg_lock);
+    shp__reg_for_each(node, &p->reg) {
+        shp_conn *c = caa_container_of(node, shp_conn, reg);
+        if (n < cap) {
+            shp_conn_info *i = &out[n];
+            i->id = c;
+            i->state = state_name(atomic_load_explicit(&c->state, memory_order_relaxed));
+            i->created_ns = c->created_ns;
+            i->last_used_ns = atomic_load_explicit(&c->last_used, memory_order_relaxed);
+            i->uses = atomic_load_explicit(&c->uses, memory_order_relaxed);
+            i->errors = atomic_load_explicit(&c->errors, memory_order_relaxed);
+            i->last_error = atomic_load_explicit(&c->last_error, memory_order_relaxed);
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&p->reg_lock);
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+int shp_conn_error(shp_conn *c, int err)
+{
+    if (!c || c->magic != SHP__CONN_MAGIC || err >= 0) {
+        shp__log(SHP_LOG_WARN, NULL, "event=conn_error_bad_arg conn=%p err_arg=%d", (void *)c, err);
+        return -EINVAL;
+    }
+    if (atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE) {
+        shp__log(SHP_LOG_WARN, c->pool->name, "event=conn_error_not_borrowed conn=%p", (void *)c);
+        return -EALREADY;
+    }
+    atomic_store_explicit(&c->errors, atomic_load_explicit(&c->errors, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->last_error, err, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->pool->errors, 1, memory_order_relaxed);
+    return 0;
+}
+
+int shp_pool_evict(shp_pool *p)
+{
+    if (!valid_pool(p))
+        return bad_arg(p, "evict_bad_arg", p);
+    unsigned n = 0;
+    struct shp__reg *node;
+    pthread_mutex_lock(&p->reg_lock);
+    p->evict_gen++;
+    shp__reg_for_each(node, &p->reg) {
+        shp__evict_conn(caa_container_of(node, shp_conn, reg));
+        n++;
+    }
+    pthread_mutex_unlock(&p->reg_lock);
+    shp__log(SHP_LOG_INFO, p->name, "event=evict connections=%u", n);
+    shp__reaper_kick(p);
+    return 0;
+}
+
+int shp_pool_history(shp_pool *p, shp_metrics *out, size_t cap)
+{
+    if (!valid_pool(p) || (!out && cap))
+        return bad_arg(p, "history_bad_arg", p);
+    pthread_mutex_lock(&p->mx_lock);
+    size_t n = p->hist_count < cap ? p->hist_count : cap;
+    unsigned len = p->cfg.history_len;
+    /* the newest n, oldest first */
+    for (size_t i = 0; i < n; i++) {
+        unsigned idx = (p->hist_head + len - (unsigned)n + (unsigned)i) % len;
+        out[i] = p->history[idx];
+    }
+    pthread_mutex_unlock(&p->mx_lock);
+    return (int)n;
+}
+
+/* ---------------------------------------------------------------- the reaper's pass */
+
+struct alert_eval {
+    double value, threshold, clear_at;
+    bool enabled;
+};
+
+static void eval_alerts(shp_pool *p, const shp_metrics *m, struct alert_eval *ev)
+{
+    const shp_config *cfg = &p->cfg;
+    ev[SHP_ALERT_UTILIZATION] = (struct alert_eval){
+        m->utilization, cfg->alert_utilization, 0.9 * cfg->alert_utilization,
+        cfg->alert_utilization > 0 };
+    ev[SHP_ALERT_ACQUIRE_P99] = (struct alert_eval){
+        (double)m->interval_acquire_p99_ns, (double)cfg->alert_acquire_p99_ns,
+        0.9 * (double)cfg->alert_acquire_p99_ns, cfg->alert_acquire_p99_ns > 0 };
+    double fa = (double)cfg->alert_failed_acquires;
+    ev[SHP_ALERT_FAILED_ACQUIRES] = (struct alert_eval){
+        (double)m->interval_failed_acquires, fa, fa - 1 < 0.9 * fa ? fa - 1 : 0.9 * fa,
+        cfg->alert_failed_acquires > 0 };
+    ev[SHP_ALERT_ERROR_RATE] = (struct alert_eval){
+        m->interval_error_rate, cfg->alert_error_rate, 0.9 * cfg->alert_error_rate,
+        cfg->alert_error_rate > 0 };
+}
+
+/* Raises and clears alerts with hysteresis (logging each change); returns
+ * the raised set.  ev receives the values, for the callbacks. */
+static uint32_t update_alerts(shp_pool *p, const shp_metrics *m, uint32_t raised,
+                              struct alert_eval *ev)
+{
+    eval_alerts(p, m, ev);
+    for (unsigned a = 0; a < SHP_ALERT_N; a++) {
+        bool up = raised & (1u << a);
+        bool now_up = up;
+        if (!ev[a].enabled)
+            now_up = false;
+        else if (!up && ev[a].value > ev[a].threshold)
+            now_up = true;
+        else if (up && ev[a].value <= ev[a].clear_at)
+            now_up = false;
+        if (now_up == up)
+            continue;
+        raised ^= 1u << a;
+        shp__log(now_up ? SHP_LOG_WARN : SHP_LOG_INFO, p->name,
+                 "event=alert_%s alert=%s value=%g threshold=%g", now_up ? "raised" : "cleared",
+                 shp_alert_name((shp_alert)a), ev[a].value, ev[a].threshold);
+    }
+    return raised;
+}
+
+/* Calls the alert callback for each alert in changed (after the snapshot
+ * that holds the new state is published, so the callback may read it). */
+static void notify_alerts(shp_pool *p, uint32_t changed, uint32_t raised,
+                          const struct alert_eval *ev)
+{
+    for (unsigned a = 0; p->cfg.alert_fn && a < SHP_ALERT_N; a++)
+        if (changed & (1u << a))
+            p->cfg.alert_fn(p, (int)a, raised & (1u << a), ev[a].value, ev[a].threshold,
+                            p->cfg.alert_ud);
+}
+
+static void compute_interval(shp_metrics *m, const shp_metrics *prev,
+                             const struct shp__hist_copy *acq, const struct shp__hist_copy *prev_acq)
+{
+    m->interval_ns = m->mono_ns - prev->mono_ns;
+    m->interval_acquisitions = m->acquisitions - prev->acquisitions;
+    m->interval_failed_acquires = m->acquire_failures - prev->acquire_failures;
+    uint64_t errs = m->interval_failed_acquires + (m->errors - prev->errors) +
+                    (m->closes[SHP_CLOSE_BROKEN] - prev->closes[SHP_CLOSE_BROKEN]);
+    uint64_t attempts = m->interval_acquisitions + m->interval_failed_acquires;
+    m->interval_error_rate = attempts ? (double)errs / (double)attempts : 0.0;
+    struct shp__hist_copy *d = malloc(sizeof *d);
+    if (d) {
+        shp__hist_diff(d, acq, prev_acq);
+        m->interval_acquire_p99_ns = shp__hist_quantile(d, 0.99);
+        free(d);
+    }
+}
+
+void shp__metrics_tick(shp_pool *p, int64_t now)
+{
+    struct shp__metrics_state *st = p->mx;
+    if (p->cfg.metrics_interval_ns <= 0 || now < st->next_ns)
+        return;
+    st->next_ns = now + p->cfg.metrics_interval_ns;
+    struct shp__hist_copy *acq = malloc(sizeof *acq);
+    if (!acq)
+        return;
+    shp_metrics m;
+    struct alert_eval ev[SHP_ALERT_N];
+    uint32_t before = st->raised;
+    gather(p, &m, true, acq);
+    if (st->have_prev) {
+        compute_interval(&m, &st->prev, acq, &st->prev_acq);
+        st->raised = update_alerts(p, &m, st->raised, ev);
+    }
+    m.alerts = st->raised;
+
+    pthread_mutex_lock(&p->mx_lock);
+    p->last_interval = m;
+    if (p->cfg.history_len) {
+        p->history[p->hist_head] = m;
+        p->hist_head = (p->hist_head + 1) % p->cfg.history_len;
+        if (p->hist_count < p->cfg.history_len)
+            p->hist_count++;
+    }
+    pthread_mutex_unlock(&p->mx_lock);
+    shp__monitor_publish(p, &m);
+    if (st->raised != before)
+        notify_alerts(p, st->raised ^ before, st->raised, ev);
+
+    st->prev = m;
+    st->prev_acq = *acq;
+    st->have_prev = true;
+    free(acq);
+}

@@ -9,6 +9,7 @@
  * shp_pool_destroy can touch freed memory.
  */
 #include "pool_internal.h"
+#include "monitor.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,7 +37,9 @@ static void free_pool_cb(struct rcu_head *head)
     pthread_mutex_destroy(&p->wq_lock);
     pthread_mutex_destroy(&p->reg_lock);
     pthread_mutex_destroy(&p->rp_lock);
+    pthread_mutex_destroy(&p->mx_lock);
     pthread_cond_destroy(&p->rp_cond);
+    shp__metrics_free(p);
     p->magic = SHP__POOL_DEAD;
     for (shp_conn *c = p->spare, *next; c; c = next) {
         next = c->rnext;
@@ -75,12 +78,13 @@ static void recycle_conn_cb(struct rcu_head *head)
 
 /* A connection struct from the spare list, or a new one; NULL if out of
  * memory.  Its magic stays valid throughout. */
-static shp_conn *conn_alloc(shp_pool *p)
+static shp_conn *conn_alloc(shp_pool *p, uint64_t *evict_gen)
 {
     pthread_mutex_lock(&p->reg_lock);
     shp_conn *c = p->spare;
     if (c)
         p->spare = c->rnext;
+    *evict_gen = p->evict_gen;
     pthread_mutex_unlock(&p->reg_lock);
     if (!c) {
         c = aligned_alloc(SHP_CACHELINE, sizeof *c);
@@ -93,6 +97,12 @@ static shp_conn *conn_alloc(shp_pool *p)
     c->rnext = NULL;
     atomic_store_explicit(&c->state, SHP__CONNECTING, memory_order_relaxed);
     atomic_store_explicit(&c->uses, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->home_hits, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->releases, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->errors, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->last_error, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->evicted, false, memory_order_relaxed);
     return c;
 }
 
@@ -301,7 +311,8 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
         shp__unref(p);
         return -ESHUTDOWN;
     }
-    shp_conn *c = conn_alloc(p);
+    uint64_t gen = 0;
+    shp_conn *c = conn_alloc(p, &gen);
     void *h = NULL;
     int err = c ? p->ops.connect(p->ops.ctx, &h) : -ENOMEM;
     if (err) {
@@ -326,12 +337,14 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     int64_t now = tick(p);
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
     atomic_store_explicit(&c->last_checked, shp__check_phase(p, now), memory_order_relaxed);
-    c->expires = shp__lifetime_end(p, now);
+    atomic_store_explicit(&c->expires, shp__lifetime_end(p, now), memory_order_relaxed);
     atomic_store_explicit(&c->state, as == SHP__IN_USE ? SHP__IN_USE : SHP__IDLE,
                           memory_order_seq_cst);
     if (as == SHP__IN_USE)
         atomic_store_explicit(&c->uses, 1, memory_order_relaxed);
     pthread_mutex_lock(&p->reg_lock);
+    if (gen != p->evict_gen) /* shp_pool_evict ran while we connected */
+        shp__evict_conn(c);
     shp__reg_add_tail(&p->reg, &c->reg);
     pthread_mutex_unlock(&p->reg_lock);
     atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
@@ -351,24 +364,24 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     return ret;
 }
 
-static const char *const close_reason_names[] = {
-    "idle", "lifetime", "max_uses", "health", "broken", "reset", "shutdown",
-};
-
 /* Closes owned connection c and gives its capacity back (to a waiter if
  * one is queued).  Caller may touch p (read-side section or reference). */
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
 {
+    if ((why == SHP__CLOSE_LIFETIME || why == SHP__CLOSE_IDLE || why == SHP__CLOSE_USES) &&
+        atomic_load_explicit(&c->evicted, memory_order_relaxed))
+        why = SHP__CLOSE_EVICTED;
     atomic_store_explicit(&c->state, SHP__CLOSING, memory_order_relaxed);
     p->ops.close(p->ops.ctx, c->handle);
     atomic_store_explicit(&c->state, SHP__CLOSED, memory_order_relaxed);
     shp__log(SHP_LOG_DEBUG, p->name, "event=closed conn=%p reason=%s uses=%" PRIu64,
-             (void *)c, close_reason_names[why], atomic_load_explicit(&c->uses, memory_order_relaxed));
+             (void *)c, shp_close_reason_name((shp_close_reason)why),
+             atomic_load_explicit(&c->uses, memory_order_relaxed));
     pthread_mutex_lock(&p->reg_lock);
     shp__reg_del(&c->reg);
+    shp__metrics_retire(p, c);
     pthread_mutex_unlock(&p->reg_lock);
-    atomic_fetch_add_explicit(&p->closed_uses, atomic_load_explicit(&c->uses, memory_order_relaxed),
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->closes[why], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->closed, 1, memory_order_relaxed);
     shp__ref(p); /* dropped by recycle_conn_cb */
     shp__call_rcu(&c->rcu, recycle_conn_cb);
@@ -414,7 +427,12 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
  * sets *out, 1 if c failed (closed), or -ESHUTDOWN. */
 static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use)
 {
-    if (!shp__check(p, c, tick(p)))
+    int64_t now = tick(p);
+    if (now >= atomic_load_explicit(&c->expires, memory_order_relaxed)) {
+        shp__close(p, c, SHP__CLOSE_LIFETIME); /* or evicted */
+        return 1;
+    }
+    if (!shp__check(p, c, now))
         return 1;
     /* seq_cst store, then seq_cst load of the pool state: either destroy's
      * orphan scan sees IN_USE, or we see STOPPING and give it up. */
@@ -451,6 +469,7 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
     p->wq_tail = &w;
     atomic_fetch_add_explicit(&p->nwaiters, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&p->wq_lock);
+    atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
     /* Resources freed before our increment was visible: claim them now. */
     shp__wake_waiters(p);
 
@@ -553,8 +572,14 @@ static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_
     return running(p);
 }
 
-SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped)
+SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped,
+                                  int64_t t0)
 {
+#ifndef SHP_NO_METRICS
+    int64_t start = t0 ? t0 : shp__now_ns();
+#else
+    (void)t0;
+#endif
     int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
     int64_t deadline = -1;
     int ret, sweep_retries = 0;
@@ -568,6 +593,10 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     shp__rcu_unlock();
     if (popped) {
         ret = checked_for(p, popped, out, true, wait_ns, &deadline);
+        if (ret == 0)
+            atomic_store_explicit(&popped->home_hits,
+                                  atomic_load_explicit(&popped->home_hits, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
         if (ret <= 0)
             goto done;
     }
@@ -682,35 +711,82 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
     }
 done:
+    if (ret == -EAGAIN)
+        atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+    if (ret < 0)
+        atomic_fetch_add_explicit(&p->acquire_failures, 1, memory_order_relaxed);
+#ifndef SHP_NO_METRICS
+    {
+        /* Slow acquires are all timed, with weight 1 (see metrics.h). */
+        int64_t t1 = shp__now_ns();
+        shp__hist_record(p->shards[shp__home(p)].acq_hist, t1 - start, 1);
+        if (ret == 0 && t0)
+            atomic_store_explicit(&(*out)->t_acquired, t1, memory_order_relaxed);
+    }
+#endif
     shp__unref(p);
     return ret;
 }
 
+SHP__COLD static int acquire_stopped(shp_pool *p)
+{
+    atomic_fetch_add_explicit(&p->acquire_failures, 1, memory_order_relaxed);
+    shp__rcu_unlock();
+    return -ESHUTDOWN;
+}
+
+/* A timed fast-path hit (1 in metrics_sample): recorded with that weight,
+ * and its hold time will be (see metrics.h).  Inside the read-side section. */
+SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, unsigned home, int64_t t0)
+{
+    int64_t t1 = shp__now_ns();
+    shp__hist_record(p->shards[home].acq_hist, t1 - t0, p->metrics_sample);
+    atomic_store_explicit(&c->t_acquired, t1, memory_order_relaxed);
+}
+
+/* t0: 0, or the CLOCK_MONOTONIC start of a timed acquire (a constant 0 in
+ * the untimed inlined copy, so that copy has no timing code at all). */
 static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_conn **out,
-                                                            int64_t timeout_ns)
+                                                            int64_t timeout_ns, int64_t t0)
 {
     if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
         return misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
     shp__rcu_lock();
-    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING)) {
-        shp__rcu_unlock();
-        return -ESHUTDOWN;
-    }
-    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[shp__home(p)].free);
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING))
+        return acquire_stopped(p); /* unlocks */
+    unsigned home = shp__home(p);
+    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[home].free);
     if (SHP_LIKELY(c != NULL) && SHP_LIKELY(!needs_validation(p, c))) {
         take(c);
+        atomic_store_explicit(&c->home_hits,
+                              atomic_load_explicit(&c->home_hits, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        if (t0)
+            timed_hit(p, c, home, t0);
         shp__rcu_unlock();
         *out = c;
         return 0;
     }
-    return acquire_slow(p, out, timeout_ns, c); /* unlocks */
+    return acquire_slow(p, out, timeout_ns, c, t0); /* unlocks */
 }
 
 /* acquire_one out of line, for the refusal path (keeps shp_acquire small). */
 SHP__COLD static int acquire_again(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
-    return acquire_one(p, out, timeout_ns);
+    return acquire_one(p, out, timeout_ns, 0);
 }
+
+#ifndef SHP_NO_METRICS
+/* Fast-path acquires left before this thread times one (any pool). */
+static _Thread_local uint32_t untimed_left;
+
+SHP__COLD static int acquire_timed(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+    if (p && p->magic == SHP__POOL_MAGIC)
+        untimed_left = p->metrics_sample - 1;
+    return acquire_one(p, out, timeout_ns, shp__now_ns());
+}
+#endif
 
 /* ops.prepare refused the connection: close it and acquire another, within
  * what is left of the caller's wait.  The pool is alive: c is borrowed. */
@@ -736,7 +812,18 @@ SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t 
 
 int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
-    int ret = acquire_one(p, out, timeout_ns);
+    int ret;
+#ifndef SHP_NO_METRICS
+    uint32_t left = untimed_left;
+    if (SHP_LIKELY(left != 0)) {
+        untimed_left = left - 1;
+        ret = acquire_one(p, out, timeout_ns, 0);
+    } else {
+        ret = acquire_timed(p, out, timeout_ns);
+    }
+#else
+    ret = acquire_one(p, out, timeout_ns, 0);
+#endif
     if (SHP_UNLIKELY(ret == 0 && p->ops.prepare) &&
         p->ops.prepare(p->ops.ctx, (*out)->handle) != 0)
         return acquire_after_refusal(p, out, timeout_ns);
@@ -791,6 +878,14 @@ SHP__COLD static int release_bad(shp_pool *expect, shp_conn *c)
     return not_borrowed(c->pool, c, atomic_load_explicit(&c->state, memory_order_acquire));
 }
 
+/* Records the hold time of a timed borrow (the borrower still owns c). */
+SHP__COLD static void record_hold(shp_pool *p, shp_conn *c, struct shp__shard *sh)
+{
+    int64_t t = atomic_load_explicit(&c->t_acquired, memory_order_relaxed);
+    shp__hist_record(sh->hold_hist, shp__now_ns() - t, p->metrics_sample);
+    atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
+}
+
 static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
 {
     if (SHP_UNLIKELY(!c || c->magic != SHP__CONN_MAGIC || (expect && expect != c->pool) ||
@@ -803,14 +898,21 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
         why = SHP__CLOSE_BROKEN;
     else if (p->ops.reset && p->ops.reset(p->ops.ctx, c->handle) != 0)
         why = SHP__CLOSE_RESET;
-    else if (SHP_UNLIKELY(now >= c->expires))
-        why = SHP__CLOSE_LIFETIME;
+    else if (SHP_UNLIKELY(now >= atomic_load_explicit(&c->expires, memory_order_relaxed)))
+        why = SHP__CLOSE_LIFETIME; /* or evicted */
     else if (SHP_UNLIKELY(atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses))
         why = SHP__CLOSE_USES;
 
     /* The shard is picked before the CAS so that the CPU lookup's loads
      * overlap with the checks instead of queuing behind the locked CAS. */
     struct shp__shard *sh = &p->shards[shp__home(p)];
+    /* Still ours: the counters are the borrower's to write (metrics.h). */
+    atomic_store_explicit(&c->releases, atomic_load_explicit(&c->releases, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+#ifndef SHP_NO_METRICS
+    if (SHP_UNLIKELY(atomic_load_explicit(&c->t_acquired, memory_order_relaxed) != 0))
+        record_hold(p, c, sh);
+#endif
     shp__rcu_lock();
     if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING))
         return release_retire(p, c, SHP__CLOSE_SHUTDOWN);
@@ -876,6 +978,8 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         return err;
     if (cfg.max_connecting == 0)
         cfg.max_connecting = 4;
+    if (cfg.metrics_sample == 0)
+        cfg.metrics_sample = 64;
 
     shp_pool *p = aligned_alloc(SHP_CACHELINE, sizeof *p);
     if (!p)
@@ -894,8 +998,17 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     for (unsigned i = 0; i < p->nshards; i++) {
         shp__stack_init(&p->shards[i].free);
         atomic_init(&p->shards[i].steals, 0);
+        p->shards[i].acq_hist = p->shards[i].hold_hist = NULL;
+    }
+    if (shp__metrics_init(p)) {
+        shp__metrics_free(p);
+        free(p->shards);
+        free((void *)p->cpu_shard);
+        free(p);
+        return -ENOMEM;
     }
     p->validate_idle_ns = cfg.validate_idle_ns;
+    p->metrics_sample = cfg.metrics_sample;
     p->max_uses = cfg.max_uses ? cfg.max_uses : UINT64_MAX;
     atomic_init(&p->tick, shp__now_ns());
     atomic_init(&p->refs, 1);
@@ -903,6 +1016,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     pthread_mutex_init(&p->wq_lock, NULL);
     pthread_mutex_init(&p->reg_lock, NULL);
     pthread_mutex_init(&p->rp_lock, NULL);
+    pthread_mutex_init(&p->mx_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -926,6 +1040,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         return -err;
     }
     p->reaper_started = true;
+    shp__monitor_pool_added(p);
     shp__log(SHP_LOG_INFO, p->name, "event=created min=%u max=%u shards=%u", cfg.min_size,
              cfg.max_size, p->nshards);
     *out = p;
@@ -990,6 +1105,7 @@ static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
     pthread_mutex_unlock(&p->wq_lock);
     if (p->reaper_started)
         shp__reaper_stop(p);
+    shp__monitor_pool_removed(p);
 
     /* Every acquire or release that saw RUNNING has finished its read-side
      * section: later ones see STOPPING and close what they return. */
@@ -1064,45 +1180,4 @@ void shp_quiesce(void)
      * reference and so queue the pool's own free behind the first barrier. */
     urcu_bp_barrier();
     urcu_bp_barrier();
-}
-
-/* ---------------------------------------------------------------- stats */
-
-int shp_pool_stats(shp_pool *p, shp_stats *out)
-{
-    if (!p || !out || p->magic != SHP__POOL_MAGIC)
-        return misuse(NULL, -EINVAL, "stats_bad_arg", p);
-    memset(out, 0, sizeof *out);
-    uint64_t uses = 0;
-    struct shp__reg *node;
-    shp__rcu_lock();
-    shp__reg_for_each(node, &p->reg) {
-        shp_conn *c = caa_container_of(node, shp_conn, reg);
-        switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
-        case SHP__IDLE: out->idle++; break;
-        case SHP__IN_USE: case SHP__ORPHANED: out->in_use++; break;
-        case SHP__CHECKING: out->checking++; break;
-        default: break;
-        }
-        uses += atomic_load_explicit(&c->uses, memory_order_relaxed);
-    }
-    shp__rcu_unlock();
-    uint64_t cap = atomic_load(&p->cap);
-    out->live = SHP__CAP_LIVE(cap);
-    out->connecting = SHP__CAP_CONNECTING(cap);
-    out->waiters = atomic_load(&p->nwaiters);
-    out->created = atomic_load(&p->created);
-    out->closed = atomic_load(&p->closed);
-    out->acquired = uses + atomic_load(&p->closed_uses);
-    out->timeouts = atomic_load(&p->timeouts);
-    out->connect_failures = atomic_load(&p->connect_failures);
-    out->health_checks = atomic_load(&p->health_checks);
-    out->health_failures = atomic_load(&p->health_failures);
-    out->handoffs = atomic_load(&p->handoffs);
-    out->retries = atomic_load(&p->retries);
-    out->breaker_opens = atomic_load(&p->breaker_opens);
-    out->breaker_open = shp__breaker_open(p);
-    for (unsigned i = 0; i < p->nshards; i++)
-        out->steals += atomic_load_explicit(&p->shards[i].steals, memory_order_relaxed);
-    return 0;
 }

@@ -15,11 +15,13 @@
 
 #include <pthread.h>
 #include <shardpool/error.h>
+#include <shardpool/metrics.h>
 #include <shardpool/pool.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hist.h"
 #include "rcu.h"
 #include "registry.h"
 #include "stack.h"
@@ -42,9 +44,11 @@ enum shp__conn_state {
 
 enum shp__pool_state { SHP__RUNNING = 1, SHP__STOPPING, SHP__STOPPED };
 
-enum shp__close_reason {
-    SHP__CLOSE_IDLE, SHP__CLOSE_LIFETIME, SHP__CLOSE_USES, SHP__CLOSE_HEALTH,
-    SHP__CLOSE_BROKEN, SHP__CLOSE_RESET, SHP__CLOSE_SHUTDOWN,
+enum shp__close_reason { /* the public shp_close_reason */
+    SHP__CLOSE_IDLE = SHP_CLOSE_IDLE, SHP__CLOSE_LIFETIME = SHP_CLOSE_LIFETIME,
+    SHP__CLOSE_USES = SHP_CLOSE_MAX_USES, SHP__CLOSE_HEALTH = SHP_CLOSE_HEALTH,
+    SHP__CLOSE_BROKEN = SHP_CLOSE_BROKEN, SHP__CLOSE_EVICTED = SHP_CLOSE_EVICTED,
+    SHP__CLOSE_SHUTDOWN = SHP_CLOSE_SHUTDOWN, SHP__CLOSE_RESET = SHP_CLOSE_RESET,
 };
 
 struct shp_conn {
@@ -54,12 +58,22 @@ struct shp_conn {
     shp_pool *pool;
     void *handle;                 /* made by ops.connect */
     /* Written only by the owner; atomics so that stats and the reaper may
-     * read them racily (relaxed: values, not synchronization). */
-    _Atomic uint64_t uses;        /* borrows so far */
+     * read them racily (relaxed: values, not synchronization).  The
+     * per-connection counters are the pool's fast-path counters: summed on
+     * read (metrics.c), folded into the pool's totals when it closes. */
+    _Atomic uint64_t uses;        /* borrows so far (= acquisitions) */
+    _Atomic uint64_t home_hits;   /* borrows popped from the borrower's own shard */
+    _Atomic uint64_t releases;
     _Atomic int64_t last_used;    /* pool tick at the last release */
+    /* second cache line */
+    _Atomic int64_t expires;      /* tick at which its lifetime ends; INT64_MIN once evicted */
+    _Atomic int64_t t_acquired;   /* CLOCK_MONOTONIC hand-out time of a timed
+                                     (sampled) borrow, for the hold histogram; 0 if not */
     _Atomic int64_t last_checked; /* pool tick at the last health check */
     int64_t created_ns;
-    int64_t expires;              /* tick at which its lifetime ends */
+    _Atomic uint64_t errors;      /* shp_conn_error reports */
+    _Atomic int last_error;
+    _Atomic bool evicted;         /* retire as SHP_CLOSE_EVICTED */
     struct shp__reg reg;          /* pool registry (RCU list) */
     shp_conn *rnext;              /* the reaper's private list while it owns it */
     int verdict;                  /* the reaper's judgement, while it owns it */
@@ -69,7 +83,19 @@ struct shp_conn {
 struct shp__shard {
     shp__stack free;              /* idle connections */
     _Atomic uint64_t steals;      /* connections its CPU's acquirers took from other shards */
+    struct shp__hist *acq_hist;   /* acquire latency, recorded by its CPU's acquirers */
+    struct shp__hist *hold_hist;  /* hold time, recorded by its CPU's releasers */
 } __attribute__((aligned(SHP_CACHELINE)));
+
+/* What the reaper's metrics pass keeps between intervals (reaper only),
+ * and what it publishes (under mx_lock). */
+struct shp__metrics_state {
+    int64_t next_ns;              /* when the next pass is due */
+    bool have_prev;
+    shp_metrics prev;             /* the previous pass's snapshot */
+    struct shp__hist_copy prev_acq;
+    uint32_t raised;              /* alerts raised now (bit per shp_alert) */
+};
 
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
  * word goes WAITING (→ SLEEPING, set by the waiter) → a verdict, set by one
@@ -93,6 +119,7 @@ struct shp_pool {
     struct shp__shard *shards;
     int64_t validate_idle_ns;
     uint64_t max_uses;            /* UINT64_MAX when unlimited */
+    uint32_t metrics_sample;      /* cfg.metrics_sample: weight of a timed fast-path acquire */
     _Atomic int64_t tick;         /* coarse clock (ns), kept by the reaper */
 
     /* waiters: written only when the pool is exhausted */
@@ -104,8 +131,13 @@ struct shp_pool {
     /* capacity and counters (slow paths) */
     _Atomic uint64_t cap __attribute__((aligned(SHP_CACHELINE))); /* live<<32 | connecting */
     _Atomic long refs;            /* 1 (owner) + creators in flight + orphans */
-    _Atomic uint64_t created, closed, closed_uses, timeouts, connect_failures;
+    _Atomic uint64_t created, closed, timeouts, connect_failures;
     _Atomic uint64_t health_checks, health_failures, handoffs;
+    _Atomic uint64_t waits, acquire_failures, errors;
+    _Atomic uint64_t closes[SHP_CLOSE_NREASONS];
+    /* closed connections' share of the per-connection counters (reg_lock) */
+    uint64_t closed_uses, closed_home_hits, closed_releases;
+    uint64_t evict_gen;           /* bumped by shp_pool_evict (reg_lock) */
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
     _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
     _Atomic uint32_t connect_fail_run;  /* consecutive connect failures */
@@ -118,12 +150,20 @@ struct shp_pool {
     struct shp__reg reg;
     shp_conn *spare;              /* closed connections' memory, for reuse */
 
+    /* metrics: the reaper's interval results, history ring (mx_lock) */
+    pthread_mutex_t mx_lock;
+    struct shp__metrics_state *mx; /* the reaper's (allocated with the pool) */
+    shp_metrics last_interval;    /* interval_* and alerts fields of the last pass */
+    shp_metrics *history;         /* ring of cfg.history_len */
+    unsigned hist_head, hist_count;
+
     /* reaper */
     pthread_t reaper;
     bool reaper_started;
     pthread_mutex_t rp_lock;
     pthread_cond_t rp_cond;
     bool rp_stop;
+    bool rp_kick;                 /* run a pass now (shp_pool_evict) */
 
     shp_ops ops;
     shp_config cfg;
@@ -144,6 +184,17 @@ void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
 bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
 
+/* metrics.c */
+int shp__metrics_init(shp_pool *p);
+void shp__metrics_free(shp_pool *p);
+/* Runs the reaper's metrics pass (alerts, history, monitor) if due. */
+void shp__metrics_tick(shp_pool *p, int64_t now_ns);
+/* Adds conn c's counters to the pool's closed totals; reg_lock held. */
+void shp__metrics_retire(shp_pool *p, shp_conn *c);
+/* Marks c evicted: its next release, validation or reaper pass retires it
+ * as SHP_CLOSE_EVICTED.  reg_lock held. */
+void shp__evict_conn(shp_conn *c);
+
 /* retry.c */
 int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt);
 bool shp__retryable(int err);
@@ -155,6 +206,8 @@ bool shp__breaker_probe_due(shp_pool *p, int64_t now);
 /* reaper.c */
 void *shp__reaper_main(void *arg);
 void shp__reaper_stop(shp_pool *p);
+/* Makes the reaper run a pass now.  Thread-safe. */
+void shp__reaper_kick(shp_pool *p);
 int64_t shp__lifetime_end(shp_pool *p, int64_t now);
 int64_t shp__check_phase(shp_pool *p, int64_t now);
 

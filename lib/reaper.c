@@ -55,8 +55,8 @@ static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
         (*live)--;
         return CLOSE_IDLE;
     }
-    if (now >= c->expires)
-        return CLOSE_LIFETIME;
+    if (now >= atomic_load_explicit(&c->expires, memory_order_relaxed))
+        return CLOSE_LIFETIME; /* or evicted */
     if (atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)
         return CLOSE_USES;
     if (cfg->health_interval_ns > 0 && p->ops.check &&
@@ -185,11 +185,15 @@ void *shp__reaper_main(void *arg)
     pthread_mutex_lock(&p->rp_lock);
     while (!p->rp_stop) {
         int64_t wake = shp__now_ns() + p->cfg.reaper_interval_ns;
+        if (p->cfg.metrics_interval_ns > 0 && p->mx->next_ns < wake)
+            wake = p->mx->next_ns;
         struct timespec ts = { .tv_sec = wake / SHP_NS_PER_S, .tv_nsec = wake % SHP_NS_PER_S };
-        while (!p->rp_stop && pthread_cond_timedwait(&p->rp_cond, &p->rp_lock, &ts) != ETIMEDOUT)
+        while (!p->rp_stop && !p->rp_kick &&
+               pthread_cond_timedwait(&p->rp_cond, &p->rp_lock, &ts) != ETIMEDOUT)
             ;
         if (p->rp_stop)
             break;
+        p->rp_kick = false;
         pthread_mutex_unlock(&p->rp_lock);
 
         int64_t now = shp__now_ns();
@@ -199,6 +203,7 @@ void *shp__reaper_main(void *arg)
             for (unsigned i = 0; i < p->nshards; i++)
                 reap_shard(p, &p->shards[i], now, &live);
         refill(p, now);
+        shp__metrics_tick(p, shp__now_ns());
 
         pthread_mutex_lock(&p->rp_lock);
     }
@@ -213,4 +218,12 @@ void shp__reaper_stop(shp_pool *p)
     pthread_cond_signal(&p->rp_cond);
     pthread_mutex_unlock(&p->rp_lock);
     pthread_join(p->reaper, NULL);
+}
+
+void shp__reaper_kick(shp_pool *p)
+{
+    pthread_mutex_lock(&p->rp_lock);
+    p->rp_kick = true;
+    pthread_cond_signal(&p->rp_cond);
+    pthread_mutex_unlock(&p->rp_lock);
 }
