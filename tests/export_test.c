@@ -113,14 +113,21 @@ static char *export_all(export_fn f, const shp_metrics *m, size_t n)
 
 /* ---- running tools --------------------------------------------------------- */
 
-static void write_temp(char *path, const char *text)
+/* The current test's temporary file and locale directory (empty: none),
+ * removed by cleanup() even when the test fails. */
+static char temp_path[64], locale_dir[64];
+
+/* Writes text to a new temp_path and returns it. */
+static const char *write_temp(const char *text)
 {
+    char *path = temp_path;
     strcpy(path, "/tmp/shp_export_XXXXXX");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     size_t len = strlen(text);
     assert_int_equal(write(fd, text, len), (ssize_t)len);
     close(fd);
+    return path;
 }
 
 /* Runs `cmd < path` in sh with stderr into stdout, captured in out (NUL-
@@ -138,6 +145,23 @@ static int run(const char *cmd, const char *path, char *out, size_t cap)
         ;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Teardown of every test: removes what the test left behind. */
+static int cleanup(void **state)
+{
+    char cmd[128], out[64];
+    (void)state;
+    if (temp_path[0])
+        unlink(temp_path);
+    if (locale_dir[0]) {
+        setlocale(LC_NUMERIC, "C");
+        unsetenv("LOCPATH");
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", locale_dir);
+        run(cmd, "/dev/null", out, sizeof out);
+    }
+    temp_path[0] = locale_dir[0] = '\0';
+    return 0;
 }
 
 static void require_tool(const char *tool)
@@ -338,11 +362,9 @@ static void test_prom_promtool_clean(void **state)
 {
     (void)state;
     shp_metrics m[NPOOLS];
-    char *text = prom_of_all(m), path[64], out[4096];
+    char *text = prom_of_all(m), out[4096];
     require_tool("promtool");
-    write_temp(path, text);
-    int rc = run("promtool check metrics", path, out, sizeof out);
-    unlink(path);
+    int rc = run("promtool check metrics", write_temp(text), out, sizeof out);
     if (rc != 0 || out[0])
         fail_msg("promtool check metrics: status %d, output:\n%s", rc, out);
     free(text);
@@ -504,12 +526,10 @@ static void test_prom_unterminated_name(void **state)
 
 /* ---- JSON tests -------------------------------------------------------------- */
 
-static char *json_path_of_all(shp_metrics *m, char *path)
+static char *json_of_all(shp_metrics *m)
 {
     fill_all(m);
-    char *text = export_all(shp_metrics_json, m, NPOOLS);
-    write_temp(path, text);
-    return text;
+    return export_all(shp_metrics_json, m, NPOOLS);
 }
 
 /* Runs `jq -j expr` on the file; its output must equal want. */
@@ -526,15 +546,15 @@ static void test_json_parses(void **state)
 {
     (void)state;
     shp_metrics m[NPOOLS];
-    char path[64], out[4096];
+    char out[4096];
     require_tool("python3");
-    char *text = json_path_of_all(m, path);
+    char *text = json_of_all(m);
+    const char *path = write_temp(text);
     /* Python rejects invalid UTF-8, raw control characters in strings, NaN
      * is accepted by default so it is forbidden explicitly. */
     int rc = run("python3 -c 'import json,sys; json.loads(sys.stdin.buffer.read().decode(\"utf-8\"),"
                  " parse_constant=lambda c: sys.exit(\"constant \" + c))'",
                  path, out, sizeof out);
-    unlink(path);
     if (rc != 0)
         fail_msg("python3 json: status %d:\n%s", rc, out);
     assert_non_null(strstr(text, "\"name\":\"\xC3\xA9\\u0001\\u0009x\xEF\xBF\xBD\""));
@@ -545,9 +565,9 @@ static void test_json_values(void **state)
 {
     (void)state;
     shp_metrics m[NPOOLS];
-    char path[64];
     require_tool("jq");
-    char *text = json_path_of_all(m, path);
+    char *text = json_of_all(m);
+    const char *path = write_temp(text);
     expect_jq(path, ".version", "1");
     expect_jq(path, ".pools|length", "3");
     for (int i = 0; i < NPOOLS; i++) {
@@ -589,7 +609,6 @@ static void test_json_values(void **state)
               "alerts_mask");
     expect_jq(path, ".pools[0].hold|keys_unsorted|join(\",\")",
               "count,sum_ns,mean_ns,p50_ns,p90_ns,p99_ns,p999_ns,max_ns,le");
-    unlink(path);
     free(text);
 }
 
@@ -671,7 +690,8 @@ static void test_locale_decimal_point(void **state)
 {
     (void)state;
     static const char *const locales[] = { "de_DE.UTF-8", "ps_AF.UTF-8" };
-    char dir[] = "/tmp/shp_locale_XXXXXX", tmp[32];
+    char *dir = locale_dir, tmp[32];
+    strcpy(dir, "/tmp/shp_locale_XXXXXX");
     assert_non_null(mkdtemp(dir));
     setenv("LOCPATH", dir, 1);
     int tried = 0;
@@ -691,10 +711,6 @@ static void test_locale_decimal_point(void **state)
         free(prom);
         free(json);
     }
-    unsetenv("LOCPATH");
-    char cmd[128], out[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    run(cmd, "/dev/null", out, sizeof out);
     if (!tried)
         skip();
 }
@@ -702,17 +718,17 @@ static void test_locale_decimal_point(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_prom_promtool_clean),
-        cmocka_unit_test(test_prom_families),
-        cmocka_unit_test(test_prom_values),
-        cmocka_unit_test(test_prom_histograms),
-        cmocka_unit_test(test_prom_unterminated_name),
-        cmocka_unit_test(test_json_parses),
-        cmocka_unit_test(test_json_values),
-        cmocka_unit_test(test_truncation),
-        cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_locale_decimal_point),
+        cmocka_unit_test_teardown(test_prom_promtool_clean, cleanup),
+        cmocka_unit_test_teardown(test_prom_families, cleanup),
+        cmocka_unit_test_teardown(test_prom_values, cleanup),
+        cmocka_unit_test_teardown(test_prom_histograms, cleanup),
+        cmocka_unit_test_teardown(test_prom_unterminated_name, cleanup),
+        cmocka_unit_test_teardown(test_json_parses, cleanup),
+        cmocka_unit_test_teardown(test_json_values, cleanup),
+        cmocka_unit_test_teardown(test_truncation, cleanup),
+        cmocka_unit_test_teardown(test_bad_arguments, cleanup),
+        cmocka_unit_test_teardown(test_empty, cleanup),
+        cmocka_unit_test_teardown(test_locale_decimal_point, cleanup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
