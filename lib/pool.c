@@ -133,6 +133,17 @@ static void take(shp_conn *c)
                           memory_order_relaxed);
 }
 
+/* The borrower of c got it from its own shard (metrics.h: owner-written). */
+static inline void count_home_hit(shp_conn *c)
+{
+#ifndef SHP_NO_METRICS
+    atomic_store_explicit(&c->home_hits, atomic_load_explicit(&c->home_hits, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+#else
+    (void)c;
+#endif
+}
+
 static bool needs_validation(const shp_pool *p, const shp_conn *c)
 {
     return p->validate_idle_ns >= 0 &&
@@ -594,9 +605,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     if (popped) {
         ret = checked_for(p, popped, out, true, wait_ns, &deadline);
         if (ret == 0)
-            atomic_store_explicit(&popped->home_hits,
-                                  atomic_load_explicit(&popped->home_hits, memory_order_relaxed) + 1,
-                                  memory_order_relaxed);
+            count_home_hit(popped);
         if (ret <= 0)
             goto done;
     }
@@ -735,6 +744,7 @@ SHP__COLD static int acquire_stopped(shp_pool *p)
     return -ESHUTDOWN;
 }
 
+#ifndef SHP_NO_METRICS
 /* A timed fast-path hit (1 in metrics_sample): recorded with that weight,
  * and its hold time will be (see metrics.h).  Inside the read-side section. */
 SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, unsigned home, int64_t t0)
@@ -743,6 +753,7 @@ SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, unsigned home, int64_t
     shp__hist_record(p->shards[home].acq_hist, t1 - t0, p->metrics_sample);
     atomic_store_explicit(&c->t_acquired, t1, memory_order_relaxed);
 }
+#endif
 
 /* t0: 0, or the CLOCK_MONOTONIC start of a timed acquire (a constant 0 in
  * the untimed inlined copy, so that copy has no timing code at all). */
@@ -758,11 +769,11 @@ static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_co
     shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[home].free);
     if (SHP_LIKELY(c != NULL) && SHP_LIKELY(!needs_validation(p, c))) {
         take(c);
-        atomic_store_explicit(&c->home_hits,
-                              atomic_load_explicit(&c->home_hits, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+        count_home_hit(c);
+#ifndef SHP_NO_METRICS
         if (t0)
             timed_hit(p, c, home, t0);
+#endif
         shp__rcu_unlock();
         *out = c;
         return 0;
@@ -878,6 +889,7 @@ SHP__COLD static int release_bad(shp_pool *expect, shp_conn *c)
     return not_borrowed(c->pool, c, atomic_load_explicit(&c->state, memory_order_acquire));
 }
 
+#ifndef SHP_NO_METRICS
 /* Records the hold time of a timed borrow (the borrower still owns c). */
 SHP__COLD static void record_hold(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
@@ -885,6 +897,7 @@ SHP__COLD static void record_hold(shp_pool *p, shp_conn *c, struct shp__shard *s
     shp__hist_record(sh->hold_hist, shp__now_ns() - t, p->metrics_sample);
     atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
 }
+#endif
 
 static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
 {
@@ -906,10 +919,10 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
     /* The shard is picked before the CAS so that the CPU lookup's loads
      * overlap with the checks instead of queuing behind the locked CAS. */
     struct shp__shard *sh = &p->shards[shp__home(p)];
+#ifndef SHP_NO_METRICS
     /* Still ours: the counters are the borrower's to write (metrics.h). */
     atomic_store_explicit(&c->releases, atomic_load_explicit(&c->releases, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-#ifndef SHP_NO_METRICS
     if (SHP_UNLIKELY(atomic_load_explicit(&c->t_acquired, memory_order_relaxed) != 0))
         record_hold(p, c, sh);
 #endif

@@ -209,6 +209,16 @@ static void test_counters_single_thread(void **state)
     assert_int_equal(m.acquire_failures, 0);
     assert_true(m.utilization == 0.0);
 
+    /* The exporters take a live snapshot as they take a hand-made one. */
+    static char text[65536];
+    int len = shp_metrics_prometheus(&m, 1, text, sizeof text);
+    assert_true(len > 0 && len < (int)sizeof text);
+    assert_non_null(strstr(text, "shardpool_acquisitions_total{pool=\"metrics\"} 300\n"));
+    assert_non_null(strstr(text, "shardpool_acquire_duration_seconds_count{pool=\"metrics\"} 300\n"));
+    len = shp_metrics_json(&m, 1, text, sizeof text);
+    assert_true(len > 0 && len < (int)sizeof text);
+    assert_non_null(strstr(text, "\"acquisitions\":300"));
+
     shp_stats st;
     assert_int_equal(shp_pool_stats(f->pool, &st), 0);
     assert_int_equal(st.acquired, 300);

@@ -29,7 +29,8 @@
  * is read beside it.  Nothing in a snapshot stops or slows an acquirer.
  *
  * Building the library with -DSHP_NO_METRICS compiles the fast-path
- * recording out (histograms stay empty; counters the pool needs anyway remain).
+ * recording out: histograms stay empty and home_hits and releases stay 0;
+ * counters the pool keeps anyway (acquisitions, slow-path counters) remain.
  */
 #ifndef SHARDPOOL_METRICS_H
 #define SHARDPOOL_METRICS_H
@@ -195,7 +196,8 @@ SHP_API int shp_pool_history(shp_pool *pool, shp_metrics *out, size_t cap);
  * shardpool_*, one series per pool, label pool="<name>"; histograms as
  * _bucket{le=...}/_sum/_count in seconds).  Writes at most len bytes
  * (NUL-terminated when len > 0) and returns the length of the whole text, as
- * snprintf does, or -EINVAL. */
+ * snprintf does, -EINVAL (m NULL with n > 0, buf NULL with len > 0), or
+ * -EOVERFLOW if the text would exceed INT_MAX bytes.  Thread-safe. */
 SHP_API int shp_metrics_prometheus(const shp_metrics *m, size_t n, char *buf, size_t len);
 
 /* JSON {"version":1,"pools":[{...},...]} of n snapshots; returns as
