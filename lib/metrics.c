@@ -91,6 +91,11 @@ void shp__hist_summarize(shp_hist_summary *out, const struct shp__hist_copy *h)
     out->p99_ns = shp__hist_quantile(h, 0.99);
     out->p999_ns = shp__hist_quantile(h, 0.999);
     out->max_ns = (int64_t)h->max;
+    /* a bucket's midpoint may lie above the largest value recorded in it */
+    int64_t *q[] = { &out->p50_ns, &out->p90_ns, &out->p99_ns, &out->p999_ns };
+    for (unsigned i = 0; i < 4; i++)
+        if (*q[i] > out->max_ns)
+            *q[i] = out->max_ns;
     /* A fine bucket counts towards bound j when all of it lies at or below
      * the bound (upper edge lo + width - 1 <= bound). */
     unsigned j = 0;
@@ -147,15 +152,6 @@ void shp__metrics_retire(shp_pool *p, shp_conn *c)
     p->closed_releases += atomic_load_explicit(&c->releases, memory_order_relaxed);
 }
 
-void shp__evict_conn(shp_conn *c)
-{
-    atomic_store_explicit(&c->evicted, true, memory_order_relaxed);
-    atomic_store_explicit(&c->expires, INT64_MIN, memory_order_relaxed);
-    /* Idle long enough for validate-on-acquire to look at it (and retire
-     * it) before handing it out; far from INT64_MIN so that tick - last_used
-     * cannot overflow. */
-    atomic_store_explicit(&c->last_used, INT64_MIN / 4, memory_order_relaxed);
-}
 
 /* ---------------------------------------------------------------- snapshots */
 
@@ -169,12 +165,13 @@ static int64_t wall_ns(void)
 /* Walks the registry under reg_lock: every connection is counted exactly
  * once, either live here or in the closed totals (shp__metrics_retire runs
  * under the same lock), so the summed counters never go backwards. */
-static void gather_conns(shp_pool *p, shp_metrics *m, int64_t now)
+static void gather_conns(shp_pool *p, shp_metrics *m)
 {
     uint64_t uses = 0, hits = 0, rels = 0, n = 0;
     int64_t age_sum = 0;
     struct shp__reg *node;
     pthread_mutex_lock(&p->reg_lock);
+    int64_t now = shp__now_ns(); /* after every registration we will see */
     shp__reg_for_each(node, &p->reg) {
         shp_conn *c = caa_container_of(node, shp_conn, reg);
         switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
@@ -214,7 +211,7 @@ static void gather_counters(shp_pool *p, shp_metrics *m)
     m->breaker_opens = LOAD(p->breaker_opens);
     m->handoffs = LOAD(p->handoffs);
     m->errors = LOAD(p->errors);
-    m->health_passed = LOAD(p->health_checks) - LOAD(p->health_failures);
+    m->health_passed = LOAD(p->health_passes);
     m->health_failed = LOAD(p->health_failures);
     for (unsigned r = 0; r < SHP_CLOSE_NREASONS; r++)
         m->closes[r] = LOAD(p->closes[r]);
@@ -238,7 +235,7 @@ static void gather(shp_pool *p, shp_metrics *m, bool hists, struct shp__hist_cop
     m->min_size = p->cfg.min_size;
     m->max_size = p->cfg.max_size;
     gather_counters(p, m);
-    gather_conns(p, m, m->mono_ns);
+    gather_conns(p, m);
     m->utilization = (double)m->in_use / (double)p->cfg.max_size;
     if (m->utilization > 1.0)
         m->utilization = 1.0;
@@ -377,17 +374,22 @@ int shp_pool_evict(shp_pool *p)
 {
     if (!valid_pool(p))
         return bad_arg(p, "evict_bad_arg", p);
+    if (atomic_load(&p->state) != SHP__RUNNING)
+        return -ESHUTDOWN;
     unsigned n = 0;
     struct shp__reg *node;
-    pthread_mutex_lock(&p->reg_lock);
-    p->evict_gen++;
-    shp__reg_for_each(node, &p->reg) {
-        shp__evict_conn(caa_container_of(node, shp_conn, reg));
+    pthread_mutex_lock(&p->reg_lock); /* creators read the generation under it */
+    atomic_fetch_add_explicit(&p->evict_gen, 1, memory_order_seq_cst);
+    shp__reg_for_each(node, &p->reg)
         n++;
-    }
     pthread_mutex_unlock(&p->reg_lock);
+    /* Every push of an idle connection checks the generation inside a
+     * read-side section: after this grace period, none that saw the old one
+     * is still in flight, so the reaper pass below finds every stale idle
+     * connection on a shard, and later pushes see the new generation. */
+    shp__rcu_sync();
+    shp__reaper_kick_wait(p);
     shp__log(SHP_LOG_INFO, p->name, "event=evict connections=%u", n);
-    shp__reaper_kick(p);
     return 0;
 }
 

@@ -39,6 +39,7 @@ static void free_pool_cb(struct rcu_head *head)
     pthread_mutex_destroy(&p->rp_lock);
     pthread_mutex_destroy(&p->mx_lock);
     pthread_cond_destroy(&p->rp_cond);
+    pthread_cond_destroy(&p->rp_done);
     shp__metrics_free(p);
     p->magic = SHP__POOL_DEAD;
     for (shp_conn *c = p->spare, *next; c; c = next) {
@@ -78,13 +79,13 @@ static void recycle_conn_cb(struct rcu_head *head)
 
 /* A connection struct from the spare list, or a new one; NULL if out of
  * memory.  Its magic stays valid throughout. */
-static shp_conn *conn_alloc(shp_pool *p, uint64_t *evict_gen)
+static shp_conn *conn_alloc(shp_pool *p)
 {
     pthread_mutex_lock(&p->reg_lock);
     shp_conn *c = p->spare;
     if (c)
         p->spare = c->rnext;
-    *evict_gen = p->evict_gen;
+    uint64_t gen = atomic_load_explicit(&p->evict_gen, memory_order_relaxed);
     pthread_mutex_unlock(&p->reg_lock);
     if (!c) {
         c = aligned_alloc(SHP_CACHELINE, sizeof *c);
@@ -102,7 +103,7 @@ static shp_conn *conn_alloc(shp_pool *p, uint64_t *evict_gen)
     atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
     atomic_store_explicit(&c->errors, 0, memory_order_relaxed);
     atomic_store_explicit(&c->last_error, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->evicted, false, memory_order_relaxed);
+    c->gen = gen;
     return c;
 }
 
@@ -291,9 +292,12 @@ static inline void put_idle(shp_pool *p, shp_conn *c)
     put_idle_to(p, c, &p->shards[shp__home(p)]);
 }
 
-void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh)
+bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
+    if (shp__stale(p, c))
+        return false;
     put_idle_to(p, c, sh ? sh : &p->shards[shp__home(p)]);
+    return true;
 }
 
 /* ---------------------------------------------------------------- open/close */
@@ -322,8 +326,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
         shp__unref(p);
         return -ESHUTDOWN;
     }
-    uint64_t gen = 0;
-    shp_conn *c = conn_alloc(p, &gen);
+    shp_conn *c = conn_alloc(p);
     void *h = NULL;
     int err = c ? p->ops.connect(p->ops.ctx, &h) : -ENOMEM;
     if (err) {
@@ -348,14 +351,12 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     int64_t now = tick(p);
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
     atomic_store_explicit(&c->last_checked, shp__check_phase(p, now), memory_order_relaxed);
-    atomic_store_explicit(&c->expires, shp__lifetime_end(p, now), memory_order_relaxed);
+    c->expires = shp__lifetime_end(p, now);
     atomic_store_explicit(&c->state, as == SHP__IN_USE ? SHP__IN_USE : SHP__IDLE,
                           memory_order_seq_cst);
     if (as == SHP__IN_USE)
         atomic_store_explicit(&c->uses, 1, memory_order_relaxed);
     pthread_mutex_lock(&p->reg_lock);
-    if (gen != p->evict_gen) /* shp_pool_evict ran while we connected */
-        shp__evict_conn(c);
     shp__reg_add_tail(&p->reg, &c->reg);
     pthread_mutex_unlock(&p->reg_lock);
     atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
@@ -380,7 +381,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
 {
     if ((why == SHP__CLOSE_LIFETIME || why == SHP__CLOSE_IDLE || why == SHP__CLOSE_USES) &&
-        atomic_load_explicit(&c->evicted, memory_order_relaxed))
+        shp__stale(p, c))
         why = SHP__CLOSE_EVICTED;
     atomic_store_explicit(&c->state, SHP__CLOSING, memory_order_relaxed);
     p->ops.close(p->ops.ctx, c->handle);
@@ -423,6 +424,7 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
     int r = p->ops.check(p->ops.ctx, c->handle);
     atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
     if (r == 0) {
+        atomic_fetch_add_explicit(&p->health_passes, 1, memory_order_relaxed);
         atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
         return true;
     }
@@ -439,7 +441,7 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
 static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use)
 {
     int64_t now = tick(p);
-    if (now >= atomic_load_explicit(&c->expires, memory_order_relaxed)) {
+    if (now >= c->expires || shp__stale(p, c)) {
         shp__close(p, c, SHP__CLOSE_LIFETIME); /* or evicted */
         return 1;
     }
@@ -587,7 +589,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                                   int64_t t0)
 {
 #ifndef SHP_NO_METRICS
-    int64_t start = t0 ? t0 : shp__now_ns();
+    int64_t start = t0 > 0 ? t0 : shp__now_ns();
 #else
     (void)t0;
 #endif
@@ -670,6 +672,8 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             goto done;
         }
         if (wait_ns == 0) {
+            if (!last_err)
+                atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
             ret = last_err ? last_err : -EAGAIN;
             goto done;
         }
@@ -720,16 +724,14 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
     }
 done:
-    if (ret == -EAGAIN)
-        atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
     if (ret < 0)
         atomic_fetch_add_explicit(&p->acquire_failures, 1, memory_order_relaxed);
 #ifndef SHP_NO_METRICS
-    {
+    if (t0 >= 0) {
         /* Slow acquires are all timed, with weight 1 (see metrics.h). */
         int64_t t1 = shp__now_ns();
         shp__hist_record(p->shards[shp__home(p)].acq_hist, t1 - start, 1);
-        if (ret == 0 && t0)
+        if (ret == 0 && t0 > 0)
             atomic_store_explicit(&(*out)->t_acquired, t1, memory_order_relaxed);
     }
 #endif
@@ -755,8 +757,10 @@ SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, unsigned home, int64_t
 }
 #endif
 
-/* t0: 0, or the CLOCK_MONOTONIC start of a timed acquire (a constant 0 in
- * the untimed inlined copy, so that copy has no timing code at all). */
+/* t0: the CLOCK_MONOTONIC start of a timed acquire; 0 untimed (a constant
+ * in the untimed inlined copy, which so has no timing code: only its slow
+ * path is timed); < 0 not recorded at all (a retry inside one shp_acquire,
+ * which is recorded once). */
 static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_conn **out,
                                                             int64_t timeout_ns, int64_t t0)
 {
@@ -771,7 +775,7 @@ static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_co
         take(c);
         count_home_hit(c);
 #ifndef SHP_NO_METRICS
-        if (t0)
+        if (t0 > 0)
             timed_hit(p, c, home, t0);
 #endif
         shp__rcu_unlock();
@@ -781,42 +785,54 @@ static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_co
     return acquire_slow(p, out, timeout_ns, c, t0); /* unlocks */
 }
 
-/* acquire_one out of line, for the refusal path (keeps shp_acquire small). */
+/* acquire_one out of line, for the refusal path (keeps shp_acquire small);
+ * not recorded in the histograms: the first attempt was. */
 SHP__COLD static int acquire_again(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
-    return acquire_one(p, out, timeout_ns, 0);
+    return acquire_one(p, out, timeout_ns, -1);
 }
 
 #ifndef SHP_NO_METRICS
-/* Fast-path acquires left before this thread times one (any pool). */
-static _Thread_local uint32_t untimed_left;
+/* Per-thread draw deciding which acquires are timed: each acquire of a pool
+ * is timed independently with probability 1/metrics_sample, whatever the
+ * thread's pattern across pools (a countdown would alias with it).  A
+ * 32-bit LCG: compared against a threshold, only its high bits matter. */
+static _Thread_local uint32_t sample_rng;
 
 SHP__COLD static int acquire_timed(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
-    if (p && p->magic == SHP__POOL_MAGIC)
-        untimed_left = p->metrics_sample - 1;
     return acquire_one(p, out, timeout_ns, shp__now_ns());
 }
 #endif
 
 /* ops.prepare refused the connection: close it and acquire another, within
  * what is left of the caller's wait.  The pool is alive: c is borrowed. */
+static int refusal_failed(shp_pool *p, int err)
+{
+    if (err == -ETIMEDOUT)
+        atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->acquire_failures, 1, memory_order_relaxed);
+    return err;
+}
+
 SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
     int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
     int64_t deadline = shp__now_ns() + wait_ns;
     for (unsigned tries = 0;; tries++) {
         shp__log(SHP_LOG_INFO, p->name, "event=prepare_refused conn=%p", (void *)*out);
+        /* its borrow never reached the caller: no hold time */
+        atomic_store_explicit(&(*out)->t_acquired, 0, memory_order_relaxed);
         shp_release_broken(*out);
         int64_t left = wait_ns == 0 ? 0 : deadline - shp__now_ns();
         if (wait_ns != 0 && left <= 0)
-            return -ETIMEDOUT;
+            return refusal_failed(p, -ETIMEDOUT);
         int ret = acquire_again(p, out, left);
         if (ret != 0 || p->ops.prepare(p->ops.ctx, (*out)->handle) == 0)
             return ret;
         if (tries > p->cfg.max_size) { /* every connection refused: give up */
             shp_release_broken(*out);
-            return -EIO;
+            return refusal_failed(p, -EIO);
         }
     }
 }
@@ -825,13 +841,12 @@ int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
 {
     int ret;
 #ifndef SHP_NO_METRICS
-    uint32_t left = untimed_left;
-    if (SHP_LIKELY(left != 0)) {
-        untimed_left = left - 1;
+    uint32_t r = sample_rng * 1664525u + 1013904223u;
+    sample_rng = r;
+    if (SHP_LIKELY(!p || p->magic != SHP__POOL_MAGIC || r > p->sample_below))
         ret = acquire_one(p, out, timeout_ns, 0);
-    } else {
+    else
         ret = acquire_timed(p, out, timeout_ns);
-    }
 #else
     ret = acquire_one(p, out, timeout_ns, 0);
 #endif
@@ -911,8 +926,8 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
         why = SHP__CLOSE_BROKEN;
     else if (p->ops.reset && p->ops.reset(p->ops.ctx, c->handle) != 0)
         why = SHP__CLOSE_RESET;
-    else if (SHP_UNLIKELY(now >= atomic_load_explicit(&c->expires, memory_order_relaxed)))
-        why = SHP__CLOSE_LIFETIME; /* or evicted */
+    else if (SHP_UNLIKELY(now >= c->expires))
+        why = SHP__CLOSE_LIFETIME;
     else if (SHP_UNLIKELY(atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses))
         why = SHP__CLOSE_USES;
 
@@ -931,6 +946,8 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
         return release_retire(p, c, SHP__CLOSE_SHUTDOWN);
     if (SHP_UNLIKELY(why >= 0))
         return release_retire(p, c, (enum shp__close_reason)why);
+    if (shp__stale(p, c)) /* inside the section: see shp__stale */
+        return release_retire(p, c, SHP__CLOSE_EVICTED);
     uint32_t s = SHP__IN_USE;
     if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
             &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
@@ -1022,6 +1039,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     }
     p->validate_idle_ns = cfg.validate_idle_ns;
     p->metrics_sample = cfg.metrics_sample;
+    p->sample_below = (uint32_t)(UINT32_MAX / cfg.metrics_sample);
     p->max_uses = cfg.max_uses ? cfg.max_uses : UINT64_MAX;
     atomic_init(&p->tick, shp__now_ns());
     atomic_init(&p->refs, 1);
@@ -1034,6 +1052,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->rp_cond, &ca);
+    pthread_cond_init(&p->rp_done, NULL);
     pthread_condattr_destroy(&ca);
     shp__reg_init(&p->reg);
     p->magic = SHP__POOL_MAGIC;
@@ -1043,7 +1062,8 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
             break; /* logged; the reaper refills to min */
         shp__rcu_lock();
-        shp__put_idle(p, c, &p->shards[i % p->nshards]); /* spread over the CPUs */
+        shp__put_idle(p, c, &p->shards[i % p->nshards]); /* spread over the CPUs; no
+                                                           evict can precede create */
         shp__rcu_unlock();
     }
     err = pthread_create(&p->reaper, NULL, shp__reaper_main, p);

@@ -66,14 +66,14 @@ struct shp_conn {
     _Atomic uint64_t releases;
     _Atomic int64_t last_used;    /* pool tick at the last release */
     /* second cache line */
-    _Atomic int64_t expires;      /* tick at which its lifetime ends; INT64_MIN once evicted */
+    int64_t expires;              /* tick at which its lifetime ends */
+    uint64_t gen;                 /* the pool's evict_gen when it was made: older = evicted */
     _Atomic int64_t t_acquired;   /* CLOCK_MONOTONIC hand-out time of a timed
                                      (sampled) borrow, for the hold histogram; 0 if not */
     _Atomic int64_t last_checked; /* pool tick at the last health check */
     int64_t created_ns;
     _Atomic uint64_t errors;      /* shp_conn_error reports */
     _Atomic int last_error;
-    _Atomic bool evicted;         /* retire as SHP_CLOSE_EVICTED */
     struct shp__reg reg;          /* pool registry (RCU list) */
     shp_conn *rnext;              /* the reaper's private list while it owns it */
     int verdict;                  /* the reaper's judgement, while it owns it */
@@ -120,6 +120,9 @@ struct shp_pool {
     int64_t validate_idle_ns;
     uint64_t max_uses;            /* UINT64_MAX when unlimited */
     uint32_t metrics_sample;      /* cfg.metrics_sample: weight of a timed fast-path acquire */
+    uint32_t sample_below;        /* a fast-path acquire is timed when a per-thread
+                                     32-bit random draw is <= this (~ 2^32 / metrics_sample) */
+    _Atomic uint64_t evict_gen;   /* bumped by shp_pool_evict (under reg_lock) */
     _Atomic int64_t tick;         /* coarse clock (ns), kept by the reaper */
 
     /* waiters: written only when the pool is exhausted */
@@ -132,12 +135,11 @@ struct shp_pool {
     _Atomic uint64_t cap __attribute__((aligned(SHP_CACHELINE))); /* live<<32 | connecting */
     _Atomic long refs;            /* 1 (owner) + creators in flight + orphans */
     _Atomic uint64_t created, closed, timeouts, connect_failures;
-    _Atomic uint64_t health_checks, health_failures, handoffs;
+    _Atomic uint64_t health_checks, health_failures, health_passes, handoffs;
     _Atomic uint64_t waits, acquire_failures, errors;
     _Atomic uint64_t closes[SHP_CLOSE_NREASONS];
     /* closed connections' share of the per-connection counters (reg_lock) */
     uint64_t closed_uses, closed_home_hits, closed_releases;
-    uint64_t evict_gen;           /* bumped by shp_pool_evict (reg_lock) */
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
     _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
     _Atomic uint32_t connect_fail_run;  /* consecutive connect failures */
@@ -164,6 +166,8 @@ struct shp_pool {
     pthread_cond_t rp_cond;
     bool rp_stop;
     bool rp_kick;                 /* run a pass now (shp_pool_evict) */
+    uint64_t rp_passes;           /* passes completed (rp_lock) */
+    pthread_cond_t rp_done;       /* broadcast after each pass */
 
     shp_ops ops;
     shp_config cfg;
@@ -178,8 +182,10 @@ struct shp_pool {
 shp_conn *shp__steal(shp_pool *p, unsigned home);
 int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as);
 int shp__reserve(shp_pool *p);
-/* c must be in state IDLE; sh NULL: the calling CPU's shard */
-void shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
+/* Pushes c (state IDLE) on shard sh (NULL: the calling CPU's), or hands it
+ * to a waiter.  Inside a read-side section.  Returns false and does nothing
+ * if c is stale (shp_pool_evict): the caller closes it. */
+bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
 bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
@@ -191,9 +197,13 @@ void shp__metrics_free(shp_pool *p);
 void shp__metrics_tick(shp_pool *p, int64_t now_ns);
 /* Adds conn c's counters to the pool's closed totals; reg_lock held. */
 void shp__metrics_retire(shp_pool *p, shp_conn *c);
-/* Marks c evicted: its next release, validation or reaper pass retires it
- * as SHP_CLOSE_EVICTED.  reg_lock held. */
-void shp__evict_conn(shp_conn *c);
+/* Whether c was made before the last shp_pool_evict.  Checked inside a
+ * read-side section before every push of an idle connection, so that
+ * evict's grace period orders every such push before its sweep. */
+static inline bool shp__stale(const shp_pool *p, const shp_conn *c)
+{
+    return SHP_UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_acquire));
+}
 
 /* retry.c */
 int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt);
@@ -206,8 +216,10 @@ bool shp__breaker_probe_due(shp_pool *p, int64_t now);
 /* reaper.c */
 void *shp__reaper_main(void *arg);
 void shp__reaper_stop(shp_pool *p);
-/* Makes the reaper run a pass now.  Thread-safe. */
-void shp__reaper_kick(shp_pool *p);
+/* Makes the reaper run a pass now and, unless called from the reaper or
+ * the pool is stopping, waits until a pass that began after the call has
+ * completed.  Thread-safe. */
+void shp__reaper_kick_wait(shp_pool *p);
 int64_t shp__lifetime_end(shp_pool *p, int64_t now);
 int64_t shp__check_phase(shp_pool *p, int64_t now);
 

@@ -55,8 +55,8 @@ static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
         (*live)--;
         return CLOSE_IDLE;
     }
-    if (now >= atomic_load_explicit(&c->expires, memory_order_relaxed))
-        return CLOSE_LIFETIME; /* or evicted */
+    if (now >= c->expires || shp__stale(p, c))
+        return CLOSE_LIFETIME; /* or evicted: shp__close tells */
     if (atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)
         return CLOSE_USES;
     if (cfg->health_interval_ns > 0 && p->ops.check &&
@@ -112,7 +112,8 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
             c->verdict = KEEP;
         checks += c->verdict == CHECK;
         if (c->verdict == KEEP) {
-            shp__put_idle(p, c, sh); /* back where it was: keep it CPU-local */
+            /* back where it was (CPU-local); judged fresh in this section */
+            shp__put_idle(p, c, sh);
         } else {
             c->rnext = NULL;
             *tail = c;
@@ -129,8 +130,10 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
             if (shp__check(p, c, now)) {
                 atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
                 shp__rcu_lock();
-                shp__put_idle(p, c, sh);
+                bool kept = shp__put_idle(p, c, sh);
                 shp__rcu_unlock();
+                if (!kept)
+                    shp__close(p, c, SHP__CLOSE_EVICTED);
             }
             break;
         case CLOSE_LIFETIME:
@@ -154,8 +157,10 @@ static bool add_idle(shp_pool *p)
     if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
         return false;
     shp__rcu_lock();
-    shp__put_idle(p, c, &p->shards[next_shard++ % p->nshards]);
+    bool kept = shp__put_idle(p, c, &p->shards[next_shard++ % p->nshards]);
     shp__rcu_unlock();
+    if (!kept)
+        shp__close(p, c, SHP__CLOSE_EVICTED);
     return true;
 }
 
@@ -206,6 +211,8 @@ void *shp__reaper_main(void *arg)
         shp__metrics_tick(p, shp__now_ns());
 
         pthread_mutex_lock(&p->rp_lock);
+        p->rp_passes++;
+        pthread_cond_broadcast(&p->rp_done);
     }
     pthread_mutex_unlock(&p->rp_lock);
     return NULL;
@@ -216,14 +223,21 @@ void shp__reaper_stop(shp_pool *p)
     pthread_mutex_lock(&p->rp_lock);
     p->rp_stop = true;
     pthread_cond_signal(&p->rp_cond);
+    pthread_cond_broadcast(&p->rp_done);
     pthread_mutex_unlock(&p->rp_lock);
     pthread_join(p->reaper, NULL);
 }
 
-void shp__reaper_kick(shp_pool *p)
+void shp__reaper_kick_wait(shp_pool *p)
 {
+    bool wait = p->reaper_started && !pthread_equal(pthread_self(), p->reaper);
     pthread_mutex_lock(&p->rp_lock);
     p->rp_kick = true;
     pthread_cond_signal(&p->rp_cond);
+    /* A pass in progress may have passed some shards already: the one after
+     * it is the first to begin after the kick. */
+    uint64_t until = p->rp_passes + 2;
+    while (wait && !p->rp_stop && p->rp_passes < until)
+        pthread_cond_wait(&p->rp_done, &p->rp_lock);
     pthread_mutex_unlock(&p->rp_lock);
 }

@@ -13,12 +13,13 @@
  * reported quantile is within 1.6 % of a recorded value, from 1 ns to 2^40 ns
  * ~ 18 min; more is clamped), one per shard, merged on read.  An acquire that
  * takes the slow path (steal, wait, connect) is always timed.  A fast-path
- * hit costs less than reading the clock (~30 ns here), so 1 in
- * cfg.metrics_sample fast-path acquires is timed and recorded with weight
- * metrics_sample: counts, sums and quantiles are then unbiased estimates (the
- * acquisitions counter itself is exact).  metrics_sample = 1 times every one.
- * Hold time (acquire to release) is recorded for the timed acquires, with
- * the same weight.
+ * hit costs less than reading the clock (~30 ns here), so each acquire is
+ * timed with probability 1/cfg.metrics_sample (an independent per-thread
+ * random draw, so no pattern of calls across pools can alias with it), and
+ * a timed fast-path hit is recorded with weight metrics_sample: counts, sums
+ * and quantiles are unbiased estimates (the acquisitions counter itself is
+ * exact).  metrics_sample = 1 times every acquire.  Hold time (acquire to
+ * release) is recorded for the timed acquires, with weight metrics_sample.
  *
  * Consistency of a snapshot: each counter is exact and monotonic (never goes
  * backwards between snapshots), but counters and gauges are read one after
@@ -26,7 +27,10 @@
  * in flight during the read (e.g. idle + in_use + checking may differ from
  * live by a connection in transit).  Each histogram's count, quantiles and
  * le buckets come from one merged copy and agree with each other; its sum_ns
- * is read beside it.  Nothing in a snapshot stops or slows an acquirer.
+ * is read beside it.  A snapshot never blocks a fast-path acquire or
+ * release: it walks the live connections under the registry lock, which
+ * only connects and closes take (so with very large pools it delays those
+ * by the length of the walk, ~10 ns per connection).
  *
  * Building the library with -DSHP_NO_METRICS compiles the fast-path
  * recording out: histograms stay empty and home_hits and releases stay 0;
@@ -79,7 +83,7 @@ typedef struct shp_hist_summary {
     uint64_t sum_ns;      /* their total */
     int64_t mean_ns;      /* sum_ns / count; 0 when empty (so are the quantiles) */
     int64_t p50_ns, p90_ns, p99_ns, p999_ns;
-    int64_t max_ns;       /* largest recorded (upper edge of its bucket) */
+    int64_t max_ns;       /* largest value recorded; quantiles never exceed it */
     /* Cumulative: observations <= SHP_METRICS_LE[i] seconds.  Fine buckets
      * straddling a bound are counted in the next one, so an observation up
      * to 1.6 % below a bound may be counted above it. */
@@ -127,7 +131,8 @@ typedef struct shp_metrics {
     uint64_t retries;            /* connect attempts after a failed one */
     uint64_t breaker_opens;
     uint64_t handoffs;           /* releases handed straight to a waiter */
-    uint64_t releases;           /* shp_release and shp_release_broken that succeeded */
+    uint64_t releases;           /* shp_release[_broken] of a borrowed connection (also
+                                    those answered -ESHUTDOWN, which close it) */
     uint64_t errors;             /* shp_conn_error reports */
     uint64_t health_passed;
     uint64_t health_failed;
@@ -182,9 +187,12 @@ SHP_API int shp_pool_conn_info(shp_pool *pool, shp_conn_info *out, size_t cap);
 SHP_API int shp_conn_error(shp_conn *conn, int err);
 
 /* Retires every connection alive now (after a failover, a credentials
- * change ...): idle ones are closed by the reaper at once, borrowed ones
- * when they are released; new ones are made as needed.  Counted as
- * SHP_CLOSE_EVICTED.  Returns 0 or -EINVAL.  Thread-safe. */
+ * change ...): when it returns, no idle connection made before the call is
+ * left on a shard (the reaper closed them: the call waits for its pass),
+ * connections borrowed or being checked or connected at the call are
+ * closed when they come back, and new ones are made as needed.  Counted as
+ * SHP_CLOSE_EVICTED.  Returns 0, -EINVAL, or -ESHUTDOWN.  Thread-safe; from
+ * a pool callback it does not wait for the reaper. */
 SHP_API int shp_pool_evict(shp_pool *pool);
 
 /* Copies up to cap of the pool's history (one snapshot per
