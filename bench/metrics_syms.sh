@@ -3,17 +3,19 @@
 # symbol names, so that one process can link it beside the normal library
 # (bench/metrics_bench.cc, bench/metrics_bench.mk).
 #
-#   metrics_syms.sh rename PREFIX IN.a OUT.a REF.a
+#   metrics_syms.sh rename PREFIX IN.a OUT.a REF.a [OBJCOPY-OPTION...]
 #       Every global symbol IN.a defines (code, data, TLS; today all shp_
 #       and shp__ names) is renamed to PREFIX<name> in OUT.a, definitions and
 #       the references between the archive's own objects alike (objcopy
 #       --redefine-syms).  Local (static) symbols, static TLS included, are
 #       left alone: they are already private to each copy.  Then checks that
 #       OUT.a defines only PREFIX names, refers to none of the old ones, and
-#       shares no defined global with REF.a (the normal library).
+#       shares no defined global with REF.a (the normal library).  Further
+#       options go to the same objcopy call.
 #   metrics_syms.sh check-bin PREFIX BIN SYM...
 #       Checks that the linked BIN defines each SYM and PREFIX<SYM> at two
-#       different addresses, and prints how many of each set it holds.
+#       different addresses, prints how many of each set it holds, and
+#       whether each pair sits at the same offset within a 4 KiB page.
 set -eu
 
 die() { echo "metrics_syms: $*" >&2; exit 1; }
@@ -42,8 +44,9 @@ locals() {
 cmd=${1:-}
 case $cmd in
 rename)
-    [ $# -eq 5 ] || die "usage: $0 rename PREFIX IN.a OUT.a REF.a"
+    [ $# -ge 5 ] || die "usage: $0 rename PREFIX IN.a OUT.a REF.a [OBJCOPY-OPTION...]"
     prefix=$2 in=$3 out=$4 ref=$5
+    shift 5
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
 
@@ -56,7 +59,7 @@ rename)
     other=$(grep -v '^shp_' "$tmp/old" || true)
     awk -v p="$prefix" '{ print $1, p $1 }' "$tmp/old" >"$tmp/map"
     rm -f "$out"
-    objcopy --redefine-syms="$tmp/map" "$in" "$out"
+    objcopy --redefine-syms="$tmp/map" "$@" "$in" "$out"
 
     # 1. Every defined global now carries the prefix, and they are the same
     #    symbols, renamed.
@@ -97,18 +100,22 @@ check-bin)
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     nm --defined-only "$bin" >"$tmp/syms"
+    same= differ=
     for s in "$@"; do
         a=$(awk -v s="$s" '$3 == s { print $1 }' "$tmp/syms")
         b=$(awk -v s="$prefix$s" '$3 == s { print $1 }' "$tmp/syms")
         [ -n "$a" ] || die "$bin does not define $s"
         [ -n "$b" ] || die "$bin does not define $prefix$s"
         [ "$a" != "$b" ] || die "$bin: $s and $prefix$s share address $a"
+        if [ $((0x$a % 4096)) -eq $((0x$b % 4096)) ]; then same="$same $s"; else differ="$differ $s"; fi
     done
     # Global ones only: local names (static helpers, .cold parts) repeat.
     na=$(awk '$2 ~ /^[A-Z]$/ && $3 ~ /^shp_/' "$tmp/syms" | wc -l)
     nb=$(awk -v p="${prefix}shp_" '$2 ~ /^[A-Z]$/ && index($3, p) == 1' "$tmp/syms" | wc -l)
     echo "metrics_syms: $bin links both copies: $na global shp_* and $nb ${prefix}shp_* symbols;" \
          "checked: $*"
+    [ -z "$same" ] || echo "metrics_syms: same offset in a 4 KiB page in both copies:$same"
+    [ -z "$differ" ] || echo "metrics_syms: different offsets in a 4 KiB page (their code differs):$differ"
     ;;
 *)
     die "usage: $0 rename PREFIX IN.a OUT.a REF.a | check-bin PREFIX BIN SYM..."
