@@ -29,8 +29,8 @@
 //    dummy 64-byte handle: no I/O.  One pair = acquire, read the handle,
 //    release.  Threads are not pinned.
 //  * Interleaving.  A calibration (both variants, also the warm-up) fixes
-//    the pairs per thread of each run so that a run lasts ~--run-time
-//    (16 threads: 5x, see below).  Then --rounds rounds; in each, for 1 and
+//    the pairs per thread of each run so that on a quiet machine a run
+//    lasts ~--run-time (16 threads: 5x, see below).  Then --rounds rounds; in each, for 1 and
 //    2 threads, the two variants run back to back as two google-benchmark
 //    runs (fixed iterations), "on" first in even rounds and "off" first in
 //    odd ones (ABBA): drift and any first-after-switch effect fall on both.
@@ -41,13 +41,16 @@
 //  * Figures.  For each run: CPU ns/pair = CPU time of all its threads /
 //    pairs, and wall ns/pair = threads * wall time / pairs (per-thread
 //    latency, as bench/pair_bench.cc).  The threads never block (64
-//    connections for at most 16 threads), so the two agree on a quiet
-//    machine; when other processes take the CPU, wall time grows by the
-//    time they took and CPU time does not.  Per thread count: the median
+//    connections for at most 16 threads), so up to one thread per CPU the
+//    two agree on a quiet machine (at 16 threads wall is ~8x CPU: 8 threads
+//    share each core); when other processes take the CPU, wall time grows
+//    by the time they took and CPU time does not.  Per thread count: the median
 //    over rounds of each variant's ns/pair, and the median over rounds of
 //    the paired ratio on/off of the same round, with its 25th-75th
 //    percentile as the spread.  The verdict uses the CPU ratio (on this VM
-//    its spread is ~5x narrower); the wall ratio is printed beside it.
+//    its spread is narrower, ~5x under load); the wall ratio is printed
+//    beside it, and a warning if one variant kept fewer cores busy than the
+//    other (it would be waiting, which CPU time does not show).
 //  * Output: a line per block of rounds (running medians), the table,
 //    PASS/FAIL at 1 and 2 threads, and --json=PATH (build/bench/metrics.json
 //    from make) with every run's figures.  Exit status 0 on PASS and FAIL
@@ -57,10 +60,10 @@
 //    ratio compares identical code (the noise floor, ~1.00).
 //
 // Flags: --rounds=N (default 250), --run-time=SECONDS per run (default
-// 0.02), --max-time=SECONDS (default 60: no new block of 25 rounds starts
-// after that; the table says how many rounds ran), --json=PATH, --verbose
+// 0.02), --max-time=SECONDS (default 45: no block of 25 rounds starts that
+// would end later, judging by the last; the table says how many rounds ran), --json=PATH, --verbose
 // (a line per round); google-benchmark flags pass through, except
-// --benchmark_repetitions (use --rounds).
+// --benchmark_repetitions (use --rounds) and --benchmark_out (use --json).
 
 #include <benchmark/benchmark.h>
 
@@ -104,7 +107,7 @@ constexpr unsigned kConns = 64;
 constexpr double kMaxRatio = 1.10;
 constexpr int kDefaultRounds = 250;
 constexpr double kDefaultRunTime = 0.02;  // seconds per run
-constexpr double kDefaultMaxTime = 60;    // seconds for all the rounds
+constexpr double kDefaultMaxTime = 45;    // seconds for all the rounds
 constexpr int kBlock = 25;                // rounds per progress line and per
                                           // google-benchmark session
 
@@ -568,10 +571,11 @@ void print_summary(const std::vector<Row> &rows, int rounds) {
         double want = std::min<double>(r.threads, ncpu > 0 ? static_cast<double>(ncpu) : 1);
         double on = median(r.cores_on), off = median(r.cores_off);
         if (std::min(on, off) < 0.85 * want)
-            std::printf("note: at %d threads the runs kept %.2f (on) / %.2f (off) of %.0f "
-                        "cores busy: other processes took the CPU (wall figures include "
+            std::printf("note: at %d thread%s the runs kept %.2f (on) / %.2f (off) of %.0f "
+                        "core%s busy: other processes took the CPU (wall figures include "
                         "that, CPU figures do not)\n",
-                        r.threads, on, off, want);
+                        r.threads, r.threads == 1 ? "" : "s", on, off, want,
+                        want == 1 ? "" : "s");
         if (r.gated && std::fabs(on - off) > 0.1 * want)
             std::printf("WARNING: at %d threads on kept %.2f cores busy and off %.2f: one "
                         "variant waits where the other runs; look at the wall ratio\n",
@@ -625,6 +629,11 @@ int main(int argc, char **argv) {
         } else if (std::strncmp(argv[i], "--benchmark_repetitions", 23) == 0) {
             std::fprintf(stderr, "metrics_bench: use --rounds=N, not --benchmark_repetitions\n");
             return 1;
+        } else if (std::strncmp(argv[i], "--benchmark_out", 15) == 0) {
+            // Each block of rounds is its own google-benchmark session: the
+            // file would hold the last block only.
+            std::fprintf(stderr, "metrics_bench: use --json=PATH, not --benchmark_out\n");
+            return 1;
         } else {
             if (std::strcmp(argv[i], "--help") == 0)
                 std::printf("metrics_bench: --rounds=N (%d), --run-time=SECONDS (%g), "
@@ -650,8 +659,10 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    // Calibration and warm-up: both variants per thread count; the pairs per
-    // thread of a run follow from the mean of their wall ns/pair.
+    // Calibration and warm-up: both variants per thread count.  The pairs
+    // per thread of a run follow from their mean CPU ns/pair, which other
+    // processes inflate far less than wall time: one thread needs that per
+    // pair on a core of its own, threads/ncpu times as long when they share.
     std::map<std::string, RunKey> keys;
     for (const ThreadCount &tc : kThreadCounts)
         for (int v = 0; v < 2; v++) {
@@ -667,14 +678,16 @@ int main(int argc, char **argv) {
                 "run (16 threads: every 10th round, 5x longer), at most %g s\n", rounds,
                 run_time, max_time);
     std::map<int, int64_t> iters;
+    long ncpu = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
     for (const ThreadCount &tc : kThreadCounts) {
         const RunResult *a = cal.get(-1, tc.threads, 0), *b = cal.get(-1, tc.threads, 1);
         if (a == nullptr || b == nullptr) continue;  // filtered out or failed
-        double ns = (a->wall_ns + b->wall_ns) / 2;  // one thread's time per pair
+        double share = std::max(1.0, tc.threads / static_cast<double>(ncpu));
+        double ns = (a->cpu_ns + b->cpu_ns) / 2 * share;  // one thread's time per pair
         iters[tc.threads] =
             std::max<int64_t>(1000, static_cast<int64_t>(run_time * tc.time_scale * 1e9 / ns));
-        std::printf("calibration: %2d threads  wall ns/pair on %.2f off %.2f -> %lld pairs "
-                    "per thread per run\n", tc.threads, a->wall_ns, b->wall_ns,
+        std::printf("calibration: %2d threads  CPU ns/pair on %.2f off %.2f -> %lld pairs "
+                    "per thread per run\n", tc.threads, a->cpu_ns, b->cpu_ns,
                     static_cast<long long>(iters[tc.threads]));
     }
 
@@ -689,20 +702,24 @@ int main(int argc, char **argv) {
                 keys[run_name(plan.back().key)] = plan.back().key;
             }
         }
-    // Run kBlock rounds at a time, and no new block past max_time: on a
-    // loaded machine fixed-size runs take longer.
+    // Run kBlock rounds at a time, and no block that would end past
+    // max_time (if it takes as long as the last one): on a loaded machine
+    // fixed-size runs take longer.
     Collector col(keys, rounds, true, verbose);
-    auto start = std::chrono::steady_clock::now();
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point start = Clock::now();
     int done = 0;
     for (size_t i = 0; i < plan.size() && done < rounds;) {
+        Clock::time_point block_start = Clock::now();
         int block_end = std::min(rounds, done + kBlock);
         for (; i < plan.size() && plan[i].key.round < block_end; i++) register_run(plan[i]);
         benchmark::RunSpecifiedBenchmarks(&col);
         benchmark::ClearRegisteredBenchmarks();
         done = block_end;
-        std::chrono::duration<double> spent = std::chrono::steady_clock::now() - start;
-        if (done < rounds && spent.count() >= max_time) {
-            std::printf("metrics_bench: time budget (%g s) spent: stopping after %d of %d "
+        std::chrono::duration<double> spent = Clock::now() - start,
+                                      last = Clock::now() - block_start;
+        if (done < rounds && spent.count() + last.count() > max_time) {
+            std::printf("metrics_bench: time budget (%g s) reached: stopping after %d of %d "
                         "rounds\n", max_time, done, rounds);
             break;
         }

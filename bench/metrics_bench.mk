@@ -9,10 +9,10 @@
 #       symbol renamed shp_x -> nm_shp_x (bench/metrics_syms.sh checks that
 #       no global is left or shared with the normal library)
 #   make build/release/bench/metrics_bench
-#   make bench-metrics      runs it (~30-60 s): medians, on/off ratios,
+#   make bench-metrics      runs it (~30 s, at most ~60): medians, on/off ratios,
 #                           PASS/FAIL against <= 1.10 at 1 and 2 threads,
 #                           also in build/bench/metrics.json; exit 0 on FAIL
-#   make bench-metrics METRICS_BENCH_ARGS="--rounds=500 --max-time=80"
+#   make bench-metrics METRICS_BENCH_ARGS="--rounds=100 --verbose"
 #
 # Code layout: where a copy's code lands in the binary moves its hot loops
 # across cache lines and changes its speed by a few percent, even for
