@@ -71,10 +71,10 @@ rename)
     }
     # 2. No member still refers to an old name: such a call would land in
     #    the normal library.
-    left=$(undefined "$out" | comm -12 - "$tmp/old" | head -5)
+    left=$(undefined "$out" | comm -12 - "$tmp/old" | head -5 | tr "\n" " ")
     [ -z "$left" ] || { rm -f "$out"; die "$out still refers to: $left"; }
     # 3. Nothing defined twice across the two libraries.
-    clash=$(defined_globals "$ref" | comm -12 - "$tmp/new" | head -5)
+    clash=$(defined_globals "$ref" | comm -12 - "$tmp/new" | head -5 | tr "\n" " ")
     [ -z "$clash" ] || { rm -f "$out"; die "$out and $ref both define: $clash"; }
     # 4. Local symbols (static TLS among them) untouched.
     locals "$in" >"$tmp/loc_in"
