@@ -27,7 +27,7 @@ void shp_config_init(shp_config *cfg)
     cfg->retry_cap_ns = SHP_NS_PER_S;
     cfg->breaker_threshold = 5;
     cfg->breaker_probe_ns = 250 * 1000000LL;
-    cfg->metrics_sample = 64;
+    cfg->metrics_sample = 256;
     cfg->metrics_interval_ns = SHP_NS_PER_S;
     cfg->history_len = 60;
     cfg->alert_utilization = 0.8;

@@ -1009,7 +1009,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     if (cfg.max_connecting == 0)
         cfg.max_connecting = 4;
     if (cfg.metrics_sample == 0)
-        cfg.metrics_sample = 64;
+        cfg.metrics_sample = 256;
 
     shp_pool *p = aligned_alloc(SHP_CACHELINE, sizeof *p);
     if (!p)

@@ -715,7 +715,7 @@ static void test_bad_args(void **state)
     cfg.metrics_interval_ns = -1;
     assert_int_equal(shp_config_validate(&cfg), -EINVAL);
     shp_config_init(&cfg);
-    assert_int_equal(cfg.metrics_sample, 64);
+    assert_int_equal(cfg.metrics_sample, 256);
     assert_int_equal(cfg.history_len, 60);
     assert_true(cfg.alert_utilization == 0.8);
     assert_string_equal(shp_alert_name(SHP_ALERT_ACQUIRE_P99), "acquire_p99");

@@ -129,7 +129,7 @@ typedef struct shp_config {
     int64_t breaker_probe_ns;    /* default 250 ms */
     /* Metrics, alerts, history, monitor (shardpool/metrics.h). */
     unsigned metrics_sample;     /* time 1 in this many fast-path acquires;
-                                    1 = all; default 64 */
+                                    1 = all; default 256 */
     int64_t metrics_interval_ns; /* the reaper's snapshot for alerts, history
                                     and the live monitor; 0 = none; default 1 s */
     unsigned history_len;        /* snapshots kept; default 60 */
