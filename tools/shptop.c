@@ -63,6 +63,15 @@ static const char usage_text[] =
     "--json label them <name>@<pid> (<name>@<pid>#<slot> within one process).\n"
     "Exit status: 0 shown, 1 no pool found or export failed, 2 bad usage.\n";
 
+#define NS_PER_S 1000000000LL
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+}
+
 /* ---- reading the segments --------------------------------------------------------- */
 
 struct row {
@@ -206,8 +215,20 @@ static void read_segment(struct scan *s, const char *name, pid_t pid)
             break;
         }
     }
-    if (s->nrows == before)
+    if (s->nrows == before) {
         note(s, "pid %d (%s): monitor on, no pool published yet", (int)pid, r.comm);
+    } else {
+        /* A publisher that stopped publishing (a stuck reaper) keeps its last
+         * snapshots: flag it after 3 of its intervals, and at least 5 s. */
+        int64_t period = NS_PER_S;
+        for (size_t i = before; i < s->nrows; i++)
+            period = s->rows[i].m.interval_ns > period ? s->rows[i].m.interval_ns : period;
+        int64_t hb = __atomic_load_n(&h->heartbeat_ns, __ATOMIC_RELAXED);
+        int64_t age = mono_ns() - hb;
+        if (hb > 0 && age > 3 * period && age > 5 * NS_PER_S)
+            note(s, "pid %d (%s): nothing published for %.0f s, the rows may be stale", (int)pid,
+                 r.comm, (double)age / 1e9);
+    }
 out:
     munmap(map, size);
 }
@@ -533,13 +554,6 @@ static void setup_terminal(void)
         fputs("\033[?25l", stdout);
         cursor_hidden = true;
     }
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Waits until deadline, a 'q', a signal or a resize. */

@@ -49,6 +49,7 @@ expect_rc() { # expect_rc WANT WHAT
 # ---- the demo -----------------------------------------------------------------
 
 coproc DEMO { exec "$demo" 2>"$tmp/demo.err"; }
+# shellcheck disable=SC2153 # DEMO_PID is set by coproc
 demo_pid=$DEMO_PID
 declare -A pub # pub[<pool>.<key>] = value, from the demo's last "published" lines
 
@@ -90,7 +91,7 @@ human_ns() { # shptop's P99ACQ: 850ns, 42.0µs, 1.5ms, 2.25s, - for 0
         else printf "%.2fs\n", n / 1e9 }'
 }
 alert_names() { # the bits of shp_metrics.alerts, by shp_alert_name
-    local bits=$1 out= i names=(utilization acquire_p99 failed_acquires error_rate)
+    local bits=$1 out='' i names=(utilization acquire_p99 failed_acquires error_rate)
     for i in 0 1 2 3; do
         if (((bits >> i) & 1)); then out+=${out:+,}${names[$i]}; fi
     done
@@ -225,7 +226,7 @@ expect_rc 1 "--once --pid <stale>"
 ok "a stale segment is reported and skipped"
 
 patch_u32() { # patch_u32 FILE OFFSET VALUE (little endian)
-    printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($3 & 255)) $((($3 >> 8) & 255)) \
+    printf '%b' "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($3 & 255)) $((($3 >> 8) & 255)) \
         $((($3 >> 16) & 255)) $((($3 >> 24) & 255)))" |
         dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
@@ -250,6 +251,12 @@ cp "$seg" "$bad"; patch_u32 "$bad" 0 0x12345678
 check_skipped "bad magic" "not a shardpool monitor segment"
 cp "$seg" "$bad"
 check_skipped "header pid" "written by pid $demo_pid, not $$"
+cp "$seg" "$bad"; patch_u32 "$bad" 32 $$; patch_u32 "$bad" 48 1; patch_u32 "$bad" 52 0
+run "$shptop" --once --pid $$ # pid $$'s now, last published 1 ns after boot
+expect_rc 0 "old heartbeat"
+grep -q "pid $$ (monitor_demo): nothing published for [0-9]* s, the rows may be stale" "$tmp/err" ||
+    fail "old heartbeat: not reported"
+[[ $(awk -v p=$$ '$1 == p' "$tmp/out" | wc -l) == 2 ]] || fail "old heartbeat: rows not shown"
 cp "$seg" "$bad"; truncate -s 4096 "$bad"
 check_skipped "truncated" "truncated (4096 of"
 if [[ $uid == 0 ]]; then
@@ -258,6 +265,7 @@ if [[ $uid == 0 ]]; then
 fi
 rm -f "$bad"
 ok "foreign layout, sizeof, version, magic, pid, size and owner are reported, never read"
+ok "a publisher silent for long is flagged"
 
 # ---- live mode ---------------------------------------------------------------------
 
@@ -314,10 +322,19 @@ if command -v script >/dev/null; then
         exec {keys}>"$tmp/keys"
         for ((i = 0; i < 400; i++)); do # bounded: 20 s
             grep -q "q quits" "$tmp/out" && break
+            kill -0 "$spid" 2>/dev/null || break
             sleep 0.05
         done
-        grep -q "q quits" "$tmp/out" || fail "under a terminal: no screen with 'q quits' in 20 s"
-        printf "$key" >&"$keys"
+        if ! grep -q "q quits" "$tmp/out"; then
+            if kill -0 "$spid" 2>/dev/null; then
+                state="still running after $i polls"
+            else
+                set +e; wait "$spid"; state="exited $?"; set -e
+            fi
+            sed -i 's/\x1b/<ESC>/g' "$tmp/out"
+            fail "under a terminal, key $key: no screen with 'q quits' (script $state)"
+        fi
+        printf '%b' "$key" >&"$keys"
         set +e
         wait "$spid"
         rc=$?
