@@ -313,25 +313,27 @@ ok "live: first screen '-', then ACQ/s and FAIL/s from consecutive snapshots (at
 # when the terminal is set up and the signal handlers are in place).
 if command -v script >/dev/null; then
     for key in q '\003'; do
-        rm -f "$tmp/keys" "$tmp/rc"
+        # A file of its own: what an earlier run left must not pass for this one.
+        screen=$(mktemp "$tmp/pty.XXXXXX")
+        rm -f "$tmp/keys" "$tmp/rc" "$tmp/stty.before" "$tmp/stty.after"
         mkfifo "$tmp/keys"
         timeout 30 script -qec \
             "sh -c 'trap \"\" INT; stty -a > $tmp/stty.before; $shptop --pid $demo_pid --interval 0.05; echo rc=\$? > $tmp/rc; stty -a > $tmp/stty.after'" \
-            /dev/null <"$tmp/keys" >"$tmp/out" 2>"$tmp/err" &
+            /dev/null <"$tmp/keys" >>"$screen" 2>"$tmp/err" &
         spid=$!
         exec {keys}>"$tmp/keys"
         for ((i = 0; i < 400; i++)); do # bounded: 20 s
-            grep -q "q quits" "$tmp/out" && break
+            grep -q "q quits" "$screen" && break
             kill -0 "$spid" 2>/dev/null || break
             sleep 0.05
         done
-        if ! grep -q "q quits" "$tmp/out"; then
+        if ! grep -q "q quits" "$screen"; then
             if kill -0 "$spid" 2>/dev/null; then
                 state="still running after $i polls"
             else
                 set +e; wait "$spid"; state="exited $?"; set -e
             fi
-            sed -i 's/\x1b/<ESC>/g' "$tmp/out"
+            sed 's/\x1b/<ESC>/g' "$screen" >"$tmp/out"
             fail "under a terminal, key $key: no screen with 'q quits' (script $state)"
         fi
         printf '%b' "$key" >&"$keys"
@@ -344,7 +346,7 @@ if command -v script >/dev/null; then
         [[ $(cat "$tmp/rc") == rc=0 ]] || fail "under a terminal, key $key: shptop $(cat "$tmp/rc")"
         cmp -s "$tmp/stty.before" "$tmp/stty.after" ||
             fail "key $key: terminal not restored: $(diff "$tmp/stty.before" "$tmp/stty.after")"
-        grep -q $'\033\\[?25h' "$tmp/out" || fail "key $key: cursor not shown again"
+        grep -q $'\033\\[?25h' "$screen" || fail "key $key: cursor not shown again"
     done
     ok "under a terminal: q and Ctrl-C quit with status 0 and restore the terminal"
 else
