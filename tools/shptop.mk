@@ -20,7 +20,13 @@ $(B)/asan/tools/shptop: tools/shptop.c $(SHPTOP_HDR) $(B)/asan/libshardpool.a
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) tools/shptop.c $(B)/asan/libshardpool.a $(LIBS) -lm \
 	  $(LDFLAGS_asan) -o $@
 
-# The demo is a test program, built like the unit tests but without cmocka.
+# The demo programs are tests, built like the unit tests but without cmocka.
+$(B)/%/monitor/monitor_real: tests/monitor/monitor_real.c tests/support/fakeconn.h \
+    $(B)/%/support/fakeconn.o $(B)/%/libshardpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_$*) $(INC) -I tests/support $< $(B)/$*/support/fakeconn.o \
+	  $(B)/$*/libshardpool.a $(LIBS) -lm $(LDFLAGS_$*) -o $@
+
 $(B)/%/monitor/monitor_demo: tests/monitor/monitor_demo.c tests/support/fakeconn.h lib/monitor.h \
     $(B)/%/support/fakeconn.o $(B)/%/libshardpool.a
 	@mkdir -p $(dir $@)
@@ -28,6 +34,8 @@ $(B)/%/monitor/monitor_demo: tests/monitor/monitor_demo.c tests/support/fakeconn
 	  $(B)/$*/libshardpool.a $(LIBS) -lm $(LDFLAGS_$*) -o $@
 
 .PHONY: shptop-test
-shptop-test: $(B)/release/tools/shptop $(B)/release/monitor/monitor_demo
+shptop-test: $(B)/release/tools/shptop $(B)/release/monitor/monitor_demo $(B)/release/monitor/monitor_real
 	timeout 120 bash tests/monitor/shptop_test.sh $(B)/release/tools/shptop \
 	  $(B)/release/monitor/monitor_demo
+	timeout 120 bash tests/monitor/shptop_real_test.sh $(B)/release/tools/shptop \
+	  $(B)/release/monitor/monitor_real

@@ -177,8 +177,8 @@ else
     expect_rc 0 "--json"
     for p in orders sessions; do
         jq -e --arg p "$p" --argjson n "${pub[$p.acquisitions]}" \
-            '.version == 1 and ([.pools[] | select(.pool == $p)] | length == 1) and
-             ([.pools[] | select(.pool == $p) | .. | numbers] | any(. == $n))' \
+            '.version == 1 and ([.pools[] | select(.name == $p)] | length == 1) and
+             ([.pools[] | select(.name == $p) | .acquisitions] == [$n])' \
             "$tmp/out" >/dev/null || fail "--json: pool $p with ${pub[$p.acquisitions]} not found"
     done
     ok "--json: both pools, acquisitions as published"
