@@ -9,48 +9,74 @@
 // that thread slot saw (keys are DEL'd first), and at the end the keys'
 // values on the server must add up to the INCRs counted here.
 //
-//   redis/pooled     one shardpool pool over the Redis adapter as shipped
-//                    (shp_redis_ops, min = max = 4, otherwise the default
-//                    config); each op is shp_acquire -> INCR -> shp_release.
-//                    The adapter's reset hook sends RESET on every release
-//                    (see include/shardpool/adapters/redis.h), so one op
-//                    costs two round trips to the server: INCR and RESET.
+//   redis/pooled_tracked  a shardpool pool over the Redis adapter with
+//                    cleanup = SHP_REDIS_CLEANUP_TRACKED; each op is
+//                    shp_acquire -> shp_redis_command(INCR) -> shp_release.
+//                    INCR leaves the connection clean, so a release does no
+//                    I/O: one round trip per op.  The target is measured on
+//                    this mode.
+//   redis/pooled_always   the same with cleanup = SHP_REDIS_CLEANUP_ALWAYS
+//                    (the default): every release sends RESET, collected
+//                    when the connection is next handed out, so an op
+//                    costs two round trips under saturation.
 //   redis/dedicated  4 raw hiredis contexts (redisConnect); thread t uses
 //                    context t / 4 under that context's pthread mutex
 //                    (4 groups of 4 threads, one connection per group);
-//                    each op is lock -> INCR -> unlock.
-//   redis/pooled_noreset  (informational, not part of the target) the same
-//                    pool with the reset hook taken out of the ops
-//                    (ops.reset = NULL): what the pool itself costs once
-//                    the per-release RESET round trip is gone.
+//                    each op is lock -> INCR -> unlock.  Same command, same
+//                    reply check, same command timeout, no pipelining.
+//   redis/dedicated_fifo  (informational) the same 4 contexts behind a
+//                    strict FIFO lock: an unlock hands the context to the
+//                    longest waiter, which yields 8 times and then sleeps on
+//                    a futex - the hand-over policy of a shardpool pool at
+//                    max_size (lib/pool.c, wait_turn and handoff).  It shows
+//                    what that policy costs without any pool code.
 //
-// All run at 16 threads, real time, through google-benchmark.  To cancel
-// drift (CPU frequency, the server's memory, other load) they are not run
-// as N repetitions of one then N of the other: each mode is registered once
-// per round, and the rounds run A/B/C, A/B/C, ... (default 5 rounds,
-// MinTime 0.8 s per slice; whole run ~30 s on 2 cores).  The summary takes
-// the median ops/s of each mode over the rounds and prints
-//   target redis pool/dedicated >= 0.9: X.XX PASS/FAIL
-// with X = median(pooled) / median(dedicated); the median of the per-round
-// ratios is printed too, as a check that the rounds agree.
+// Both pools: min_size = max_size = 4 (prefilled, so no slice pays for a
+// connect); everything else is shp_config_init's default (one shard per
+// CPU, acquire timeout 5 s - never reached here, validate_idle_ns 500 ms -
+// a connection is never idle that long under this load).  The dedicated
+// contexts get the adapter's default command timeout (5 s).
+//
+// Diagnostic: the mean "connection gap" of each mode - the time from a
+// release (unlock) of a connection to the moment the next borrower has it
+// in hand (acquire or lock returned, prepare included), measured on every
+// op with CLOCK_MONOTONIC.  While a connection is in that gap nobody can
+// use it, so with every connection busy, throughput ~ 4 / (round trip +
+// client work + gap).  A pthread mutex lets the unlocking thread take the
+// lock straight back (the gap is a few us); a FIFO hand-over waits for the
+// woken waiter to be scheduled.
+//
+// The modes run at 16 threads, real time, through google-benchmark.  To
+// cancel drift (CPU frequency, other load on the machine) they are not run
+// as N repetitions of one then N of another: each mode runs once per round,
+// the order rotating by one mode each round (default 7 rounds, MinTime 0.8 s
+// per slice: about 50 s on 2 cores).  The summary takes the median ops/s of
+// each mode over the rounds and prints
+//   target redis pool(tracked)/dedicated >= 0.9: X.XX PASS/FAIL
+// with X = median(pooled_tracked) / median(dedicated); the median of the
+// per-round ratios is printed too, as a check that the rounds agree.
 //
 // Flags: --shp-rounds=N (1..50), --shp-enforce (exit 1 if the target fails
 // or could not be computed), then any google-benchmark flag (MinTime 0.8 is
-// set unless --benchmark_min_time is given; --benchmark_repetitions is
-// left to the user but the summary then uses the last repetition of each
-// slice).
+// set unless --benchmark_min_time is given; with --benchmark_repetitions
+// the summary uses the last repetition of each slice).
 
 #include <benchmark/benchmark.h>
 
 #include <hiredis/hiredis.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -71,26 +97,103 @@ namespace {
 constexpr int kThreads = 16;
 constexpr unsigned kConns = 4;
 constexpr int kGroupSize = kThreads / kConns;  // threads per dedicated conn
-constexpr int kDefaultRounds = 5;
+constexpr int kDefaultRounds = 7;
 constexpr double kDefaultMinTime = 0.8;        // seconds per slice
+constexpr int kFifoYields = 8;                 // as lib/pool.c's wait_turn
 
-const char *const kPooled = "redis/pooled";
-const char *const kDedicated = "redis/dedicated";
-const char *const kNoReset = "redis/pooled_noreset";
+enum Mode { kTracked, kAlways, kDedicated, kFifo, kModes };
+const char *const kModeName[kModes] = {"redis/pooled_tracked", "redis/pooled_always",
+                                       "redis/dedicated", "redis/dedicated_fifo"};
+const char *const kModeShort[kModes] = {"pool tracked", "pool always", "dedicated",
+                                        "dedic. fifo"};
+
+int64_t now_ns() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// ---- a strict FIFO lock (dedicated_fifo) --------------------------------------
+
+// An unlock with waiters hands the lock to the oldest one (it stays held);
+// a waiter yields kFifoYields times, then sleeps on its own futex word.
+class FifoLock {
+  public:
+    FifoLock() { pthread_mutex_init(&mu_, nullptr); }
+    ~FifoLock() { pthread_mutex_destroy(&mu_); }
+    void lock() {
+        Waiter w;
+        pthread_mutex_lock(&mu_);
+        if (!held_) {
+            held_ = true;
+            pthread_mutex_unlock(&mu_);
+            return;
+        }
+        if (tail_) tail_->next = &w;
+        else head_ = &w;
+        tail_ = &w;
+        pthread_mutex_unlock(&mu_);
+        for (int i = 0; i < kFifoYields && w.word.load(std::memory_order_acquire) == kWaiting; i++)
+            sched_yield();
+        uint32_t v = kWaiting;
+        if (w.word.compare_exchange_strong(v, kSleeping, std::memory_order_acq_rel))
+            while (w.word.load(std::memory_order_acquire) == kSleeping)
+                syscall(SYS_futex, reinterpret_cast<uint32_t *>(&w.word), FUTEX_WAIT_PRIVATE,
+                        kSleeping, nullptr, nullptr, 0);
+    }
+    void unlock() {
+        pthread_mutex_lock(&mu_);
+        Waiter *w = head_;
+        if (w == nullptr) {
+            held_ = false;
+            pthread_mutex_unlock(&mu_);
+            return;
+        }
+        head_ = w->next;
+        if (head_ == nullptr) tail_ = nullptr;
+        // The waiter may return as soon as it sees kGranted: only the word's
+        // address is used after the exchange (a stray wake is harmless).
+        uint32_t *addr = reinterpret_cast<uint32_t *>(&w->word);
+        if (w->word.exchange(kGranted, std::memory_order_acq_rel) == kSleeping)
+            syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+        pthread_mutex_unlock(&mu_);
+    }
+
+  private:
+    static constexpr uint32_t kWaiting = 0, kSleeping = 1, kGranted = 2;
+    struct Waiter {
+        Waiter *next = nullptr;
+        std::atomic<uint32_t> word{kWaiting};
+    };
+    pthread_mutex_t mu_;
+    bool held_ = false;
+    Waiter *head_ = nullptr, *tail_ = nullptr;
+};
+
+// ---- state --------------------------------------------------------------------
 
 rsrv g_srv;
-shp_ops g_ops;          // the adapter as shipped
-shp_ops g_ops_noreset;  // a copy with reset = NULL (same ctx, not freed twice)
-shp_pool *g_pool;
-shp_pool *g_pool_noreset;
+shp_ops g_ops_tracked, g_ops_always;
+shp_pool *g_pool[2];  // [kTracked], [kAlways]
 redisContext *g_ded[kConns];
 pthread_mutex_t g_ded_mu[kConns];
+FifoLock g_ded_fifo[kConns];
+
+// The pools' connection handles (filled at setup), to find a connection's
+// gap slot; a handle not found (a replaced connection) is not measured.
+void *g_handles[2][kConns];
 
 // The last value of key shpbench:<slot> seen by thread slot <slot>: the
 // next INCR must answer exactly one more.  Slots are never run by two
 // threads at once (benchmarks run one after another).
 long long g_expect[kThreads];
 std::atomic<uint64_t> g_ops_done{0};
+
+// Connection gap: per connection, when it was last released (0: not in
+// this run); per mode, the sum and count of the gaps seen.
+std::atomic<int64_t> g_released_at[kConns];
+std::atomic<int64_t> g_gap_ns[kModes];
+std::atomic<int64_t> g_gap_n[kModes];
 
 void key_of(int slot, char *buf, size_t n) {
     std::snprintf(buf, n, "shpbench:%d", slot);
@@ -116,14 +219,46 @@ bool check_incr(redisReply *rep, int slot, const redisContext *c) {
     return ok;
 }
 
-// ---- the benchmarks ---------------------------------------------------------
+// Per-thread gap accounting, added to the mode's totals at the end.
+struct GapSum {
+    int64_t ns = 0, n = 0;
+    // The connection in slot k was just taken.
+    void taken(int k) {
+        if (k < 0) return;
+        int64_t at = g_released_at[k].load(std::memory_order_relaxed);
+        if (at > 0) {
+            ns += now_ns() - at;
+            n++;
+        }
+    }
+    void flush(Mode m) {
+        g_gap_ns[m].fetch_add(ns, std::memory_order_relaxed);
+        g_gap_n[m].fetch_add(n, std::memory_order_relaxed);
+    }
+};
 
-// One iteration = acquire, INCR, release.
-void BM_pooled(benchmark::State &state, shp_pool *pool) {
+void released(int k) {
+    if (k >= 0) g_released_at[k].store(now_ns(), std::memory_order_relaxed);
+}
+
+// Run start, on thread 0 before the loop (google-benchmark starts the loop
+// of every thread together, after this).
+void start_run(const benchmark::State &state) {
+    if (state.thread_index() != 0) return;
+    for (auto &r : g_released_at) r.store(0, std::memory_order_relaxed);
+}
+
+// ---- the benchmarks -----------------------------------------------------------
+
+// One iteration = acquire, INCR (through the adapter's wrapper), release.
+void BM_pooled(benchmark::State &state, Mode mode) {
+    shp_pool *pool = g_pool[mode];
     const int slot = state.thread_index();
     char key[32];
     key_of(slot, key, sizeof key);
     uint64_t done = 0;
+    GapSum gap;
+    start_run(state);
     for (auto _ : state) {
         shp_conn *c = nullptr;
         int rc = shp_acquire(pool, &c, -1);
@@ -132,11 +267,14 @@ void BM_pooled(benchmark::State &state, shp_pool *pool) {
             state.SkipWithError("acquire failed (see stderr)");
             break;
         }
-        redisContext *r = shp_redis_ctx(shp_conn_handle(c));
-        bool ok = r != nullptr &&
-                  check_incr(static_cast<redisReply *>(
-                                 redisCommand(r, "INCR %s", key)),
-                             slot, r);
+        void *h = shp_conn_handle(c);
+        int k = -1;
+        for (unsigned i = 0; i < kConns; i++)
+            if (g_handles[mode][i] == h) k = static_cast<int>(i);
+        gap.taken(k);
+        bool ok = check_incr(shp_redis_command(c, "INCR %s", key), slot,
+                             shp_redis_ctx(h));
+        released(k);
         rc = ok ? shp_release(c) : shp_release_broken(c);
         if (!ok) {
             state.SkipWithError("INCR failed (see stderr)");
@@ -149,39 +287,46 @@ void BM_pooled(benchmark::State &state, shp_pool *pool) {
         }
         done++;
     }
+    gap.flush(mode);
     g_ops_done.fetch_add(done, std::memory_order_relaxed);
     // Summed over threads by google-benchmark: items_per_second is the total.
     state.SetItemsProcessed(state.iterations());
 }
 
 // One iteration = lock the group's connection, INCR, unlock.
+template <Mode M>
 void BM_dedicated(benchmark::State &state) {
     const int slot = state.thread_index();
     const int group = slot / kGroupSize;
     redisContext *r = g_ded[group];
-    pthread_mutex_t *mu = &g_ded_mu[group];
     char key[32];
     key_of(slot, key, sizeof key);
     uint64_t done = 0;
+    GapSum gap;
+    start_run(state);
     for (auto _ : state) {
-        pthread_mutex_lock(mu);
-        bool ok = check_incr(static_cast<redisReply *>(
-                                 redisCommand(r, "INCR %s", key)),
+        if (M == kFifo) g_ded_fifo[group].lock();
+        else pthread_mutex_lock(&g_ded_mu[group]);
+        gap.taken(group);
+        bool ok = check_incr(static_cast<redisReply *>(redisCommand(r, "INCR %s", key)),
                              slot, r);
-        pthread_mutex_unlock(mu);
+        released(group);
+        if (M == kFifo) g_ded_fifo[group].unlock();
+        else pthread_mutex_unlock(&g_ded_mu[group]);
         if (!ok) {
             state.SkipWithError("INCR failed (see stderr)");
             break;
         }
         done++;
     }
+    gap.flush(M);
     g_ops_done.fetch_add(done, std::memory_order_relaxed);
     state.SetItemsProcessed(state.iterations());
 }
 
-// ---- setup and teardown -----------------------------------------------------
+// ---- setup and teardown -------------------------------------------------------
 
-int make_pool(shp_pool **pool, const shp_ops *ops, const char *name) {
+int make_pool(shp_pool **pool, const shp_ops *ops, const char *name, void *handles[kConns]) {
     shp_config cfg;
     shp_config_init(&cfg);
     cfg.min_size = kConns;
@@ -192,15 +337,32 @@ int make_pool(shp_pool **pool, const shp_ops *ops, const char *name) {
         std::fprintf(stderr, "shp_pool_create(%s): %s\n", name, std::strerror(-rc));
         return 1;
     }
-    // The prefill normally completes inside create; give a retried prefill
-    // up to 2 s so that no slice pays for a connect.
-    for (int i = 0; i < 200; i++) {
-        shp_stats st;
-        if (shp_pool_stats(*pool, &st) == 0 && st.idle >= kConns) return 0;
-        usleep(10000);
+    // Borrow all 4 (connecting those a failed prefill left out) to learn
+    // their handles, then give them back.
+    shp_conn *c[kConns];
+    for (unsigned i = 0; i < kConns; i++) {
+        if ((rc = shp_acquire(*pool, &c[i], 2000000000)) != 0) {
+            std::fprintf(stderr, "%s: acquire %u of %u: %s\n", name, i + 1, kConns,
+                         std::strerror(-rc));
+            while (i-- > 0) shp_release(c[i]);
+            return 1;
+        }
+        handles[i] = shp_conn_handle(c[i]);
     }
-    std::fprintf(stderr, "%s: the pool did not fill to %u connections\n", name, kConns);
-    return 1;
+    for (unsigned i = 0; i < kConns; i++) shp_release(c[i]);
+    return 0;
+}
+
+int make_ops(shp_ops *ops, shp_redis_cleanup cleanup, const char *name) {
+    shp_redis_config rc;
+    shp_redis_config_init(&rc);
+    rc.host = "127.0.0.1";
+    rc.port = g_srv.port;
+    rc.name = name;
+    rc.cleanup = cleanup;
+    int err = shp_redis_ops(ops, &rc);
+    if (err != 0) std::fprintf(stderr, "shp_redis_ops: %s\n", std::strerror(-err));
+    return err != 0;
 }
 
 int setup() {
@@ -212,25 +374,31 @@ int setup() {
     }
     std::printf("redis-server pid %d on 127.0.0.1:%d\n", static_cast<int>(g_srv.pid),
                 g_srv.port);
-
-    shp_redis_config rc_cfg;
-    shp_redis_config_init(&rc_cfg);
-    rc_cfg.host = "127.0.0.1";
-    rc_cfg.port = g_srv.port;
-    rc_cfg.name = "redis_bench";
-    if ((rc = shp_redis_ops(&g_ops, &rc_cfg)) != 0) {
-        std::fprintf(stderr, "shp_redis_ops: %s\n", std::strerror(-rc));
-        return 1;
+    // The server's RESET count starts at 0 before the pools exist.
+    {
+        redisContext *a = redisConnect("127.0.0.1", g_srv.port);
+        auto *rep = a != nullptr && !a->err
+                        ? static_cast<redisReply *>(redisCommand(a, "CONFIG RESETSTAT"))
+                        : nullptr;
+        if (rep == nullptr) {
+            std::fprintf(stderr, "CONFIG RESETSTAT: %s\n", a ? a->errstr : "out of memory");
+            if (a) redisFree(a);
+            return 1;
+        }
+        freeReplyObject(rep);
+        redisFree(a);
     }
-    g_ops_noreset = g_ops;
-    g_ops_noreset.reset = nullptr;
-    if (make_pool(&g_pool, &g_ops, "redis_bench") != 0 ||
-        make_pool(&g_pool_noreset, &g_ops_noreset, "redis_bench_noreset") != 0)
+    if (make_ops(&g_ops_tracked, SHP_REDIS_CLEANUP_TRACKED, "redis_bench_tracked") ||
+        make_ops(&g_ops_always, SHP_REDIS_CLEANUP_ALWAYS, "redis_bench_always") ||
+        make_pool(&g_pool[kTracked], &g_ops_tracked, "redis_bench_tracked", g_handles[kTracked]) ||
+        make_pool(&g_pool[kAlways], &g_ops_always, "redis_bench_always", g_handles[kAlways]))
         return 1;
 
     // The dedicated connections get the adapter's default command timeout.
-    struct timeval tv = {static_cast<time_t>(rc_cfg.command_timeout_ns / 1000000000),
-                         static_cast<suseconds_t>(rc_cfg.command_timeout_ns % 1000000000 / 1000)};
+    shp_redis_config defaults;
+    shp_redis_config_init(&defaults);
+    struct timeval tv = {static_cast<time_t>(defaults.command_timeout_ns / 1000000000),
+                         static_cast<suseconds_t>(defaults.command_timeout_ns % 1000000000 / 1000)};
     for (unsigned i = 0; i < kConns; i++) {
         pthread_mutex_init(&g_ded_mu[i], nullptr);
         g_ded[i] = redisConnect("127.0.0.1", g_srv.port);
@@ -285,25 +453,62 @@ bool verify_totals() {
     return ok;
 }
 
-void print_pool_stats(shp_pool *pool, const char *name) {
-    shp_stats st;
-    if (pool == nullptr || shp_pool_stats(pool, &st) != 0) return;
-    std::printf("%s pool: created %" PRIu64 ", closed %" PRIu64 ", acquired %" PRIu64
-                ", handoffs %" PRIu64 ", timeouts %" PRIu64 ", health checks %" PRIu64
-                ", connect failures %" PRIu64 "\n",
-                name, st.created, st.closed, st.acquired, st.handoffs, st.timeouts,
-                st.health_checks, st.connect_failures);
+// RESETs the server ran since setup (INFO commandstats), or -1.
+long long server_resets() {
+    auto *rep = static_cast<redisReply *>(redisCommand(g_ded[0], "INFO commandstats"));
+    if (rep == nullptr || rep->type != REDIS_REPLY_STRING) {
+        if (rep) freeReplyObject(rep);
+        return -1;
+    }
+    const char *p = std::strstr(rep->str, "cmdstat_reset:calls=");
+    long long n = p ? std::atoll(p + std::strlen("cmdstat_reset:calls=")) : 0;
+    freeReplyObject(rep);
+    return n;
+}
+
+// The pools' counters, and where the server's RESETs came from: every
+// release of the ALWAYS pool sends one (the warm-up borrows at setup
+// included), a clean release of the TRACKED pool none.  The ALWAYS pool's
+// connections are borrowed while the server is asked, so that every RESET
+// sent has been answered (collected by prepare), hence counted.
+bool print_pool_stats() {
+    shp_stats st[2] = {};
+    shp_conn *held[kConns] = {};
+    unsigned nheld = 0;
+    for (int m : {kTracked, kAlways}) {
+        if (g_pool[m] == nullptr || shp_pool_stats(g_pool[m], &st[m]) != 0) return false;
+        std::printf("%s pool: created %" PRIu64 ", closed %" PRIu64 ", acquired %" PRIu64
+                    ", handoffs %" PRIu64 " (%.0f%% of acquires), timeouts %" PRIu64
+                    ", health checks %" PRIu64 "\n",
+                    kModeShort[m], st[m].created, st[m].closed, st[m].acquired, st[m].handoffs,
+                    st[m].acquired ? 100.0 * static_cast<double>(st[m].handoffs) /
+                                         static_cast<double>(st[m].acquired)
+                                   : 0.0,
+                    st[m].timeouts, st[m].health_checks);
+    }
+    while (nheld < kConns && shp_acquire(g_pool[kAlways], &held[nheld], 0) == 0) nheld++;
+    long long resets = server_resets();
+    for (unsigned i = 0; i < nheld; i++) shp_release(held[i]);
+    bool ok = nheld == kConns && resets >= 0 &&
+              static_cast<uint64_t>(resets) == st[kAlways].acquired;
+    std::printf("check: the server ran %lld RESETs, the always pool released %" PRIu64
+                " times, so the tracked pool's %" PRIu64 " releases sent %lld: %s\n",
+                resets, st[kAlways].acquired, st[kTracked].acquired,
+                resets - static_cast<long long>(st[kAlways].acquired),
+                ok ? "OK" : "MISMATCH");
+    return ok;
 }
 
 void teardown() {
-    for (shp_pool **p : {&g_pool, &g_pool_noreset}) {
-        if (*p == nullptr) continue;
-        int rc = shp_pool_destroy(*p, 1000000000);
+    for (shp_pool *&p : g_pool) {
+        if (p == nullptr) continue;
+        int rc = shp_pool_destroy(p, 1000000000);
         if (rc != 0) std::fprintf(stderr, "shp_pool_destroy: %s\n", std::strerror(-rc));
-        *p = nullptr;
+        p = nullptr;
     }
     shp_quiesce();
-    shp_redis_ops_free(&g_ops);  // g_ops_noreset shares its ctx
+    shp_redis_ops_free(&g_ops_tracked);
+    shp_redis_ops_free(&g_ops_always);
     for (unsigned i = 0; i < kConns; i++) {
         if (g_ded[i] != nullptr) {
             redisFree(g_ded[i]);
@@ -314,10 +519,10 @@ void teardown() {
     rsrv_stop(&g_srv);
 }
 
-// ---- results ----------------------------------------------------------------
+// ---- results ------------------------------------------------------------------
 
 // The console reporter, which also keeps the total ops/s of every slice,
-// keyed by the slice's registered name ("redis/pooled/round:3").
+// keyed by the slice's registered name ("redis/dedicated/round:3").
 class CollectingReporter : public benchmark::ConsoleReporter {
   public:
     // Colour only on a terminal (the log of `make bench-redis` stays plain).
@@ -347,8 +552,8 @@ class CollectingReporter : public benchmark::ConsoleReporter {
     std::map<std::string, double> rates_;
 };
 
-std::string slice_name(const char *mode, int round) {
-    return std::string(mode) + "/round:" + std::to_string(round);
+std::string slice_name(int mode, int round) {
+    return std::string(kModeName[mode]) + "/round:" + std::to_string(round);
 }
 
 double median(std::vector<double> v) {
@@ -360,51 +565,76 @@ double median(std::vector<double> v) {
 
 // Prints the table and the target line; returns true if the target passed.
 bool print_summary(const CollectingReporter &rep, int rounds) {
-    const char *modes[] = {kPooled, kDedicated, kNoReset};
-    std::map<std::string, std::vector<double>> rates;
-    std::vector<double> round_ratios;
+    std::vector<double> rates[kModes], ratio_t, ratio_a;
     bool complete = true;
-    std::printf("\nSummary: total INCR ops/s of all %d threads, per round "
-                "(slices run A/B/C in each round)\n", kThreads);
-    std::printf("round | %14s | %14s | %14s | pooled/dedicated\n", "pooled",
-                "dedicated", "pooled_noreset");
+    std::printf("\nSummary: total INCR ops/s of all %d threads through %u connections, per "
+                "round (the order of the modes rotates each round)\n", kThreads, kConns);
+    std::printf("round");
+    for (const char *m : kModeShort) std::printf(" | %12s", m);
+    std::printf(" | tracked/ded | always/ded\n");
     for (int r = 1; r <= rounds; r++) {
         std::printf("%5d", r);
-        for (const char *m : modes) {
-            double v = rep.rate(slice_name(m, r));
-            if (v > 0) rates[m].push_back(v);
-            else if (m != kNoReset) complete = false;
-            if (v > 0) std::printf(" | %14.0f", v);
-            else std::printf(" | %14s", "n/a");
+        double v[kModes];
+        for (int m = 0; m < kModes; m++) {
+            v[m] = rep.rate(slice_name(m, r));
+            if (v[m] > 0) {
+                rates[m].push_back(v[m]);
+                std::printf(" | %12.0f", v[m]);
+            } else {
+                if (m != kFifo) complete = false;
+                std::printf(" | %12s", "n/a");
+            }
         }
-        double p = rep.rate(slice_name(kPooled, r)), d = rep.rate(slice_name(kDedicated, r));
-        if (p > 0 && d > 0) {
-            round_ratios.push_back(p / d);
-            std::printf(" | %.3f\n", p / d);
+        if (v[kDedicated] > 0 && v[kTracked] > 0) {
+            ratio_t.push_back(v[kTracked] / v[kDedicated]);
+            std::printf(" | %11.3f", ratio_t.back());
+        } else {
+            std::printf(" | %11s", "n/a");
+        }
+        if (v[kDedicated] > 0 && v[kAlways] > 0) {
+            ratio_a.push_back(v[kAlways] / v[kDedicated]);
+            std::printf(" | %.3f\n", ratio_a.back());
         } else {
             std::printf(" | n/a\n");
         }
     }
-    double mp = median(rates[kPooled]), md = median(rates[kDedicated]),
-           mn = median(rates[kNoReset]);
-    std::printf("median| %14.0f | %14.0f | %14.0f | %.3f (median of the "
-                "per-round ratios)\n", mp, md, mn, median(round_ratios));
-    if (mn > 0 && md > 0)
-        std::printf("informational: pooled_noreset/dedicated = %.2f (the pool "
-                    "without the adapter's per-release RESET round trip)\n",
-                    mn / md);
-    if (!complete || mp <= 0 || md <= 0) {
-        std::printf("target redis pool/dedicated >= 0.9: n/a NOT RUN\n");
+    double med[kModes];
+    std::printf("  med");
+    for (int m = 0; m < kModes; m++) {
+        med[m] = median(rates[m]);
+        std::printf(" | %12.0f", med[m]);
+    }
+    std::printf(" | %11.3f | %.3f  (ratios: medians of the per-round ratios)\n",
+                median(ratio_t), median(ratio_a));
+    std::printf("connection gap, release to next borrower holding it, mean us:");
+    for (int m = 0; m < kModes; m++) {
+        int64_t n = g_gap_n[m].load();
+        if (n > 0)
+            std::printf(" %s %.1f%s", kModeShort[m],
+                        static_cast<double>(g_gap_ns[m].load()) / static_cast<double>(n) / 1e3,
+                        m + 1 < kModes ? ";" : "\n");
+        else
+            std::printf(" %s n/a%s", kModeShort[m], m + 1 < kModes ? ";" : "\n");
+    }
+    if (med[kFifo] > 0 && med[kDedicated] > 0)
+        std::printf("informational: dedicated_fifo/dedicated = %.2f (the same 4 connections "
+                    "handed over in strict FIFO order, as the pool does at max_size)\n",
+                    med[kFifo] / med[kDedicated]);
+    if (med[kAlways] > 0 && med[kDedicated] > 0)
+        std::printf("pool(always)/dedicated = %.2f (RESET on every release)\n",
+                    med[kAlways] / med[kDedicated]);
+    if (!complete || med[kTracked] <= 0 || med[kDedicated] <= 0) {
+        std::printf("target redis pool(tracked)/dedicated >= 0.9: n/a NOT RUN\n");
         return false;
     }
-    double ratio = mp / md;
+    double ratio = med[kTracked] / med[kDedicated];
     bool ok = ratio >= 0.9;
-    std::printf("target redis pool/dedicated >= 0.9: %.2f %s\n", ratio,
+    std::printf("target redis pool(tracked)/dedicated >= 0.9: %.2f %s\n", ratio,
                 ok ? "PASS" : "FAIL");
     return ok;
 }
 
-// ---- flags ------------------------------------------------------------------
+// ---- flags --------------------------------------------------------------------
 
 bool has_flag(const std::vector<std::string> &args, const char *name) {
     size_t n = std::strlen(name);
@@ -416,13 +646,15 @@ bool has_flag(const std::vector<std::string> &args, const char *name) {
 
 void register_benchmarks(int rounds, bool set_min_time) {
     for (int r = 1; r <= rounds; r++) {
-        benchmark::internal::Benchmark *bs[] = {
-            benchmark::RegisterBenchmark(slice_name(kPooled, r).c_str(), BM_pooled, g_pool),
-            benchmark::RegisterBenchmark(slice_name(kDedicated, r).c_str(), BM_dedicated),
-            benchmark::RegisterBenchmark(slice_name(kNoReset, r).c_str(), BM_pooled,
-                                         g_pool_noreset),
-        };
-        for (benchmark::internal::Benchmark *b : bs) {
+        for (int i = 0; i < kModes; i++) {
+            int m = (i + r - 1) % kModes;  // rotate the order each round
+            std::string name = slice_name(m, r);
+            benchmark::internal::Benchmark *b =
+                m == kTracked     ? benchmark::RegisterBenchmark(name.c_str(), BM_pooled, kTracked)
+                : m == kAlways    ? benchmark::RegisterBenchmark(name.c_str(), BM_pooled, kAlways)
+                : m == kDedicated ? benchmark::RegisterBenchmark(name.c_str(),
+                                                                 BM_dedicated<kDedicated>)
+                                  : benchmark::RegisterBenchmark(name.c_str(), BM_dedicated<kFifo>);
             b->Unit(benchmark::kMicrosecond)->UseRealTime()->Threads(kThreads);
             if (set_min_time) b->MinTime(kDefaultMinTime);
         }
@@ -474,9 +706,8 @@ int main(int argc, char **argv) {
     bool ok = false;
     if (ran > 0) {
         bool checked = verify_totals();
-        ok = print_summary(reporter, rounds) && checked;
-        print_pool_stats(g_pool, "pooled");
-        print_pool_stats(g_pool_noreset, "pooled_noreset");
+        bool resets_ok = print_pool_stats();
+        ok = print_summary(reporter, rounds) && checked && resets_ok;
     }
     std::fflush(stdout);
     benchmark::Shutdown();

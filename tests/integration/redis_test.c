@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "fakeconn.h"
 #include "testutil.h"
 
 #include <hiredis/hiredis.h>
@@ -155,6 +156,7 @@ static void test_config(void **state)
     assert_int_equal(c.db, 0);
     assert_true(c.connect_timeout_ns > 0);
     assert_true(c.command_timeout_ns > 0);
+    assert_int_equal(c.cleanup, SHP_REDIS_CLEANUP_ALWAYS);
     shp_redis_config_init(NULL); /* no crash */
 
     shp_ops ops, untouched;
@@ -179,6 +181,9 @@ static void test_config(void **state)
     b.command_timeout_ns = -1;
     assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
     b = c;
+    b.cleanup = (shp_redis_cleanup)7;
+    assert_int_equal(shp_redis_ops(&ops, &b), -EINVAL);
+    b = c;
     char longpath[200];
     memset(longpath, 'a', sizeof longpath - 1);
     longpath[sizeof longpath - 1] = 0;
@@ -186,6 +191,7 @@ static void test_config(void **state)
     assert_int_equal(shp_redis_ops(&ops, &b), -ENAMETOOLONG);
     assert_memory_equal(&ops, &untouched, sizeof ops);
     log_stop();
+    assert_true(log_has("field=cleanup"));
 
     /* ops_free is a no-op on zeroed or foreign ops; the handle check. */
     shp_ops zero = { 0 };
@@ -558,6 +564,365 @@ static void test_dirty_release(void **state)
     rsrv_stop(&srv);
 }
 
+/* ---- tracked cleanup ------------------------------------------------------------------ */
+
+/* How many RESET commands the server has run, from INFO commandstats (0
+ * before the first). */
+static long long reset_calls(redisContext *a)
+{
+    redisReply *r = redisCommand(a, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    long long n = 0;
+    const char *p = strstr(r->str, "cmdstat_reset:calls=");
+    if (p)
+        n = atoll(p + strlen("cmdstat_reset:calls="));
+    freeReplyObject(r);
+    return n;
+}
+
+/* Through the wrapper: a command expected to answer the status want. */
+static void w_status(shp_conn *conn, const char *want, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = shp_redis_vcommand(conn, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STATUS)
+        fail_msg("%s: reply type %d (%s), want status %s", fmt, r->type, r->str ? r->str : "-",
+                 want);
+    assert_string_equal(r->str, want);
+    freeReplyObject(r);
+}
+
+/* Through the wrapper: a command expected to answer an error. */
+static void w_error(shp_conn *conn, const char *fmt)
+{
+    redisReply *r = shp_redis_command(conn, fmt);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+/* Through the wrapper: GET key is the string want, or nil when want is NULL. */
+static void w_get(shp_conn *conn, const char *key, const char *want)
+{
+    const char *argv[2] = { "GET", key };
+    redisReply *r = shp_redis_command_argv(conn, 2, argv, NULL);
+    assert_non_null(r);
+    if (want) {
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->str, want);
+    } else {
+        assert_int_equal(r->type, REDIS_REPLY_NIL);
+    }
+    freeReplyObject(r);
+}
+
+/* expect_clean through the wrapper (which it leaves clean): on db 3, not in
+ * MULTI, not subscribed, nothing unread. */
+static void w_expect_clean(shp_conn *conn)
+{
+    w_get(conn, "marker", "db3");
+    w_status(conn, "PONG", "PING");
+    w_error(conn, "EXEC"); /* EXEC without MULTI */
+}
+
+/* One borrow of the pool's only connection (handle h, unless NULL) under
+ * TRACKED cleanup, and what the release costs: returns how many RESETs the
+ * server ran between the release and the next borrow's clean check. */
+typedef struct tracked {
+    shp_pool *pool;
+    redisContext *admin;
+    void *h;
+} tracked;
+
+static shp_conn *t_borrow(tracked *t)
+{
+    shp_conn *conn;
+    assert_int_equal(shp_acquire(t->pool, &conn, -1), 0);
+    if (t->h)
+        assert_ptr_equal(shp_conn_handle(conn), t->h);
+    return conn;
+}
+
+/* Releases conn, borrows again, checks the connection is clean; returns the
+ * RESETs the server ran meanwhile and the new borrow in *next. */
+static long long t_cycle(tracked *t, shp_conn *conn, shp_conn **next)
+{
+    long long before = reset_calls(t->admin);
+    assert_int_equal(shp_release(conn), 0);
+    *next = t_borrow(t);
+    w_expect_clean(*next);
+    return reset_calls(t->admin) - before;
+}
+
+static void test_tracked_cleanup(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
+    redisContext *a = admin(GOOD_PW, 3);
+    expect_status(a, "OK", "SET marker db3");
+
+    shp_redis_config rc = redis_cfg(srv.port, GOOD_PW, 3);
+    rc.cleanup = SHP_REDIS_CLEANUP_TRACKED;
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
+    pc.validate_idle_ns = -1; /* no PING on acquire: only the cleanup counts */
+    tracked t = { .admin = a };
+    assert_int_equal(shp_pool_create(&t.pool, &pc, &ops), 0);
+    shp_conn *conn = t_borrow(&t);
+    t.h = shp_conn_handle(conn);
+    w_expect_clean(conn);
+
+    /* Clean releases send nothing: no RESET on the server. */
+    for (int i = 0; i < 5; i++) {
+        w_status(conn, "OK", "SET k%d %d", i, i);
+        assert_int_equal(t_cycle(&t, conn, &conn), 0);
+    }
+
+    /* SELECT 5: comes back on the configured db 3. */
+    w_status(conn, "OK", "SELECT 5");
+    w_get(conn, "marker", NULL);
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+
+    /* MULTI left open: comes back with no transaction, the queued command
+     * discarded. */
+    w_status(conn, "OK", "MULTI");
+    w_status(conn, "QUEUED", "SET queued 1");
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+    w_get(conn, "queued", NULL);
+
+    /* SUBSCRIBE with messages never read: comes back usable, unsubscribed. */
+    redisReply *r = shp_redis_command(conn, "SUBSCRIBE chan");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    for (int i = 0; i < 3; i++) {
+        r = redisCommand(a, "PUBLISH chan m%d", i);
+        assert_non_null(r);
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+    r = redisCommand(a, "PUBSUB NUMSUB chan");
+    assert_non_null(r);
+    assert_int_equal(r->element[1]->integer, 0);
+    freeReplyObject(r);
+
+    /* A finished transaction leaves it clean: MULTI ... EXEC, and WATCH ...
+     * MULTI ... EXEC, in any case. */
+    w_status(conn, "OK", "multi");
+    w_status(conn, "QUEUED", "SET tx 1");
+    r = shp_redis_command(conn, "exec");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    w_status(conn, "OK", "WATCH tx");
+    w_status(conn, "OK", "MULTI");
+    w_status(conn, "QUEUED", "INCR tx");
+    r = shp_redis_command(conn, "EXEC");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    w_status(conn, "OK", "MULTI");
+    w_status(conn, "OK", "DISCARD");
+    w_status(conn, "OK", "WATCH tx");
+    w_status(conn, "OK", "UNWATCH");
+    assert_int_equal(t_cycle(&t, conn, &conn), 0);
+    w_get(conn, "tx", "2");
+
+    /* WATCH left behind is cleaned: the next borrower's transaction is not
+     * aborted by a change to the key the last one watched. */
+    w_status(conn, "OK", "WATCH tx");
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+    expect_status(a, "OK", "SET tx changed");
+    w_status(conn, "OK", "MULTI");
+    w_status(conn, "QUEUED", "SET other 1");
+    r = shp_redis_command(conn, "EXEC");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY); /* not nil: nothing watched */
+    freeReplyObject(r);
+    assert_int_equal(t_cycle(&t, conn, &conn), 0);
+
+    /* An error inside MULTI makes it dirty, also once EXEC aborted. */
+    w_status(conn, "OK", "MULTI");
+    w_error(conn, "SET onlyakey");
+    w_error(conn, "EXEC"); /* EXECABORT */
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+
+    /* CLIENT: reading subcommands are clean, the others dirty. */
+    r = shp_redis_command(conn, "CLIENT ID");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    assert_int_equal(t_cycle(&t, conn, &conn), 0);
+    w_status(conn, "OK", "CLIENT SETNAME borrower1");
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+
+    /* shp_redis_mark_dirty, then raw use of the context. */
+    assert_int_equal(shp_redis_mark_dirty(conn), 0);
+    redisContext *c = shp_redis_ctx(shp_conn_handle(conn));
+    expect_status(c, "OK", "SELECT 9");
+    assert_int_equal(redisAppendCommand(c, "PING"), REDIS_OK);
+    int done = 0;
+    while (!done)
+        assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+
+    /* The safety net: a command appended to the raw context but never sent
+     * (a broken promise) still gets the cleanup. */
+    assert_int_equal(redisAppendCommand(shp_redis_ctx(shp_conn_handle(conn)), "SELECT 4"),
+                     REDIS_OK);
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(t.pool, &st), 0);
+    assert_int_equal(st.created, 1); /* the same connection throughout */
+    assert_int_equal(st.closed, 0);
+
+    /* QUIT: the release closes it, the next borrower gets a new one. */
+    w_status(conn, "OK", "QUIT");
+    log_start();
+    assert_int_equal(shp_release(conn), 0);
+    log_stop();
+    assert_true(log_has("event=reset_failed"));
+    assert_int_equal(shp_pool_stats(t.pool, &st), 0);
+    assert_int_equal(st.closed, 1);
+    t.h = NULL;
+    conn = t_borrow(&t);
+    t.h = shp_conn_handle(conn);
+    w_expect_clean(conn);
+
+    /* A command that fails (the server killed the connection): NULL, a log
+     * line, and the release closes it. */
+    r = shp_redis_command(conn, "CLIENT ID");
+    assert_non_null(r);
+    long long id = r->integer;
+    freeReplyObject(r);
+    r = redisCommand(a, "CLIENT KILL ID %lld", id);
+    assert_non_null(r);
+    freeReplyObject(r);
+    log_start();
+    assert_null(shp_redis_command(conn, "GET marker"));
+    assert_true(log_has("event=command_failed"));
+    assert_int_equal(shp_release(conn), 0);
+    log_stop();
+    assert_int_equal(shp_pool_stats(t.pool, &st), 0);
+    assert_int_equal(st.closed, 2);
+    t.h = NULL;
+    conn = t_borrow(&t);
+    w_expect_clean(conn);
+    assert_int_equal(shp_release(conn), 0);
+
+    redisFree(a);
+    assert_int_equal(shp_pool_destroy(t.pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* The default, ALWAYS: every release cleans, also after wrapper-only use. */
+static void test_always_cleanup(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    redisContext *a = admin(NULL, 3);
+    expect_status(a, "OK", "SET marker db3");
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 3);
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
+    pc.validate_idle_ns = -1;
+    tracked t = { .admin = a };
+    assert_int_equal(shp_pool_create(&t.pool, &pc, &ops), 0);
+    shp_conn *conn = t_borrow(&t);
+    t.h = shp_conn_handle(conn);
+    for (int i = 0; i < 3; i++) {
+        w_get(conn, "marker", "db3");
+        assert_int_equal(t_cycle(&t, conn, &conn), 1);
+    }
+    /* Raw use of the context is allowed in this mode. */
+    expect_status(shp_redis_ctx(t.h), "OK", "SELECT 6");
+    assert_int_equal(t_cycle(&t, conn, &conn), 1);
+    assert_int_equal(shp_release(conn), 0);
+    redisFree(a);
+    assert_int_equal(shp_pool_destroy(t.pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* The wrapper on bad arguments: NULL and a log line, nothing sent, the
+ * connection unchanged (its release stays free). */
+static void test_command_bad_args(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    redisContext *a = admin(NULL, 3);
+    expect_status(a, "OK", "SET marker db3");
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 3);
+    rc.cleanup = SHP_REDIS_CLEANUP_TRACKED;
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
+    pc.validate_idle_ns = -1;
+    tracked t = { .admin = a };
+    assert_int_equal(shp_pool_create(&t.pool, &pc, &ops), 0);
+    shp_conn *conn = t_borrow(&t);
+    t.h = shp_conn_handle(conn);
+
+    const char *argv[2] = { "GET", NULL };
+    log_start();
+    assert_null(shp_redis_command(NULL, "PING"));
+    assert_true(log_has("event=command_bad_arg") && log_has("conn NULL"));
+    log_start();
+    assert_null(shp_redis_command(conn, NULL));
+    assert_true(log_has("fmt NULL"));
+    log_start();
+    assert_null(shp_redis_command(conn, "GET %q", "x")); /* no such directive */
+    assert_true(log_has("does not format"));
+    log_start();
+    assert_null(shp_redis_command(conn, " "));
+    assert_true(log_has("empty command"));
+    log_start();
+    assert_null(shp_redis_command_argv(conn, 0, argv, NULL));
+    assert_true(log_has("argc < 1"));
+    log_start();
+    assert_null(shp_redis_command_argv(conn, 2, NULL, NULL));
+    assert_true(log_has("argv NULL"));
+    log_start();
+    assert_null(shp_redis_command_argv(conn, 2, argv, NULL));
+    assert_true(log_has("argv[i] NULL"));
+    log_start();
+    assert_null(shp_redis_command_argv(NULL, 2, argv, NULL));
+    assert_int_equal(shp_redis_mark_dirty(NULL), -EINVAL);
+    log_stop();
+    /* Nothing was sent and nothing marked: the connection works, its
+     * release sends no RESET. */
+    w_get(conn, "marker", "db3");
+    assert_int_equal(t_cycle(&t, conn, &conn), 0);
+    assert_int_equal(shp_release(conn), 0);
+
+    /* A connection of another adapter. */
+    fake_backend fb;
+    fake_init(&fb);
+    shp_ops fops = fake_ops(&fb);
+    shp_pool *fp;
+    assert_int_equal(shp_pool_create(&fp, &pc, &fops), 0);
+    shp_conn *fc;
+    assert_int_equal(shp_acquire(fp, &fc, -1), 0);
+    log_start();
+    assert_null(shp_redis_command(fc, "PING"));
+    assert_int_equal(shp_redis_mark_dirty(fc), -EINVAL);
+    log_stop();
+    assert_true(log_has("not a redis adapter connection"));
+    assert_int_equal(shp_release(fc), 0);
+    assert_int_equal(shp_pool_destroy(fp, -1), 0);
+
+    redisFree(a);
+    assert_int_equal(shp_pool_destroy(t.pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
 /* ---- a server that accepts but never answers --------------------------------------------- */
 
 static void test_stopped_server(void **state)
@@ -710,6 +1075,15 @@ static bool wait_breaker(shp_pool *pool, bool want)
 static load l; /* static: outlives a failed test's frame */
 static counted_ops counted;
 
+/* testutil.h's counted_wrap forwards connect, close, check and reset but
+ * not prepare; without it the RESET answers of the adapter's cleanup are
+ * never collected and the next borrower reads "+RESET" as its reply. */
+static int counted_prepare(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.prepare(co->real.ctx, handle);
+}
+
 /* 16 threads through a pool of 4 with max_connecting 2 and the default
  * breaker (threshold 5, a probe every 250 ms).  While the server is down
  * the breaker opens and acquirers that would connect fail fast with
@@ -727,6 +1101,7 @@ static void test_kill9_restart(void **state)
     rc.connect_timeout_ns = tmo;
     shp_ops real = make_ops(&rc);
     shp_ops ops = counted_wrap(&counted, &real);
+    ops.prepare = counted_prepare;
     shp_config pc = pool_cfg(LOAD_POOL, tmo);
     pc.max_connecting = LOAD_CONNECTING;
     /* breaker_threshold and breaker_probe_ns: the defaults */
@@ -767,8 +1142,10 @@ static void test_kill9_restart(void **state)
     }
     if (fast_failed)
         restarted = rsrv_restart(&srv) == 0; /* same port; returns once it answers PING */
+    long cmd_err_restart = -1;
     if (restarted) {
         int64_t back = now_ns(); /* the restarted server answers */
+        cmd_err_restart = atomic_load(&l.cmd_err);
         long ok0 = atomic_load(&l.ok);
         recovered = wait_count(&l.ok, ok0 + 1);
         first_ok = now_ns() - back;
@@ -822,6 +1199,9 @@ static void test_kill9_restart(void **state)
      * progress at it, plus margin. */
     assert_true(atomic_load(&l.max_op_ns) <= 2 * tmo + 500 * NS_PER_MS);
     assert_true(st.created > LOAD_POOL); /* dead connections were replaced */
+    /* Every connection dead since the kill was closed before the restart,
+     * and the new ones are handed out clean: no command fails after it. */
+    assert_int_equal(atomic_load(&l.cmd_err), cmd_err_restart);
     assert_true(st.live <= LOAD_POOL);
     assert_int_equal(st.in_use, 0);
     assert_true(st.connect_failures >= pc.breaker_threshold);
@@ -860,6 +1240,9 @@ int main(void)
         T(test_auth),
         T(test_backend_down),
         T(test_dirty_release),
+        T(test_tracked_cleanup),
+        T(test_always_cleanup),
+        T(test_command_bad_args),
         T(test_stopped_server),
         T(test_kill9_restart),
     };
