@@ -1075,15 +1075,6 @@ static bool wait_breaker(shp_pool *pool, bool want)
 static load l; /* static: outlives a failed test's frame */
 static counted_ops counted;
 
-/* testutil.h's counted_wrap forwards connect, close, check and reset but
- * not prepare; without it the RESET answers of the adapter's cleanup are
- * never collected and the next borrower reads "+RESET" as its reply. */
-static int counted_prepare(void *ctx, void *handle)
-{
-    counted_ops *co = ctx;
-    return co->real.prepare(co->real.ctx, handle);
-}
-
 /* 16 threads through a pool of 4 with max_connecting 2 and the default
  * breaker (threshold 5, a probe every 250 ms).  While the server is down
  * the breaker opens and acquirers that would connect fail fast with
@@ -1100,8 +1091,7 @@ static void test_kill9_restart(void **state)
     rc.command_timeout_ns = tmo;
     rc.connect_timeout_ns = tmo;
     shp_ops real = make_ops(&rc);
-    shp_ops ops = counted_wrap(&counted, &real);
-    ops.prepare = counted_prepare;
+    shp_ops ops = counted_wrap(&counted, &real); /* forwards prepare: the cleanup's answers */
     shp_config pc = pool_cfg(LOAD_POOL, tmo);
     pc.max_connecting = LOAD_CONNECTING;
     /* breaker_threshold and breaker_probe_ns: the defaults */

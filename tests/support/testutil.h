@@ -117,6 +117,14 @@ static inline int counted_reset(void *ctx, void *handle)
     return co->real.reset(co->real.ctx, handle);
 }
 
+static inline int counted_prepare(void *ctx, void *handle)
+{
+    counted_ops *co = ctx;
+    return co->real.prepare(co->real.ctx, handle);
+}
+
+/* An shp_ops that forwards every hook of real (the optional ones only when
+ * real has them) and counts connects in flight. */
 static inline shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
 {
     memset(co, 0, sizeof *co);
@@ -127,6 +135,7 @@ static inline shp_ops counted_wrap(counted_ops *co, const shp_ops *real)
         .check = real->check ? counted_check : NULL,
         .reset = real->reset ? counted_reset : NULL,
         .ctx = co,
+        .prepare = real->prepare ? counted_prepare : NULL,
     };
     return o;
 }
