@@ -27,6 +27,8 @@
 #include <shardpool.h>
 
 #include "fakeconn.h"
+#define FX_POOL_NAME "metrics"
+#include "fixture.h"
 #include "hist.h"
 #include "testutil.h"
 
@@ -130,42 +132,6 @@ static void test_hist_summary_le_and_weights(void **state)
     free(h);
 }
 
-/* ---- fixture -------------------------------------------------------------------- */
-
-typedef struct fx {
-    fake_backend fb;
-    shp_ops ops;
-    shp_config cfg;
-    shp_pool *pool;
-} fx;
-
-static fx *fx_new(unsigned min, unsigned max)
-{
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    fake_init(&f->fb);
-    f->ops = fake_ops(&f->fb);
-    shp_config_init(&f->cfg);
-    f->cfg.min_size = min;
-    f->cfg.max_size = max;
-    f->cfg.validate_idle_ns = -1;
-    f->cfg.name = "metrics";
-    return f;
-}
-
-static void fx_start(fx *f)
-{
-    assert_int_equal(shp_pool_create(&f->pool, &f->cfg, &f->ops), 0);
-}
-
-static void fx_end(fx *f)
-{
-    assert_int_equal(shp_pool_destroy(f->pool, NS_PER_S), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(&f->fb), 0);
-    free(f);
-}
-
 static shp_metrics snap(shp_pool *p)
 {
     shp_metrics m;
@@ -223,7 +189,7 @@ static void test_counters_single_thread(void **state)
     assert_int_equal(shp_pool_stats(f->pool, &st), 0);
     assert_int_equal(st.acquired, 300);
     assert_int_equal(st.created, 3);
-    fx_end(f);
+    fx_finish(f);
 }
 
 static void test_sampled_counts_are_weighted(void **state)
@@ -256,8 +222,8 @@ static void test_sampled_counts_are_weighted(void **state)
     assert_true(mb.acquire.count >= N * 85 / 100 && mb.acquire.count <= N * 115 / 100);
     assert_true(mb.hold.count >= N * 85 / 100 && mb.hold.count <= N * 115 / 100);
     assert_int_equal(mb.hold.count % 16, 0);
-    fx_end(a);
-    fx_end(b);
+    fx_finish(a);
+    fx_finish(b);
 }
 
 struct churn {
@@ -350,7 +316,7 @@ static void test_counters_exact_under_load(void **state)
         closed += m.closes[r];
     assert_int_equal(m.creations - closed, m.live);
     assert_int_equal(m.in_use, 0);
-    fx_end(f);
+    fx_finish(f);
 }
 
 /* ---- closes, failures, errors, evict --------------------------------------------- */
@@ -380,7 +346,7 @@ static void test_closes_by_reason(void **state)
     assert_string_equal(shp_close_reason_name(SHP_CLOSE_EVICTED), "evicted");
     assert_string_equal(shp_close_reason_name((shp_close_reason)99), "unknown");
     atomic_store(&f->fb.connect_err, 0);
-    fx_end(f);
+    fx_finish(f);
 }
 
 static void test_timeouts_counted(void **state)
@@ -399,7 +365,7 @@ static void test_timeouts_counted(void **state)
     assert_int_equal(m.in_use, 1);
     assert_true(m.utilization == 1.0);
     assert_int_equal(shp_release(c), 0);
-    fx_end(f);
+    fx_finish(f);
 }
 
 static void test_conn_error_and_info(void **state)
@@ -436,7 +402,7 @@ static void test_conn_error_and_info(void **state)
     assert_int_equal(shp_release(c), 0);
     assert_int_equal(shp_conn_error(c, -EIO), -EALREADY); /* not borrowed */
     assert_non_null(strstr(log_buf, "event=conn_error_not_borrowed"));
-    fx_end(f);
+    fx_finish(f);
     shp_log_set(NULL, NULL, SHP_LOG_WARN);
 }
 
@@ -464,7 +430,7 @@ static void test_evict(void **state)
     m = snap(f->pool);
     assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 2);
     assert_int_equal(shp_pool_evict(NULL), -EINVAL);
-    fx_end(f);
+    fx_finish(f);
 }
 
 struct evict_churn {
@@ -525,7 +491,7 @@ static void test_evict_under_load(void **state)
     assert_int_equal(e.errors, 0);
     assert_int_equal(stale, 0);
     assert_true(snap(f->pool).closes[SHP_CLOSE_EVICTED] > 0);
-    fx_end(f);
+    fx_finish(f);
 }
 
 /* ---- alerts and history ------------------------------------------------------------ */
@@ -646,7 +612,7 @@ static void test_alert_utilization_hysteresis(void **state)
     assert_int_equal(snap(f->pool).alerts, 0);
     while (held > 0)
         assert_int_equal(shp_release(c[--held]), 0);
-    fx_end(f);
+    fx_finish(f);
 }
 
 static void test_alert_failed_acquires_and_error_rate(void **state)
@@ -673,7 +639,7 @@ static void test_alert_failed_acquires_and_error_rate(void **state)
     }
     assert_true(failed && rate);
     assert_int_equal(shp_release(c), 0);
-    fx_end(f);
+    fx_finish(f);
 }
 
 static void test_history_ring(void **state)
@@ -699,7 +665,7 @@ static void test_history_ring(void **state)
     assert_true(newest[0].mono_ns < newest[1].mono_ns);
     assert_int_equal(shp_pool_history(f->pool, NULL, 0), 0);
     assert_int_equal(shp_pool_history(NULL, h, 8), -EINVAL);
-    fx_end(f);
+    fx_finish(f);
 }
 
 static void test_bad_args(void **state)

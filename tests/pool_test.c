@@ -33,59 +33,12 @@
 #include <shardpool.h>
 
 #include "fakeconn.h"
+#include "fixture.h"
 
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
 
-/* ---- fixture -------------------------------------------------------------------- */
-
-typedef struct fx {
-    fake_backend fb;
-    shp_ops ops;
-    shp_config cfg;
-    shp_pool *pool;
-} fx;
-
-/* A pool config with min/max, the fake backend, and quiet maintenance (no
- * validate-on-acquire, so that checks happen only where a test asks). */
-static fx *fx_new(unsigned min, unsigned max)
-{
-    fx *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    fake_init(&f->fb);
-    f->ops = fake_ops(&f->fb);
-    shp_config_init(&f->cfg);
-    f->cfg.min_size = min;
-    f->cfg.max_size = max;
-    f->cfg.validate_idle_ns = -1;
-    f->cfg.name = "pooltest";
-    return f;
-}
-
-static void fx_start(fx *f)
-{
-    assert_int_equal(shp_pool_create(&f->pool, &f->cfg, &f->ops), 0);
-    assert_non_null(f->pool);
-}
-
-static fx *fx_make(unsigned min, unsigned max)
-{
-    fx *f = fx_new(min, max);
-    fx_start(f);
-    return f;
-}
-
-/* Destroys the pool (every connection must be back) and checks the backend:
- * nothing open, no close of a bad handle. */
-static void fx_finish(fx *f)
-{
-    assert_int_equal(shp_pool_destroy(f->pool, 0), 0);
-    assert_int_equal(fake_open_now(&f->fb), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(&f->fb), 0);
-    assert_int_equal(atomic_load(&f->fb.bad_close), 0);
-    free(f);
-}
+/* ---- fixture: tests/support/fixture.h ------------------------------------------- */
 
 static shp_stats stats_of(fx *f)
 {
