@@ -140,8 +140,8 @@ tsan: $(call UNIT_BINS,tsan) $(addprefix $(B)/tsan/stress/,$(STRESS)) $(B)/tsan/
 	$(call run_units,tsan,$(TSAN_ENV) setarch -R)
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 2000000
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 400000
-	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 400000 --handoff-after-ns 1000000
-	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 200000 --handoff-after-ns 1000000
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 1000000 --handoff-after-ns 1000000
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 1000000 --handoff-after-ns 1000000
 
 # Proof that the stress tests can fail: the broken pop must be caught.
 broken-proof: $(addprefix $(B)/broken/stress/,$(STRESS))
