@@ -97,13 +97,13 @@ struct shp__metrics_state {
     uint32_t raised;              /* alerts raised now (bit per shp_alert) */
 };
 
-/* A waiting acquirer, on its own stack frame, in the pool's queue, which is
- * kept in order of first enqueue (`since`).  word goes WAITING (→ SLEEPING,
- * set by the waiter) → a verdict, set by one exchange under the queue lock
- * after the waiter was unlinked; see waiter_signal for the frame's lifetime.
- * SHP__W_RETRY (only with cfg.handoff_after_ns > 0): a release pushed a
- * connection on a shard instead of handing it over; the waiter, no longer
- * queued, tries to take one and otherwise queues again in its old place. */
+/* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
+ * word goes WAITING (→ SLEEPING, set by the waiter) → a verdict, set by one
+ * exchange under the queue lock after the waiter was unlinked; see
+ * waiter_signal for the frame's lifetime.  SHP__W_RETRY (only with
+ * cfg.handoff_after_ns > 0): a release pushed a connection on a shard
+ * instead of handing it over; the waiter, no longer queued, tries to take
+ * one and otherwise queues again in order of its first enqueue (`since`). */
 enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN, SHP__W_SLEEPING,
        SHP__W_DOWN /* breaker open: capacity free but no connect */,
        SHP__W_RETRY /* a connection was pushed: compete for it */ };
