@@ -117,11 +117,15 @@ unit: $(call UNIT_BINS,release)
 stress: $(addprefix $(B)/release/stress/,$(STRESS))
 	timeout 600 $(B)/release/stress/conservation
 	timeout 300 $(B)/release/stress/aba
+	timeout 300 $(B)/release/stress/conservation --ops 4000000 --handoff-after-ns 1000000
+	timeout 300 $(B)/release/stress/aba --ops 4000000 --handoff-after-ns 1000000
 
 asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
 	$(call run_units,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=1)
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000
+	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation --ops 1000000 --handoff-after-ns 1000000
+	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000 --handoff-after-ns 1000000
 
 # TSAN_OPTIONS: halt_on_error makes any report fail the run.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
@@ -136,6 +140,8 @@ tsan: $(call UNIT_BINS,tsan) $(addprefix $(B)/tsan/stress/,$(STRESS)) $(B)/tsan/
 	$(call run_units,tsan,$(TSAN_ENV) setarch -R)
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 2000000
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 400000
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 1000000 --handoff-after-ns 1000000
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 1000000 --handoff-after-ns 1000000
 
 # Proof that the stress tests can fail: the broken pop must be caught.
 broken-proof: $(addprefix $(B)/broken/stress/,$(STRESS))

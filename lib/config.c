@@ -34,6 +34,7 @@ void shp_config_init(shp_config *cfg)
     cfg->alert_acquire_p99_ns = SHP_NS_PER_S;
     cfg->alert_failed_acquires = 5;
     cfg->alert_error_rate = 0.05;
+    cfg->handoff_after_ns = 0;
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u
@@ -84,5 +85,7 @@ int shp_config_validate(const shp_config *cfg)
     if (cfg->alert_utilization != cfg->alert_utilization ||
         cfg->alert_error_rate != cfg->alert_error_rate)
         return bad(cfg, "alert_utilization/alert_error_rate", "not a number");
+    if (cfg->handoff_after_ns < 0)
+        return bad(cfg, "handoff_after_ns", "negative");
     return 0;
 }

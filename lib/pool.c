@@ -194,7 +194,11 @@ static void waiter_signal(struct shp__waiter *w, uint32_t verdict)
 
 /* Hands resources to waiters, oldest first: an idle connection from any
  * shard, else a reserved slot for it to connect with.  One resource wakes
- * one waiter.  Safe to call from any thread that may touch p. */
+ * one waiter.  Safe to call from any thread that may touch p.
+ * A connection found here is handed over directly in both handoff modes:
+ * this is the claim on what was freed while a waiter was not yet counted
+ * (a waiter's enqueue, the re-check after a push in put_idle_to), rare
+ * under load; releases that see waiters go through handoff. */
 void shp__wake_waiters(shp_pool *p)
 {
     if (atomic_load_explicit(&p->nwaiters, memory_order_seq_cst) == 0)
@@ -251,10 +255,20 @@ shp_conn *shp__steal(shp_pool *p, unsigned home)
     return NULL;
 }
 
-/* Hands owned connection c to the oldest waiter.  Returns false if there
- * was none (queue empty or closed). */
-SHP__COLD static bool handoff(shp_pool *p, shp_conn *c)
+/* Releases owned connection c (state IDLE, not stale) to the oldest
+ * waiter, under the queue lock.  With strict FIFO (handoff_after_ns == 0),
+ * or once that waiter has waited handoff_after_ns, c is handed over.
+ * Otherwise c is pushed on shard sh, where any running acquirer (usually
+ * the releaser, coming back) may take it, and the waiter is unlinked with
+ * SHP__W_RETRY - one waiter per release - to compete for it.  The push is
+ * made under the lock: the woken waiter steals after it, and a waiter that
+ * queues after we unlock steals after it in its own shp__wake_waiters, so
+ * no fence and re-check are needed.  Returns false, having done nothing, if
+ * no waiter is queued (or the queue is closed).  Call inside a read-side
+ * section. */
+SHP__COLD static bool handoff(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
+    int64_t now = p->handoff_after_ns > 0 ? shp__now_ns() : 0; /* outside the lock */
     pthread_mutex_lock(&p->wq_lock);
     struct shp__waiter *w = p->wq_closed ? NULL : p->wq_head;
     if (w) {
@@ -262,21 +276,27 @@ SHP__COLD static bool handoff(shp_pool *p, shp_conn *c)
         if (!p->wq_head)
             p->wq_tail = NULL;
         atomic_fetch_sub_explicit(&p->nwaiters, 1, memory_order_relaxed);
-        take(c);
-        w->conn = c;
-        atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
-        waiter_signal(w, SHP__W_CONN);
+        if (p->handoff_after_ns > 0 && now - w->since < p->handoff_after_ns) {
+            shp__stack_push(&sh->free, &c->link);
+            waiter_signal(w, SHP__W_RETRY);
+        } else {
+            take(c);
+            w->conn = c;
+            atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
+            waiter_signal(w, SHP__W_CONN);
+        }
     }
     pthread_mutex_unlock(&p->wq_lock);
     return w != NULL;
 }
 
 /* Gives owned connection c, already in state IDLE, to the oldest waiter if
- * there is one, else pushes it on shard sh.  Call inside a read-side
- * section. */
+ * there is one (see handoff), else pushes it on shard sh.  Call inside a
+ * read-side section. */
 static inline void put_idle_to(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
-    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)) && handoff(p, c))
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)) &&
+        handoff(p, c, sh))
         return;
     shp__stack_push(&sh->free, &c->link);
     /* A waiter that queued after the check above must see this push, or we
@@ -461,28 +481,60 @@ static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count
     return 0;
 }
 
-/* Queues the caller and sleeps until it is handed a connection, a slot, the
- * deadline or shutdown.  Caller holds a reference.  Returns SHP__W_CONN
- * (with *out set), SHP__W_GRANT, SHP__W_SHUTDOWN or -ETIMEDOUT. */
+/* Links w into the queue before the first waiter that queued after it
+ * (since later than w's).  Queue lock held. */
+static void queue_in_order(shp_pool *p, struct shp__waiter *w)
+{
+    struct shp__waiter **pp = &p->wq_head;
+    while (*pp && (*pp)->since <= w->since)
+        pp = &(*pp)->next;
+    w->next = *pp;
+    *pp = w;
+    if (!w->next)
+        p->wq_tail = w;
+}
+
+/* Queues the caller and sleeps until it is handed a connection, a slot, a
+ * retry, the deadline or shutdown.  Caller holds a reference.  *since < 0
+ * on an acquire's first wait: counted in waits, queued at the tail, and
+ * *since set to the time (handoff_after_ns > 0; else 0).  A later wait of
+ * the same acquire passes *since back: with handoff_after_ns > 0 it queues
+ * in order of *since, so a waiter that lost the race for a pushed
+ * connection is back ahead of every waiter that came after it and keeps
+ * its claim on the starvation bound; otherwise it queues at the tail.
+ * Every queueing is followed by a shp__wake_waiters: whatever was freed
+ * while we were not counted in nwaiters (before the first queueing, or
+ * between a retry verdict and queueing again) is claimed then, so no push
+ * is missed.  Returns SHP__W_CONN (with *out set), SHP__W_GRANT,
+ * SHP__W_RETRY, SHP__W_SHUTDOWN, SHP__W_DOWN or -ETIMEDOUT. */
 #define SHP__WAIT_YIELDS 8
 
-static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline)
+static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *since)
 {
     struct shp__waiter w = { .next = NULL, .conn = NULL };
     atomic_init(&w.word, SHP__W_WAITING);
+    bool first = *since < 0;
+    if (first)
+        *since = p->handoff_after_ns > 0 ? shp__now_ns() : 0;
+    w.since = *since;
     pthread_mutex_lock(&p->wq_lock);
     if (p->wq_closed) {
         pthread_mutex_unlock(&p->wq_lock);
         return SHP__W_SHUTDOWN;
     }
-    if (p->wq_tail)
-        p->wq_tail->next = &w;
-    else
-        p->wq_head = &w;
-    p->wq_tail = &w;
+    if (SHP_UNLIKELY(!first && p->handoff_after_ns > 0)) {
+        queue_in_order(p, &w);
+    } else {
+        if (p->wq_tail)
+            p->wq_tail->next = &w;
+        else
+            p->wq_head = &w;
+        p->wq_tail = &w;
+    }
     atomic_fetch_add_explicit(&p->nwaiters, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&p->wq_lock);
-    atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
+    if (first) /* an acquire that waits again is counted once */
+        atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
     /* Resources freed before our increment was visible: claim them now. */
     shp__wake_waiters(p);
 
@@ -595,8 +647,10 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
 #endif
     int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
     int64_t deadline = -1;
+    int64_t since = -1; /* wait_turn's: first enqueue of this acquire */
     int ret, sweep_retries = 0;
     unsigned attempts = 0;
+    bool retry = false; /* a retry verdict brought us back here */
     int last_err = 0; /* a connect error we retried after: reported over a timeout */
     /* Entered inside the caller's read-side section; from here on a
      * reference keeps the pool alive across callbacks and waits. */
@@ -677,9 +731,17 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             ret = last_err ? last_err : -EAGAIN;
             goto done;
         }
-        if (deadline < 0)
+        if (deadline < 0) {
             deadline = shp__now_ns() + wait_ns;
-        ret = wait_turn(p, out, deadline);
+        } else if (retry && shp__now_ns() >= deadline) {
+            /* Lost the race for a pushed connection, and out of time.  We
+             * hold no claim on anything: whoever took it has it. */
+            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+            ret = last_err ? last_err : -ETIMEDOUT;
+            goto done;
+        }
+        ret = wait_turn(p, out, deadline, &since);
+        retry = false;
         switch (ret) {
         case SHP__W_CONN:
             /* Handed over already borrowed (IN_USE, use counted), outside
@@ -710,6 +772,11 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                 continue;
             }
             goto done;
+        case SHP__W_RETRY:
+            /* A connection was pushed for us to compete for: steal again
+             * from the top; if someone else was faster, queue again. */
+            retry = true;
+            continue;
         case SHP__W_SHUTDOWN:
             ret = -ESHUTDOWN;
             goto done;
@@ -1038,6 +1105,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         return -ENOMEM;
     }
     p->validate_idle_ns = cfg.validate_idle_ns;
+    p->handoff_after_ns = cfg.handoff_after_ns;
     p->metrics_sample = cfg.metrics_sample;
     p->sample_below = (uint32_t)(UINT32_MAX / cfg.metrics_sample);
     p->max_uses = cfg.max_uses ? cfg.max_uses : UINT64_MAX;

@@ -99,12 +99,19 @@ struct shp__metrics_state {
 
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
  * word goes WAITING (→ SLEEPING, set by the waiter) → a verdict, set by one
- * exchange under the queue lock; see waiter_signal for the frame's lifetime. */
+ * exchange under the queue lock after the waiter was unlinked; see
+ * waiter_signal for the frame's lifetime.  SHP__W_RETRY (only with
+ * cfg.handoff_after_ns > 0): a release pushed a connection on a shard
+ * instead of handing it over; the waiter, no longer queued, tries to take
+ * one and otherwise queues again in order of its first enqueue (`since`). */
 enum { SHP__W_WAITING = 0, SHP__W_CONN, SHP__W_GRANT, SHP__W_SHUTDOWN, SHP__W_SLEEPING,
-       SHP__W_DOWN /* breaker open: capacity free but no connect */ };
+       SHP__W_DOWN /* breaker open: capacity free but no connect */,
+       SHP__W_RETRY /* a connection was pushed: compete for it */ };
 struct shp__waiter {
     struct shp__waiter *next;
     shp_conn *conn;               /* SHP__W_CONN: handed to us */
+    int64_t since;                /* CLOCK_MONOTONIC of the acquire's first enqueue
+                                     (handoff_after_ns > 0; else 0) */
     _Atomic uint32_t word;
 };
 
@@ -128,6 +135,7 @@ struct shp_pool {
     /* waiters: written only when the pool is exhausted */
     _Atomic uint32_t nwaiters __attribute__((aligned(SHP_CACHELINE)));
     bool wq_closed;
+    int64_t handoff_after_ns;     /* cfg.handoff_after_ns (read-only): 0 = strict FIFO handoff */
     struct shp__waiter *wq_head, *wq_tail;
     pthread_mutex_t wq_lock;
 

@@ -95,6 +95,7 @@ static void test_init_defaults(void **state)
     assert_true(cfg.max_connecting == 0 || cfg.max_connecting == 4);
     assert_non_null(cfg.name);
     assert_string_equal(cfg.name, "pool");
+    assert_int_equal(cfg.handoff_after_ns, 0); /* strict FIFO handoff */
 }
 
 static void test_defaults_validate(void **state)
@@ -121,6 +122,8 @@ static void m_idle_min(shp_config *c) { c->idle_timeout_ns = INT64_MIN; }
 static void m_retry_base_neg(shp_config *c) { c->retry_base_ns = -1; }
 static void m_retry_cap_lt_base(shp_config *c) { c->retry_base_ns = 10; c->retry_cap_ns = 5; }
 static void m_probe_zero(shp_config *c) { c->breaker_threshold = 3; c->breaker_probe_ns = 0; }
+static void m_handoff_neg(shp_config *c) { c->handoff_after_ns = -1; }
+static void m_handoff_min(shp_config *c) { c->handoff_after_ns = INT64_MIN; }
 
 static const struct bad_case {
     const char *what;
@@ -139,6 +142,8 @@ static const struct bad_case {
     { "retry_base_ns < 0", "retry_base", m_retry_base_neg },
     { "retry_cap_ns < retry_base_ns", "retry_cap", m_retry_cap_lt_base },
     { "breaker_probe_ns 0 with a breaker", "breaker_probe", m_probe_zero },
+    { "handoff_after_ns < 0", "handoff_after", m_handoff_neg },
+    { "handoff_after_ns INT64_MIN", "handoff_after", m_handoff_min },
 };
 #define N_BAD (sizeof bad_cases / sizeof bad_cases[0])
 
@@ -184,6 +189,8 @@ static void m_reaper_1ns(shp_config *c) { c->reaper_interval_ns = 1; }
 static void m_uses(shp_config *c) { c->max_uses = 1; }
 static void m_connecting(shp_config *c) { c->max_connecting = 1; }
 static void m_shards(shp_config *c) { c->shards = 3; }
+static void m_handoff_1ns(shp_config *c) { c->handoff_after_ns = 1; }
+static void m_handoff_max(shp_config *c) { c->handoff_after_ns = INT64_MAX; }
 
 static const struct good_case {
     const char *what;
@@ -201,6 +208,8 @@ static const struct good_case {
     { "max_uses 1", m_uses },
     { "max_connecting 1", m_connecting },
     { "shards 3", m_shards },
+    { "handoff_after_ns 1", m_handoff_1ns },
+    { "handoff_after_ns INT64_MAX", m_handoff_max },
 };
 
 static void test_validate_accepts(void **state)

@@ -1742,6 +1742,442 @@ static void test_concurrent_single_owner(void **state)
     fx_finish(f);
 }
 
+/* ---- waiting with handoff_after_ns > 0 ------------------------------------------------ */
+
+/* handoff_after_ns > 0: a release with a waiter queued pushes its connection
+ * and wakes the waiter, which takes it from the shard - no handoff (the
+ * waiter has not waited a minute) - and the acquire counts one wait. */
+static void test_handoff_after_release_pushes(void **state)
+{
+    (void)state;
+    fx *f = fx_new(0, 1);
+    f->cfg.handoff_after_ns = 60 * NS_PER_S;
+    fx_start(f);
+    shp_conn *c;
+    assert_int_equal(acq(f, &c, 0), 0);
+    borrower *w = borrower_start(f, 30 * NS_PER_S, true, NULL);
+    assert_true(wait_waiters(f, 1));
+    assert_int_equal(rel(c), 0);
+    sem_wait(&w->got);
+    int rc = atomic_load(&w->rc);
+    shp_conn *got = atomic_load(&w->conn);
+    uint64_t id = atomic_load(&w->conn_id);
+    shp_stats s = stats_of(f);
+    shp_metrics m;
+    assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+    sem_post(&w->may_release);
+    borrower_wait(w);
+    int rrc = atomic_load(&w->release_rc);
+    borrower_free(w);
+    assert_int_equal(rc, 0);
+    assert_ptr_equal(got, c);
+    assert_int_equal(id, 1);
+    assert_int_equal(s.handoffs, 0);
+    assert_int_equal(s.waiters, 0);
+    assert_int_equal(m.waits, 1);
+    assert_int_equal(rrc, 0);
+    assert_int_equal(atomic_load(&f->fb.opened), 1);
+    fx_finish(f);
+}
+
+/* handoff_after_ns > 0, past the bound: a waiter that has been queued
+ * longer than handoff_after_ns is handed the released connection directly
+ * (a handoff; the releaser's next try at once finds nothing), as in strict
+ * FIFO mode.  Nothing else touches the pool meanwhile, so the waiter stays
+ * queued while the bound passes. */
+static void test_handoff_after_hands_over_past_bound(void **state)
+{
+    (void)state;
+    fx *f = fx_new(0, 1);
+    f->cfg.handoff_after_ns = NS_PER_MS;
+    fx_start(f);
+    shp_conn *c, *x;
+    assert_int_equal(acq(f, &c, 0), 0);
+    borrower *w = borrower_start(f, 60 * NS_PER_S, true, NULL);
+    assert_true(wait_waiters(f, 1));
+    /* Let the bound pass (the waiter stamped its wait before it queued):
+     * the state under test, not a stand-in for synchronisation. */
+    nap_ns(2 * NS_PER_MS);
+    assert_int_equal(rel(c), 0);
+    int again = acq(f, &x, 0);
+    sem_wait(&w->got);
+    int rc = atomic_load(&w->rc);
+    shp_conn *got = atomic_load(&w->conn);
+    shp_stats s = stats_of(f);
+    sem_post(&w->may_release);
+    borrower_wait(w);
+    int rrc = atomic_load(&w->release_rc);
+    borrower_free(w);
+    assert_int_equal(again, -EAGAIN);
+    assert_int_equal(rc, 0);
+    assert_ptr_equal(got, c);
+    assert_int_equal(s.handoffs, 1);
+    assert_int_equal(s.waiters, 0);
+    assert_int_equal(rrc, 0);
+    assert_int_equal(atomic_load(&f->fb.opened), 1);
+    fx_finish(f);
+}
+
+/* The starvation bound under a barging releaser.  The one connection's
+ * holder releases and at once takes it back (timeout 0), over and over, on
+ * one thread: a waiter woken by those releases mostly loses the race and
+ * queues again, keeping its first enqueue time, and once it has waited
+ * handoff_after_ns a release hands the connection to it directly.  So the
+ * loop ends with the holder refused (-EAGAIN) and the waiter served, never
+ * with the waiter timing out (after a minute).  (It may also win a race
+ * before the bound; the outcome is the same, which is why the handover
+ * itself is pinned down by test_handoff_after_hands_over_past_bound.)  Its
+ * re-queueings count as one wait. */
+static void test_handoff_after_bounds_starvation(void **state)
+{
+    (void)state;
+    fx *f = fx_new(0, 1);
+    f->cfg.handoff_after_ns = 5 * NS_PER_MS;
+    fx_start(f);
+    shp_conn *c;
+    assert_int_equal(acq(f, &c, 0), 0);
+    borrower *w = borrower_start(f, 60 * NS_PER_S, true, NULL);
+    assert_true(wait_waiters(f, 1));
+    int rc = 0, bad_rc = 0;
+    long rounds = 0;
+    while (atomic_load(&w->rc) == 1) { /* the waiter has not returned */
+        if (rel(c) != 0)
+            bad_rc++;
+        rounds++;
+        rc = acq(f, &c, 0);
+        if (rc != 0)
+            break; /* the waiter has it */
+    }
+    sem_wait(&w->got);
+    int wrc = atomic_load(&w->rc);
+    uint64_t id = atomic_load(&w->conn_id);
+    sem_post(&w->may_release);
+    borrower_wait(w);
+    int wrel = atomic_load(&w->release_rc);
+    borrower_free(w);
+    if (rc == 0)
+        assert_int_equal(rel(c), 0); /* the waiter gave up: still ours */
+    shp_metrics m;
+    assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+    assert_int_equal(bad_rc, 0);
+    assert_true(rounds >= 1);
+    assert_int_equal(wrc, 0);
+    assert_int_equal(rc, -EAGAIN);
+    assert_int_equal(id, 1);
+    assert_int_equal(wrel, 0);
+    assert_int_equal(m.waits, 1);
+    assert_int_equal(m.waiters, 0);
+    assert_int_equal(atomic_load(&f->fb.opened), 1);
+    fx_finish(f);
+}
+
+/* A waiter that acquires once with a short timeout and gives back at once
+ * whatever it gets. */
+typedef struct quick_waiter {
+    fx *f;
+    int64_t timeout_ns;
+    pthread_t thread;
+    atomic_int rc;      /* 1 until its acquire returned */
+    atomic_int shared;  /* it was handed a connection someone else held */
+} quick_waiter;
+
+static void *quick_waiter_main(void *p)
+{
+    quick_waiter *q = p;
+    shp_conn *c = NULL;
+    int rc = shp_acquire(q->f->pool, &c, q->timeout_ns);
+    if (rc == 0) {
+        fake_handle *h = shp_conn_handle(c);
+        if (!h || h->magic != FAKE_MAGIC || !tag_take(h)) {
+            atomic_store(&q->shared, 1);
+        } else {
+            tag_drop(h);
+            shp_release(c);
+        }
+    }
+    atomic_store(&q->rc, rc);
+    return NULL;
+}
+
+/* Deadlines hold when waiters keep losing: with a bound of a minute, the
+ * holder's release-and-take-back loop wakes waiters (20 ms timeouts) that
+ * mostly lose the race and queue again; each must come back - served or
+ * -ETIMEDOUT - while the loop still runs, never spin on retries past its
+ * deadline.  (The loop stops when all have returned, or after 60 s: a
+ * bound against a hang, not a timing assertion.) */
+static void test_handoff_after_deadline_honoured(void **state)
+{
+    (void)state;
+    enum { W = 4 };
+    fx *f = fx_new(0, 1);
+    f->cfg.handoff_after_ns = 60 * NS_PER_S;
+    fx_start(f);
+    shp_conn *c;
+    assert_int_equal(acq(f, &c, 0), 0);
+    quick_waiter q[W];
+    for (int i = 0; i < W; i++) {
+        q[i].f = f;
+        q[i].timeout_ns = 20 * NS_PER_MS;
+        atomic_init(&q[i].rc, 1);
+        atomic_init(&q[i].shared, 0);
+        assert_int_equal(pthread_create(&q[i].thread, NULL, quick_waiter_main, &q[i]), 0);
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool held = true, all_back = false;
+    int bad_rc = 0;
+    uint64_t refused = 0; /* our -EAGAINs, which count as timeouts too */
+    for (;;) {
+        all_back = true;
+        for (int i = 0; i < W; i++)
+            all_back = all_back && atomic_load(&q[i].rc) != 1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (all_back || t.tv_sec - t0.tv_sec > 60)
+            break;
+        if (held) {
+            bad_rc += rel(c) != 0;
+            held = false;
+        }
+        int rc = acq(f, &c, 0);
+        if (rc == 0) {
+            held = true;
+        } else {
+            bad_rc += rc != -EAGAIN;
+            refused++;
+            sched_yield(); /* a waiter has it and gives it back */
+        }
+    }
+    for (int i = 0; i < W; i++)
+        pthread_join(q[i].thread, NULL);
+    if (held)
+        assert_int_equal(rel(c), 0);
+    int served = 0, timed_out = 0;
+    for (int i = 0; i < W; i++) {
+        int rc = atomic_load(&q[i].rc);
+        served += rc == 0;
+        timed_out += rc == -ETIMEDOUT;
+        assert_int_equal(atomic_load(&q[i].shared), 0);
+    }
+    shp_stats s = stats_of(f);
+    assert_true(all_back);
+    assert_int_equal(bad_rc, 0);
+    assert_int_equal(served + timed_out, W);
+    assert_int_equal(s.timeouts, (uint64_t)timed_out + refused);
+    assert_int_equal(s.waiters, 0);
+    assert_int_equal(s.live, 1);
+    assert_int_equal(atomic_load(&f->fb.opened), 1);
+    fx_finish(f);
+}
+
+/* 16 threads on a pool of 2, each acquiring (60 s timeout) and releasing
+ * many times, holding across a yield now and then, 1 in 101 releases a
+ * release_broken (so capacity grants mix with pushes): with a bound that
+ * is often reached (1 ms) and with one that never is (an hour, so every
+ * waiter is served by winning a race or by a claim after queueing), every
+ * acquire succeeds - a waiter whose wake-up was lost would wait until its
+ * timeout - never with a connection someone holds, and the books balance. */
+struct hchurn {
+    fx *f;
+    int iterations;
+    atomic_int errors;
+    atomic_int shared;
+    atomic_int broken;
+    pthread_barrier_t go;
+};
+
+static void *hchurn_main(void *p)
+{
+    struct hchurn *ch = p;
+    pthread_barrier_wait(&ch->go);
+    for (int i = 0; i < ch->iterations; i++) {
+        shp_conn *c = NULL;
+        int rc = shp_acquire(ch->f->pool, &c, 60 * NS_PER_S);
+        if (rc != 0) {
+            atomic_fetch_add(&ch->errors, 1);
+            continue;
+        }
+        fake_handle *h = shp_conn_handle(c);
+        if (!h || h->magic != FAKE_MAGIC || !tag_take(h)) {
+            atomic_fetch_add(&ch->shared, 1);
+            continue; /* do not release what is not ours */
+        }
+        if (i % 3 == 0)
+            sched_yield();
+        tag_drop(h);
+        if (i % 101 == 50) {
+            atomic_fetch_add(&ch->broken, 1);
+            rc = shp_release_broken(c);
+        } else {
+            rc = shp_release(c);
+        }
+        if (rc != 0)
+            atomic_fetch_add(&ch->errors, 1);
+    }
+    return NULL;
+}
+
+static void test_handoff_after_no_lost_wakeup(void **state)
+{
+    (void)state;
+    enum { T = 16, ITER = 1500 };
+    const int64_t bounds[] = { NS_PER_MS, 3600 * NS_PER_S };
+    for (size_t b = 0; b < sizeof bounds / sizeof bounds[0]; b++) {
+        fx *f = fx_new(0, 2);
+        f->cfg.handoff_after_ns = bounds[b];
+        fx_start(f);
+        struct hchurn ch = { .f = f, .iterations = ITER };
+        atomic_init(&ch.errors, 0);
+        atomic_init(&ch.shared, 0);
+        atomic_init(&ch.broken, 0);
+        pthread_barrier_init(&ch.go, NULL, T);
+        pthread_t t[T];
+        for (int i = 0; i < T; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, hchurn_main, &ch), 0);
+        for (int i = 0; i < T; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&ch.go);
+        shp_stats s = stats_of(f);
+        shp_metrics m;
+        assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+        assert_int_equal(atomic_load(&ch.shared), 0);
+        assert_int_equal(atomic_load(&ch.errors), 0);
+        assert_int_equal(s.timeouts, 0);
+        assert_true(s.live <= 2);
+        assert_int_equal(s.in_use, 0);
+        assert_int_equal(s.waiters, 0);
+        assert_int_equal(s.acquired, (uint64_t)T * ITER);
+        assert_true(m.waits <= (uint64_t)T * ITER); /* once per acquire at most */
+        assert_int_equal(s.live, s.idle + s.connecting + s.checking);
+        assert_int_equal(atomic_load(&f->fb.closed), atomic_load(&ch.broken));
+        assert_int_equal(fake_open_now(&f->fb), s.created - s.closed);
+        fx_finish(f);
+    }
+}
+
+/* Shutdown wakes every queued waiter with -ESHUTDOWN, in both handoff
+ * modes. */
+static void test_shutdown_wakes_waiters_both_modes(void **state)
+{
+    (void)state;
+    enum { W = 4 };
+    const int64_t modes[] = { 0, 10 * NS_PER_MS };
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        fx *f = fx_new(0, 2);
+        f->cfg.handoff_after_ns = modes[k];
+        fx_start(f);
+        shp_conn *c[2];
+        assert_int_equal(acq(f, &c[0], 0), 0);
+        assert_int_equal(acq(f, &c[1], 0), 0);
+        borrower *w[W];
+        for (int i = 0; i < W; i++)
+            w[i] = borrower_start(f, 60 * NS_PER_S, false, NULL);
+        bool queued = wait_waiters(f, W);
+        int src = shp_pool_shutdown(f->pool, 0);
+        int wrc[W];
+        for (int i = 0; i < W; i++) {
+            borrower_wait(w[i]);
+            wrc[i] = atomic_load(&w[i]->rc);
+            borrower_free(w[i]);
+        }
+        shp_stats s = stats_of(f);
+        assert_true(queued);
+        assert_int_equal(src, -EBUSY);
+        for (int i = 0; i < W; i++)
+            assert_int_equal(wrc[i], -ESHUTDOWN);
+        assert_int_equal(s.waiters, 0);
+        assert_int_equal(rel(c[0]), -ESHUTDOWN);
+        assert_int_equal(rel(c[1]), -ESHUTDOWN);
+        assert_int_equal(shp_pool_destroy(f->pool, 0), 0);
+        shp_quiesce();
+        assert_int_equal(fake_open_now(&f->fb), 0);
+        assert_int_equal(atomic_load(&f->fb.bad_close), 0);
+        free(f);
+    }
+}
+
+/* Shutdown while 16 threads churn on a pool of 2, in both handoff modes:
+ * waiters are queued, woken to retry, or between the two when it comes;
+ * every thread's acquire ends with -ESHUTDOWN (none waits out its 60 s),
+ * releases answer 0 or -ESHUTDOWN, and the drain returns 0. */
+struct sdchurn {
+    fx *f;
+    atomic_long cycles;
+    atomic_int bad;          /* an acquire or release result out of contract */
+    atomic_int shared;
+    atomic_int shut_down;    /* threads whose acquire said -ESHUTDOWN */
+};
+
+static void *sdchurn_main(void *p)
+{
+    struct sdchurn *sd = p;
+    for (long i = 0; i < 100000000L; i++) {
+        shp_conn *c = NULL;
+        int rc = shp_acquire(sd->f->pool, &c, 60 * NS_PER_S);
+        if (rc == -ESHUTDOWN) {
+            atomic_fetch_add(&sd->shut_down, 1);
+            return NULL;
+        }
+        if (rc != 0) {
+            atomic_fetch_add(&sd->bad, 1);
+            return NULL;
+        }
+        fake_handle *h = shp_conn_handle(c);
+        if (!h || h->magic != FAKE_MAGIC || !tag_take(h)) {
+            atomic_fetch_add(&sd->shared, 1);
+            return NULL;
+        }
+        if (i % 3 == 0)
+            sched_yield();
+        tag_drop(h);
+        rc = shp_release(c);
+        if (rc != 0 && rc != -ESHUTDOWN)
+            atomic_fetch_add(&sd->bad, 1);
+        atomic_fetch_add(&sd->cycles, 1);
+    }
+    return NULL;
+}
+
+static void test_shutdown_during_churn_both_modes(void **state)
+{
+    (void)state;
+    enum { T = 16 };
+    const int64_t modes[] = { 0, NS_PER_MS, 60 * NS_PER_S };
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        fx *f = fx_new(0, 2);
+        f->cfg.handoff_after_ns = modes[k];
+        fx_start(f);
+        struct sdchurn sd = { .f = f };
+        atomic_init(&sd.cycles, 0);
+        atomic_init(&sd.bad, 0);
+        atomic_init(&sd.shared, 0);
+        atomic_init(&sd.shut_down, 0);
+        pthread_t t[T];
+        for (int i = 0; i < T; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, sdchurn_main, &sd), 0);
+        /* Let it churn a while (bounded), so that waiters have queued. */
+        for (long i = 0; i < 4000000 && atomic_load(&sd.cycles) < 3000; i++)
+            sched_yield();
+        long before = atomic_load(&sd.cycles);
+        int src = shp_pool_shutdown(f->pool, -1);
+        for (int i = 0; i < T; i++)
+            pthread_join(t[i], NULL);
+        shp_stats s = stats_of(f);
+        assert_true(before >= 3000);
+        assert_int_equal(src, 0);
+        assert_int_equal(atomic_load(&sd.bad), 0);
+        assert_int_equal(atomic_load(&sd.shared), 0);
+        assert_int_equal(atomic_load(&sd.shut_down), T);
+        assert_int_equal(s.waiters, 0);
+        assert_int_equal(s.live, 0);
+        assert_int_equal(s.timeouts, 0);
+        assert_int_equal(shp_pool_destroy(f->pool, 0), 0);
+        shp_quiesce();
+        assert_int_equal(fake_open_now(&f->fb), 0);
+        assert_int_equal(atomic_load(&f->fb.bad_close), 0);
+        free(f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1783,6 +2219,13 @@ int main(void)
         cmocka_unit_test(test_no_needless_connect_during_reaper_pass),
         cmocka_unit_test(test_reaper_keeps_connection_on_its_shard),
         cmocka_unit_test(test_concurrent_single_owner),
+        cmocka_unit_test(test_handoff_after_release_pushes),
+        cmocka_unit_test(test_handoff_after_hands_over_past_bound),
+        cmocka_unit_test(test_handoff_after_bounds_starvation),
+        cmocka_unit_test(test_handoff_after_deadline_honoured),
+        cmocka_unit_test(test_handoff_after_no_lost_wakeup),
+        cmocka_unit_test(test_shutdown_wakes_waiters_both_modes),
+        cmocka_unit_test(test_shutdown_during_churn_both_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

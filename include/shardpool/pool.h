@@ -143,6 +143,15 @@ typedef struct shp_config {
     shp_alert_fn alert_fn;       /* on alert raise and clear; NULL: alerts are
                                     only logged (warn on raise, info on clear) */
     void *alert_ud;
+    /* Hand-over at max_size (last, so positional initializers of the fields
+     * above keep working).  0 (default) = strict FIFO handoff: a release
+     * hands its connection to the oldest waiter.  > 0: a release pushes it
+     * on its shard and wakes the oldest waiter to compete for it (the
+     * releaser, or any running thread, may take it first; the waiter then
+     * queues again in its place), and hands it over directly only once that
+     * waiter has waited this long: unfairness bounded by this, higher
+     * throughput when the pool is saturated.  Negative: -EINVAL. */
+    int64_t handoff_after_ns;
 } shp_config;
 
 /* A snapshot of one pool.  Gauges are read one after another without

@@ -28,6 +28,10 @@
  * then crawl on one); finally destroy returning 0 and nothing left open or
  * closed twice.
  *
+ * --handoff-after-ns N runs the same with the pool's handoff_after_ns = N:
+ * a waiter that keeps losing the race for pushed connections must still be
+ * served within the 10 s timeout (the bound hands it one).
+ *
  * Exit status: 0 pass, 1 violation, 2 usage error.
  */
 #include "stress_common.h"
@@ -130,6 +134,7 @@ int main(int argc, char **argv)
     cfg.validate_idle_ns = -1;
     cfg.max_uses = 0;
     cfg.name = PROG;
+    cfg.handoff_after_ns = st.args.handoff_after_ns; /* --handoff-after-ns */
     st.max_size = MAX_SIZE;
     st.census_period_ns = 1 * ST_NS_PER_S;
     st.census_wait_ns = 20 * ST_NS_PER_MS;
@@ -158,14 +163,16 @@ int main(int argc, char **argv)
     shp_stats after;
     if (shp_pool_stats(st.pool, &after) != 0)
         after = s;
+    shp_metrics mx; /* waits: acquires that queued (each counted once) */
+    uint64_t waits = shp_pool_metrics(st.pool, &mx) == 0 ? mx.waits : 0;
     st_disarm();
     fprintf(stderr, "%s: before destroy: live=%" PRIu64 " idle=%" PRIu64 " in_use=%" PRIu64
             " created=%" PRIu64 " closed=%" PRIu64 " backend_open=%" PRIu64
             "; capacity check held %u of %u; acquired=%" PRIu64 " steals=%" PRIu64
-            " handoffs=%" PRIu64 " pool_timeouts=%" PRIu64 "; nested pairs=%" PRIu64
+            " waits=%" PRIu64 " handoffs=%" PRIu64 " pool_timeouts=%" PRIu64 "; nested pairs=%" PRIu64
             " (tries that found none: %" PRIu64 ")\n",
             PROG, s.live, s.idle, s.in_use, s.created, s.closed, open_now, held, MAX_SIZE,
-            after.acquired, after.steals, after.handoffs, after.timeouts,
+            after.acquired, after.steals, waits, after.handoffs, after.timeouts,
             atomic_load(&g_nested), atomic_load(&g_nested_miss));
 
     int drc = 0;

@@ -18,6 +18,9 @@
  * the whole capacity borrowable at once; finally destroy returning 0 and
  * nothing left open or closed twice.
  *
+ * --handoff-after-ns N runs the same with the pool's handoff_after_ns = N
+ * (releases push and wake a waiter to compete; direct handoff past N ns).
+ *
  * Exit status: 0 pass, 1 violation, 2 usage error.
  */
 #include "stress_common.h"
@@ -105,6 +108,7 @@ int main(int argc, char **argv)
     cfg.max_uses = 1000;
     cfg.validate_idle_ns = 1 * ST_NS_PER_MS;
     cfg.name = PROG;
+    cfg.handoff_after_ns = st.args.handoff_after_ns; /* --handoff-after-ns */
     st.max_size = MAX_SIZE;
     st.census_period_ns = 1 * ST_NS_PER_S;
     st.census_wait_ns = 50 * ST_NS_PER_MS;
@@ -137,12 +141,14 @@ int main(int argc, char **argv)
     shp_stats after;
     if (shp_pool_stats(st.pool, &after) != 0)
         after = s;
+    shp_metrics mx; /* waits: acquires that queued (each counted once) */
+    uint64_t waits = shp_pool_metrics(st.pool, &mx) == 0 ? mx.waits : 0;
     st_disarm();
     fprintf(stderr, "%s: before destroy: live=%" PRIu64 " idle=%" PRIu64 " in_use=%" PRIu64
             " backend_open=%" PRIu64 "; capacity check held %u of %u; acquired=%" PRIu64
-            " handoffs=%" PRIu64 " health_checks=%" PRIu64 " pool_timeouts=%" PRIu64
+            " waits=%" PRIu64 " handoffs=%" PRIu64 " health_checks=%" PRIu64 " pool_timeouts=%" PRIu64
             " connect_failures=%" PRIu64 " broken_releases=%" PRIu64 "\n",
-            PROG, s.live, s.idle, s.in_use, open_now, held, MAX_SIZE, after.acquired,
+            PROG, s.live, s.idle, s.in_use, open_now, held, MAX_SIZE, after.acquired, waits,
             after.handoffs, after.health_checks, after.timeouts, after.connect_failures,
             atomic_load(&st.broken_releases));
 

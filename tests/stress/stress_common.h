@@ -4,7 +4,7 @@
  *
  * What it gives a program:
  *   - command-line parsing: --threads N --ops N --seconds S --quick --seed N
- *     --keep-going (exit status 2 on a usage error);
+ *     --keep-going --handoff-after-ns N (exit status 2 on a usage error);
  *   - violation reporting: the first ST_MAX_PRINTED in full; the run stops
  *     ST_VIOLATION_GRACE_NS after the first (--keep-going: runs to the end);
  *   - the borrow check: every borrowed connection's owner tag is moved from 0
@@ -84,6 +84,7 @@ typedef struct st_args {
     uint64_t seed;
     bool quick;
     bool keep_going;
+    int64_t handoff_after_ns; /* the pool's cfg.handoff_after_ns (0: strict FIFO) */
 } st_args;
 
 typedef struct st_worker {
@@ -394,12 +395,16 @@ static inline void st_usage(FILE *f, const st_args *def)
 {
     fprintf(f,
             "usage: %s [--threads N] [--ops N] [--seconds S] [--quick] [--seed N] [--keep-going]\n"
+            "          [--handoff-after-ns N]\n"
             "  --threads N   worker threads (1..%u; default %u)\n"
             "  --ops N       acquire/release cycles in total across threads (default %" PRIu64 ")\n"
             "  --seconds S   stop after S seconds if the ops are not done (default %.0f)\n"
             "  --quick       ops /= 20, for sanitizer builds\n"
             "  --seed N      seed of the workers' random choices (default: from the clock)\n"
             "  --keep-going  do not stop at the first violation\n"
+            "  --handoff-after-ns N  the pool's handoff_after_ns: 0 = strict FIFO handoff\n"
+            "                (default); > 0 = releases push and wake a waiter to compete,\n"
+            "                handing over directly past N ns of waiting\n"
             "exit status: 0 pass, 1 violation, 2 usage error\n",
             st.prog, ST_MAX_THREADS, def->threads, def->ops, def->seconds);
 }
@@ -449,7 +454,8 @@ static inline void st_parse_args(int argc, char **argv, const st_args *def)
             snprintf(name, sizeof name, "%s", arg);
         }
         bool takes_value = !strcmp(name, "--threads") || !strcmp(name, "--ops") ||
-                           !strcmp(name, "--seconds") || !strcmp(name, "--seed");
+                           !strcmp(name, "--seconds") || !strcmp(name, "--seed") ||
+                           !strcmp(name, "--handoff-after-ns");
         if (takes_value && !val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "%s: %s needs a value\n", st.prog, name);
@@ -476,6 +482,9 @@ static inline void st_parse_args(int argc, char **argv, const st_args *def)
             ok = st_parse_u64(val, &u);
             a.seed = u;
             seeded = true;
+        } else if (!strcmp(name, "--handoff-after-ns")) {
+            ok = st_parse_u64(val, &u) && u <= (uint64_t)INT64_MAX;
+            a.handoff_after_ns = (int64_t)u;
         } else if (!strcmp(name, "--quick")) {
             a.quick = true;
         } else if (!strcmp(name, "--keep-going")) {
@@ -809,8 +818,9 @@ static inline bool st_create_pool(const shp_config *cfg, st_cycle_fn cycle)
         return false;
     }
     st.cycle = cycle;
-    fprintf(stderr, "%s: threads=%u ops=%" PRIu64 " seconds=%.0f seed=%" PRIu64 "\n", st.prog,
-            st.args.threads, st.args.ops, st.args.seconds, st.args.seed);
+    fprintf(stderr, "%s: threads=%u ops=%" PRIu64 " seconds=%.0f seed=%" PRIu64
+            " handoff_after_ns=%" PRId64 "\n", st.prog, st.args.threads, st.args.ops,
+            st.args.seconds, st.args.seed, cfg->handoff_after_ns);
     return true;
 }
 
