@@ -402,15 +402,43 @@ static void test_auth(void **state)
         assert_int_equal(ops.reset(ops.ctx, h), 0); /* RESET deauthenticates; AUTH again */
         assert_int_equal(ops.prepare(ops.ctx, h), 0);
         expect_status(shp_redis_ctx(h), "OK", "SET authed %d", form);
+        if (form == 0) /* a named ACL user for the checks below */
+            expect_status(shp_redis_ctx(h), "OK", "ACL SETUSER app on >App-pw1 ~* +@all");
         ops.close(ops.ctx, h);
         shp_redis_ops_free(&ops);
     }
+
+    /* A named ACL user (AUTH user password): the right password logs in as
+     * that user, also again after the release cleanup; a wrong one is
+     * -EACCES at once. */
+    rc = redis_cfg(srv.port, "App-pw1", 0);
+    rc.user = "app";
+    ops = make_ops(&rc);
+    assert_int_equal(ops.connect(ops.ctx, &h), 0);
+    redisReply *who = redisCommand(shp_redis_ctx(h), "ACL WHOAMI");
+    assert_non_null(who);
+    assert_string_equal(who->str, "app");
+    freeReplyObject(who);
+    assert_int_equal(ops.reset(ops.ctx, h), 0);
+    assert_int_equal(ops.prepare(ops.ctx, h), 0);
+    who = redisCommand(shp_redis_ctx(h), "ACL WHOAMI");
+    assert_non_null(who);
+    assert_string_equal(who->str, "app");
+    freeReplyObject(who);
+    ops.close(ops.ctx, h);
+    shp_redis_ops_free(&ops);
+    rc = redis_cfg(srv.port, BAD_PW, 0);
+    rc.user = "app";
+    ops = make_ops(&rc);
+    assert_int_equal(ops.connect(ops.ctx, &h), -EACCES);
+    shp_redis_ops_free(&ops);
 
     log_stop();
     assert_true(log_has("event=connect_failed"));
     assert_true(log_has("err=EACCES"));
     assert_false(log_has(BAD_PW));
     assert_false(log_has("Gd-pw"));
+    assert_false(log_has("App-pw1"));
     rsrv_stop(&srv);
 }
 
