@@ -184,8 +184,9 @@ bench: $(B)/release/bench/pair_bench $(B)/release/tools/shpbench
 	@$(MAKE) --no-print-directory bench-metrics
 
 # ---- install ------------------------------------------------------------------
-install: all
-	install -d $(DESTDIR)$(PREFIX)/include/shardpool $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: all $(B)/release/tools/shptop
+	install -d $(DESTDIR)$(PREFIX)/include/shardpool $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(B)/release/tools/shptop $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/shardpool.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 include/shardpool/*.h $(DESTDIR)$(PREFIX)/include/shardpool/
 	$(if $(ADAPTER_HDR),install -d $(DESTDIR)$(PREFIX)/include/shardpool/adapters && \
