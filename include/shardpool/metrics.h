@@ -10,8 +10,8 @@
  * creations, closes ...) are atomic adds on lines the fast path never writes.
  *
  * Latency histograms are log-linear (32 sub-buckets per power of two: every
- * reported quantile is within 1.6 % of a recorded value, from 1 ns to 2^40 ns
- * ~ 18 min; more is clamped), one per shard, merged on read.  An acquire that
+ * reported quantile is within 1.6 % of a recorded value, from 1 ns to 2^41 ns
+ * ~ 37 min; more is clamped), one per shard, merged on read.  An acquire that
  * takes the slow path (steal, wait, connect) is always timed.  A fast-path
  * hit costs less than reading the clock (~30 ns here), so each acquire is
  * timed with probability 1/cfg.metrics_sample (an independent per-thread
