@@ -270,17 +270,15 @@ static bool valid_pool(const shp_pool *p)
     return p && p->magic == SHP__POOL_MAGIC;
 }
 
-SHP__COLD static int bad_arg(const shp_pool *p, const char *event, const void *what)
+SHP__COLD static int bad_arg(shp_pool *p, const char *event)
 {
-    shp__log(SHP_LOG_WARN, valid_pool(p) ? p->name : NULL, "event=%s ptr=%p err=EINVAL", event,
-             what);
-    return -EINVAL;
+    return shp__misuse(valid_pool(p) ? p : NULL, -EINVAL, event, p);
 }
 
 int shp_pool_metrics(shp_pool *p, shp_metrics *out)
 {
     if (!valid_pool(p) || !out)
-        return bad_arg(p, "metrics_bad_arg", p);
+        return bad_arg(p, "metrics_bad_arg");
     gather(p, out, true, NULL);
     return 0;
 }
@@ -288,7 +286,7 @@ int shp_pool_metrics(shp_pool *p, shp_metrics *out)
 int shp_pool_stats(shp_pool *p, shp_stats *out)
 {
     if (!valid_pool(p) || !out)
-        return bad_arg(p, "stats_bad_arg", p);
+        return bad_arg(p, "stats_bad_arg");
     shp_metrics m;
     gather(p, &m, false, NULL);
     memset(out, 0, sizeof *out);
@@ -331,7 +329,7 @@ static const char *state_name(uint32_t s)
 int shp_pool_conn_info(shp_pool *p, shp_conn_info *out, size_t cap)
 {
     if (!valid_pool(p) || (!out && cap))
-        return bad_arg(p, "conn_info_bad_arg", p);
+        return bad_arg(p, "conn_info_bad_arg");
     size_t n = 0;
     struct shp__reg *node;
     pthread_mutex_lock(&p->reg_lock);
@@ -359,10 +357,8 @@ int shp_conn_error(shp_conn *c, int err)
         shp__log(SHP_LOG_WARN, NULL, "event=conn_error_bad_arg conn=%p err_arg=%d", (void *)c, err);
         return -EINVAL;
     }
-    if (atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE) {
-        shp__log(SHP_LOG_WARN, c->pool->name, "event=conn_error_not_borrowed conn=%p", (void *)c);
-        return -EALREADY;
-    }
+    if (atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE)
+        return shp__misuse(c->pool, -EALREADY, "conn_error_not_borrowed", c);
     atomic_store_explicit(&c->errors, atomic_load_explicit(&c->errors, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&c->last_error, err, memory_order_relaxed);
@@ -373,7 +369,7 @@ int shp_conn_error(shp_conn *c, int err)
 int shp_pool_evict(shp_pool *p)
 {
     if (!valid_pool(p))
-        return bad_arg(p, "evict_bad_arg", p);
+        return bad_arg(p, "evict_bad_arg");
     if (atomic_load(&p->state) != SHP__RUNNING)
         return -ESHUTDOWN;
     unsigned n = 0;
@@ -396,7 +392,7 @@ int shp_pool_evict(shp_pool *p)
 int shp_pool_history(shp_pool *p, shp_metrics *out, size_t cap)
 {
     if (!valid_pool(p) || (!out && cap))
-        return bad_arg(p, "history_bad_arg", p);
+        return bad_arg(p, "history_bad_arg");
     pthread_mutex_lock(&p->mx_lock);
     size_t n = p->hist_count < cap ? p->hist_count : cap;
     unsigned len = p->cfg.history_len;

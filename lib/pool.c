@@ -151,7 +151,7 @@ static bool needs_validation(const shp_pool *p, const shp_conn *c)
            tick(p) - atomic_load_explicit(&c->last_used, memory_order_relaxed) > p->validate_idle_ns;
 }
 
-SHP__COLD static int misuse(shp_pool *p, int err, const char *event, const void *what)
+SHP__COLD int shp__misuse(shp_pool *p, int err, const char *event, const void *what)
 {
     shp__log(SHP_LOG_WARN, p ? p->name : NULL, "event=%s ptr=%p err=%s", event, what,
              shp_err_name(err));
@@ -832,7 +832,7 @@ static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_co
                                                             int64_t timeout_ns, int64_t t0)
 {
     if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
-        return misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
+        return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
     shp__rcu_lock();
     if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING))
         return acquire_stopped(p); /* unlocks */
@@ -930,7 +930,7 @@ SHP__COLD static int release_orphan(shp_pool *p, shp_conn *c)
 {
     uint32_t s = SHP__ORPHANED;
     if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING))
-        return misuse(p, -EALREADY, "release_twice", c);
+        return shp__misuse(p, -EALREADY, "release_twice", c);
     shp__close(p, c, SHP__CLOSE_SHUTDOWN);
     shp__unref(p);
     return -ESHUTDOWN;
@@ -940,7 +940,7 @@ SHP__COLD static int not_borrowed(shp_pool *p, shp_conn *c, uint32_t s)
 {
     if (s == SHP__ORPHANED)
         return release_orphan(p, c);
-    return misuse(p, -EALREADY, "release_twice", c);
+    return shp__misuse(p, -EALREADY, "release_twice", c);
 }
 
 /* Takes c from its borrower by CAS and closes it outside the read-side
@@ -963,11 +963,11 @@ SHP__COLD static int release_retire(shp_pool *p, shp_conn *c, enum shp__close_re
 SHP__COLD static int release_bad(shp_pool *expect, shp_conn *c)
 {
     if (!c)
-        return misuse(expect, -EINVAL, "release_null", c);
+        return shp__misuse(expect, -EINVAL, "release_null", c);
     if (c->magic != SHP__CONN_MAGIC)
-        return misuse(expect, -EBADF, "release_not_a_conn", c);
+        return shp__misuse(expect, -EBADF, "release_not_a_conn", c);
     if (expect && expect != c->pool)
-        return misuse(expect, -EXDEV, "release_foreign", c);
+        return shp__misuse(expect, -EXDEV, "release_foreign", c);
     return not_borrowed(c->pool, c, atomic_load_explicit(&c->state, memory_order_acquire));
 }
 
@@ -1033,7 +1033,7 @@ int shp_release_broken(shp_conn *c) { return release_impl(NULL, c, true); }
 int shp_pool_release(shp_pool *p, shp_conn *c)
 {
     if (!p || p->magic != SHP__POOL_MAGIC)
-        return misuse(NULL, -EINVAL, "release_bad_pool", p);
+        return shp__misuse(NULL, -EINVAL, "release_bad_pool", p);
     return release_impl(p, c, false);
 }
 
@@ -1242,19 +1242,19 @@ static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
 int shp_pool_shutdown(shp_pool *p, int64_t drain_timeout_ns)
 {
     if (!p || p->magic != SHP__POOL_MAGIC)
-        return misuse(NULL, -EINVAL, "shutdown_bad_pool", p);
+        return shp__misuse(NULL, -EINVAL, "shutdown_bad_pool", p);
     int expect = SHP__RUNNING;
     if (!atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
-        return misuse(p, -EALREADY, "shutdown_twice", p);
+        return shp__misuse(p, -EALREADY, "shutdown_twice", p);
     return shutdown_impl(p, drain_timeout_ns);
 }
 
 int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
 {
     if (!p || p->magic != SHP__POOL_MAGIC)
-        return misuse(NULL, -EINVAL, "destroy_bad_pool", p);
+        return shp__misuse(NULL, -EINVAL, "destroy_bad_pool", p);
     if (atomic_exchange(&p->destroyed, true))
-        return misuse(p, -EINVAL, "destroy_twice", p);
+        return shp__misuse(p, -EINVAL, "destroy_twice", p);
     int ret, expect = SHP__RUNNING;
     if (atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
         ret = shutdown_impl(p, drain_timeout_ns);

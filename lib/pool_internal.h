@@ -187,6 +187,9 @@ struct shp_pool {
 #define SHP__CAP_CONNECTING(c) ((uint32_t)(c))
 
 /* pool.c */
+/* Logs misuse (level=warn event=<event> ptr=<what> err=<name>) against p
+ * (NULL: no pool name) and returns err. */
+int shp__misuse(shp_pool *p, int err, const char *event, const void *what);
 shp_conn *shp__steal(shp_pool *p, unsigned home);
 int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as);
 int shp__reserve(shp_pool *p);
@@ -214,6 +217,10 @@ static inline bool shp__stale(const shp_pool *p, const shp_conn *c)
 }
 
 /* retry.c */
+/* Thread-local xorshift64 (seeded from the clock and the thread): backoff
+ * and lifetime jitter need spread, not quality, and no shared state on the
+ * connect path.  Thread-safe. */
+uint64_t shp__rand64(void);
 int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt);
 bool shp__retryable(int err);
 bool shp__breaker_open(shp_pool *p);

@@ -12,19 +12,6 @@
 
 #include <errno.h>
 
-/* Thread-local xorshift64: lifetime jitter needs spread, not quality, and
- * must not be shared state on the create path. */
-static uint64_t jitter_rand(void)
-{
-    static _Thread_local uint64_t x;
-    if (x == 0)
-        x = (uint64_t)shp__now_ns() ^ (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15ULL;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
-
 /* The tick at which a connection created at `now` reaches its lifetime:
  * max_lifetime_ns minus up to 2.5 % jitter, so a pool's connections do not
  * all expire at once.  INT64_MAX when lifetimes are off. */
@@ -33,7 +20,7 @@ int64_t shp__lifetime_end(shp_pool *p, int64_t now)
     int64_t life = p->cfg.max_lifetime_ns;
     if (life <= 0)
         return INT64_MAX;
-    return now + life - (int64_t)(jitter_rand() % (uint64_t)(life / 40 + 1));
+    return now + life - (int64_t)(shp__rand64() % (uint64_t)(life / 40 + 1));
 }
 
 /* A new connection's first health check falls at a random point of its
@@ -42,7 +29,7 @@ int64_t shp__lifetime_end(shp_pool *p, int64_t now)
 int64_t shp__check_phase(shp_pool *p, int64_t now)
 {
     int64_t iv = p->cfg.health_interval_ns;
-    return iv > 0 ? now - (int64_t)(jitter_rand() % (uint64_t)iv) : now;
+    return iv > 0 ? now - (int64_t)(shp__rand64() % (uint64_t)iv) : now;
 }
 
 enum verdict { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };

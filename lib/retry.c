@@ -10,7 +10,7 @@
 
 #include <errno.h>
 
-static uint64_t rand64(void)
+uint64_t shp__rand64(void)
 {
     static _Thread_local uint64_t x;
     if (x == 0)
@@ -28,7 +28,7 @@ int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt)
         ceiling *= 2;
     if (ceiling > cfg->retry_cap_ns)
         ceiling = cfg->retry_cap_ns;
-    return ceiling > 0 ? (int64_t)(rand64() % (uint64_t)(ceiling + 1)) : 0;
+    return ceiling > 0 ? (int64_t)(shp__rand64() % (uint64_t)(ceiling + 1)) : 0;
 }
 
 bool shp__retryable(int err)
