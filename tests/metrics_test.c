@@ -35,12 +35,6 @@
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
 
 /* ---- histogram ------------------------------------------------------------------- */
 
@@ -559,8 +553,8 @@ static void wait_passes(shp_pool *p, int passes)
     static shp_metrics h[4];
     int n = shp_pool_history(p, h, 1);
     int64_t last = n == 1 ? h[0].mono_ns : 0;
-    int64_t end = mono_ns() + 10 * NS_PER_S;
-    while (passes > 0 && mono_ns() < end) {
+    int64_t end = now_ns() + 10 * NS_PER_S;
+    while (passes > 0 && now_ns() < end) {
         nap_ms(1);
         if (shp_pool_history(p, h, 1) == 1 && h[0].mono_ns != last) {
             last = h[0].mono_ns;

@@ -171,12 +171,6 @@ static int find_pool(const struct shp__shm_header *h, const char *name, shp_metr
     return -1;
 }
 
-static int64_t mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* ---- tests -------------------------------------------------------------------- */
 
@@ -285,7 +279,7 @@ static void test_enable_failure_and_stale_file(void **state)
 static void test_header(void **state)
 {
     (void)state;
-    int64_t t0 = mono_now();
+    int64_t t0 = now_ns();
     assert_int_equal(shp_monitor_enable(), 0);
     const struct shp__shm_header *h = map_ro();
     assert_true(__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) == SHP__SHM_MAGIC);
@@ -297,7 +291,7 @@ static void test_header(void **state)
     assert_int_equal(h->metrics_version, SHP_METRICS_VERSION);
     assert_int_equal(h->pid, getpid());
     assert_int_equal(h->uid, getuid());
-    assert_true(h->created_ns >= t0 && h->created_ns <= mono_now());
+    assert_true(h->created_ns >= t0 && h->created_ns <= now_ns());
     assert_string_equal(h->comm, "monitor_test");
     assert_true(__atomic_load_n(&h->heartbeat_ns, __ATOMIC_RELAXED) == 0);
     unsigned idx[1];
@@ -320,9 +314,9 @@ static void test_publish_round_trip(void **state)
     unsigned idx[2];
     assert_int_equal(in_use_slots(h, idx, 2), 0); /* a slot comes with the first publish */
 
-    int64_t t0 = mono_now();
+    int64_t t0 = now_ns();
     shp__monitor_publish(a->pool, &m);
-    int64_t t1 = mono_now();
+    int64_t t1 = now_ns();
     assert_int_equal(in_use_slots(h, idx, 2), 1);
     shp_metrics got;
     uint64_t gen1, gen2;

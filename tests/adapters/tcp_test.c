@@ -49,12 +49,6 @@
 #define NS_PER_S 1000000000LL
 #define WAIT_MS 10000 /* bound on waits for events that must come */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
 
 
 

@@ -42,12 +42,6 @@
 #define NS_PER_S  1000000000LL
 #define WAIT_MS   10000 /* bound on waits for events that must come */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
 
 /* The pause between two polls of a condition another thread makes true. */
 static void poll_pause(void)
