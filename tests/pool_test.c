@@ -1671,9 +1671,14 @@ static void test_reaper_keeps_connection_on_its_shard(void **state)
 
 /* ---- concurrency ------------------------------------------------------------------------ */
 
+/* Each thread: acquire (waiting up to timeout_ns), check it is the only
+ * borrower, yield every yield_every-th cycle, release - broken when
+ * i % broken_every == broken_at. */
 struct churn {
     fx *f;
     int iterations;
+    int64_t timeout_ns;
+    int yield_every, broken_every, broken_at;
     atomic_int errors;
     atomic_int shared;
     atomic_int broken;
@@ -1686,7 +1691,7 @@ static void *churn_main(void *p)
     pthread_barrier_wait(&ch->go);
     for (int i = 0; i < ch->iterations; i++) {
         shp_conn *c = NULL;
-        int rc = shp_acquire(ch->f->pool, &c, 2 * NS_PER_S);
+        int rc = shp_acquire(ch->f->pool, &c, ch->timeout_ns);
         if (rc != 0) {
             atomic_fetch_add(&ch->errors, 1);
             continue;
@@ -1696,10 +1701,10 @@ static void *churn_main(void *p)
             atomic_fetch_add(&ch->shared, 1);
             continue; /* do not release what is not ours */
         }
-        if (i % 5 == 0)
+        if (i % ch->yield_every == 0)
             sched_yield();
         tag_drop(h);
-        if (i % 97 == 0) {
+        if (i % ch->broken_every == ch->broken_at) {
             atomic_fetch_add(&ch->broken, 1);
             rc = shp_release_broken(c);
         } else {
@@ -1718,7 +1723,8 @@ static void test_concurrent_single_owner(void **state)
     (void)state;
     enum { T = 4, ITER = 1500 };
     fx *f = fx_make(1, 3);
-    struct churn ch = { .f = f, .iterations = ITER };
+    struct churn ch = { .f = f, .iterations = ITER, .timeout_ns = 2 * NS_PER_S,
+                        .yield_every = 5, .broken_every = 97, .broken_at = 0 };
     atomic_init(&ch.errors, 0);
     atomic_init(&ch.shared, 0);
     atomic_init(&ch.broken, 0);
@@ -1976,46 +1982,6 @@ static void test_handoff_after_deadline_honoured(void **state)
  * waiter is served by winning a race or by a claim after queueing), every
  * acquire succeeds - a waiter whose wake-up was lost would wait until its
  * timeout - never with a connection someone holds, and the books balance. */
-struct hchurn {
-    fx *f;
-    int iterations;
-    atomic_int errors;
-    atomic_int shared;
-    atomic_int broken;
-    pthread_barrier_t go;
-};
-
-static void *hchurn_main(void *p)
-{
-    struct hchurn *ch = p;
-    pthread_barrier_wait(&ch->go);
-    for (int i = 0; i < ch->iterations; i++) {
-        shp_conn *c = NULL;
-        int rc = shp_acquire(ch->f->pool, &c, 60 * NS_PER_S);
-        if (rc != 0) {
-            atomic_fetch_add(&ch->errors, 1);
-            continue;
-        }
-        fake_handle *h = shp_conn_handle(c);
-        if (!h || h->magic != FAKE_MAGIC || !tag_take(h)) {
-            atomic_fetch_add(&ch->shared, 1);
-            continue; /* do not release what is not ours */
-        }
-        if (i % 3 == 0)
-            sched_yield();
-        tag_drop(h);
-        if (i % 101 == 50) {
-            atomic_fetch_add(&ch->broken, 1);
-            rc = shp_release_broken(c);
-        } else {
-            rc = shp_release(c);
-        }
-        if (rc != 0)
-            atomic_fetch_add(&ch->errors, 1);
-    }
-    return NULL;
-}
-
 static void test_handoff_after_no_lost_wakeup(void **state)
 {
     (void)state;
@@ -2025,14 +1991,15 @@ static void test_handoff_after_no_lost_wakeup(void **state)
         fx *f = fx_new(0, 2);
         f->cfg.handoff_after_ns = bounds[b];
         fx_start(f);
-        struct hchurn ch = { .f = f, .iterations = ITER };
+        struct churn ch = { .f = f, .iterations = ITER, .timeout_ns = 60 * NS_PER_S,
+                            .yield_every = 3, .broken_every = 101, .broken_at = 50 };
         atomic_init(&ch.errors, 0);
         atomic_init(&ch.shared, 0);
         atomic_init(&ch.broken, 0);
         pthread_barrier_init(&ch.go, NULL, T);
         pthread_t t[T];
         for (int i = 0; i < T; i++)
-            assert_int_equal(pthread_create(&t[i], NULL, hchurn_main, &ch), 0);
+            assert_int_equal(pthread_create(&t[i], NULL, churn_main, &ch), 0);
         for (int i = 0; i < T; i++)
             pthread_join(t[i], NULL);
         pthread_barrier_destroy(&ch.go);
