@@ -165,7 +165,7 @@ $(B)/release/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -c $< -o $@
 
-$(B)/release/bench/pair_bench: bench/pair_bench.cc $(B)/release/bench/baselines.o $(B)/release/libshardpool.a
+$(B)/release/bench/pair_bench: bench/pair_bench.cc bench/bench_args.h $(B)/release/bench/baselines.o $(B)/release/libshardpool.a
 	$(CXX) -std=c++17 -O2 $(WARN) -I include -I bench $< $(B)/release/bench/baselines.o \
 	  $(B)/release/libshardpool.a -lbenchmark $(LIBS) -o $@
 

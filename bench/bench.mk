@@ -18,7 +18,7 @@ $(B)/release/bench/pool_bench: bench/pool_bench.cc $(LIB_HDR) $(B)/release/libsh
 	$(CXX) -std=c++17 -O2 $(WARN) -I include -I bench $< \
 	  $(B)/release/libshardpool.a -lbenchmark $(LIBS) -o $@
 
-$(B)/release/bench/reaper_bench: bench/reaper_bench.cc $(LIB_HDR) $(B)/release/libshardpool.a
+$(B)/release/bench/reaper_bench: bench/reaper_bench.cc bench/bench_args.h $(LIB_HDR) $(B)/release/libshardpool.a
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 $(WARN) -I include -I bench $< \
 	  $(B)/release/libshardpool.a -lbenchmark $(LIBS) -o $@

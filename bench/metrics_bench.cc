@@ -67,6 +67,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_args.h"
+
 #include "shardpool/metrics.h"
 #include "shardpool/pool.h"
 
@@ -102,6 +104,10 @@ void nm_shp_quiesce(void);
 }
 
 namespace {
+
+using shp_bench::has_flag;
+using shp_bench::init_gbench;
+using shp_bench::to_ns;
 
 constexpr unsigned kConns = 64;
 constexpr double kMaxRatio = 1.10;
@@ -284,16 +290,6 @@ struct RunResult {
     double cores = 0;    // CPU time / wall time
     bool ok = false;
 };
-
-double to_ns(double t, benchmark::TimeUnit u) {
-    switch (u) {
-    case benchmark::kNanosecond: return t;
-    case benchmark::kMicrosecond: return t * 1e3;
-    case benchmark::kMillisecond: return t * 1e6;
-    case benchmark::kSecond: return t * 1e9;
-    }
-    return t;
-}
 
 // Paired figures of one (round, threads).
 struct Pair {
@@ -643,13 +639,7 @@ int main(int argc, char **argv) {
             args.emplace_back(argv[i]);
         }
     }
-    std::vector<char *> bargv;
-    bargv.push_back(argv[0]);
-    for (std::string &a : args) bargv.push_back(&a[0]);
-    int bargc = static_cast<int>(bargv.size());
-    bargv.push_back(nullptr);
-    benchmark::Initialize(&bargc, bargv.data());
-    if (benchmark::ReportUnrecognizedArguments(bargc, bargv.data())) return 1;
+    if (!init_gbench(argv[0], args)) return 1;
 
     // Both copies would publish to the same monitor segment name.
     unsetenv("SHARDPOOL_MONITOR");

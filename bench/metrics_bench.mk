@@ -48,10 +48,10 @@ $(B)/nometrics/libshardpool_on.a: $(B)/release/libshardpool.a
 
 # Both libraries in one link; then the binary is checked to hold both
 # copies of what the benchmark calls.
-$(B)/release/bench/metrics_bench: bench/metrics_bench.cc $(LIB_HDR) bench/metrics_syms.sh \
+$(B)/release/bench/metrics_bench: bench/metrics_bench.cc bench/bench_args.h $(LIB_HDR) bench/metrics_syms.sh \
                                   $(B)/nometrics/libshardpool_on.a $(B)/nometrics/libshardpool_nm.a
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++17 -O2 $(WARN) -I include $< \
+	$(CXX) -std=c++17 -O2 $(WARN) -I include -I bench $< \
 	  $(B)/nometrics/libshardpool_on.a $(B)/nometrics/libshardpool_nm.a -lbenchmark $(LIBS) -o $@
 	sh bench/metrics_syms.sh check-bin $(NM_PREFIX) $@ \
 	  shp_pool_create shp_acquire shp_release shp_conn_handle shp_pool_destroy

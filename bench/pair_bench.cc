@@ -37,6 +37,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_args.h"
+
 #include "baselines.h"
 #include "shardpool/pool.h"
 
@@ -54,6 +56,10 @@
 #include <vector>
 
 namespace {
+
+using shp_bench::has_flag;
+using shp_bench::init_gbench;
+using shp_bench::to_ns;
 
 constexpr unsigned kConns = 64;
 constexpr int kThreadCounts[] = {1, 2, 16};
@@ -143,16 +149,6 @@ struct Result {
     bool error = false;
 };
 
-double to_ns(double t, benchmark::TimeUnit u) {
-    switch (u) {
-    case benchmark::kNanosecond: return t;
-    case benchmark::kMicrosecond: return t * 1e3;
-    case benchmark::kMillisecond: return t * 1e6;
-    case benchmark::kSecond: return t * 1e9;
-    }
-    return t;
-}
-
 // The normal console reporter, which also keeps, per (benchmark, threads),
 // the median aggregate row (or the single run when there is no aggregate).
 class CollectingReporter : public benchmark::ConsoleReporter {
@@ -208,14 +204,6 @@ class CollectingReporter : public benchmark::ConsoleReporter {
 };
 
 // ---- flags -----------------------------------------------------------------
-
-bool has_flag(const std::vector<std::string> &args, const char *name) {
-    size_t n = std::strlen(name);
-    for (const std::string &a : args)
-        if (a.compare(0, n, name) == 0 && (a.size() == n || a[n] == '='))
-            return true;
-    return false;
-}
 
 // The value of --name=value (last one wins), or "" if absent.
 std::string flag_value(const std::vector<std::string> &args, const char *name) {
@@ -449,14 +437,7 @@ int main(int argc, char **argv) {
                              "the console; use --benchmark_out_format\n");
     bool set_min_time = !has_flag(args, "--benchmark_min_time");
 
-    std::vector<char *> bargv;
-    bargv.push_back(argv[0]);
-    for (std::string &a : args) bargv.push_back(&a[0]);
-    int bargc = static_cast<int>(bargv.size());
-    bargv.push_back(nullptr);
-
-    benchmark::Initialize(&bargc, bargv.data());
-    if (benchmark::ReportUnrecognizedArguments(bargc, bargv.data())) return 1;
+    if (!init_gbench(argv[0], args)) return 1;
 
     if (create_pools() != 0) {
         destroy_pools(false);

@@ -49,6 +49,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_args.h"
+
 #include "shardpool/pool.h"
 
 #include <pthread.h>
@@ -70,6 +72,10 @@
 #include <vector>
 
 namespace {
+
+using shp_bench::has_flag;
+using shp_bench::init_gbench;
+using shp_bench::to_ns;
 
 constexpr unsigned kConns = 8;
 constexpr int kThreadCounts[] = {1, 4};
@@ -485,13 +491,6 @@ long int_flag(const std::string &arg, const char *name, long fallback) {
     return end != nullptr && *end == '\0' && v > 0 ? v : -1;
 }
 
-bool has_flag(const std::vector<std::string> &args, const char *name) {
-    size_t n = std::strlen(name);
-    for (const std::string &a : args)
-        if (a.compare(0, n, name) == 0 && (a.size() == n || a[n] == '=')) return true;
-    return false;
-}
-
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -517,13 +516,7 @@ int main(int argc, char **argv) {
         std::printf("reaper_bench: also --shp-slices=N (default 64), --shp-slice-ms=M (default "
                     "75), --shp-enforce; google-benchmark flags follow.\n");
     bool listing = has_flag(args, "--benchmark_list_tests");
-    std::vector<char *> bargv{argv[0]};
-    for (std::string &a : args) bargv.push_back(&a[0]);
-    int bargc = static_cast<int>(bargv.size());
-    bargv.push_back(nullptr);
-
-    benchmark::Initialize(&bargc, bargv.data());
-    if (benchmark::ReportUnrecognizedArguments(bargc, bargv.data())) return 1;
+    if (!init_gbench(argv[0], args)) return 1;
     register_benchmarks();
     CollectingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);

@@ -72,6 +72,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_args.h"
+
 #include <hiredis/hiredis.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -102,6 +104,10 @@ extern "C" {
 }
 
 namespace {
+
+using shp_bench::has_flag;
+using shp_bench::init_gbench;
+using shp_bench::to_ns;
 
 constexpr int kThreads = 16;
 constexpr unsigned kConns = 4;
@@ -667,14 +673,6 @@ bool print_summary(const CollectingReporter &rep, int rounds) {
 
 // ---- flags --------------------------------------------------------------------
 
-bool has_flag(const std::vector<std::string> &args, const char *name) {
-    size_t n = std::strlen(name);
-    for (const std::string &a : args)
-        if (a.compare(0, n, name) == 0 && (a.size() == n || a[n] == '='))
-            return true;
-    return false;
-}
-
 void register_benchmarks(int rounds, bool set_min_time) {
     for (int r = 1; r <= rounds; r++) {
         for (int i = 0; i < kModes; i++) {
@@ -719,13 +717,7 @@ int main(int argc, char **argv) {
                     "(exit 1 unless the target passes); google-benchmark flags "
                     "follow.\n", kDefaultRounds);
     bool set_min_time = !has_flag(args, "--benchmark_min_time");
-    std::vector<char *> bargv;
-    bargv.push_back(argv[0]);
-    for (std::string &a : args) bargv.push_back(&a[0]);
-    int bargc = static_cast<int>(bargv.size());
-    bargv.push_back(nullptr);
-    benchmark::Initialize(&bargc, bargv.data());
-    if (benchmark::ReportUnrecognizedArguments(bargc, bargv.data())) return 2;
+    if (!init_gbench(argv[0], args)) return 2;
 
     if (setup() != 0) {
         teardown();

@@ -22,7 +22,7 @@ $(B)/release/bench/redisserver.o: tests/integration/redisserver.c tests/integrat
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g -I tests/integration -c $< -o $@
 
-$(B)/release/bench/redis_bench: bench/redis_bench.cc $(LIB_HDR) $(B)/release/libshardpool.a \
+$(B)/release/bench/redis_bench: bench/redis_bench.cc bench/bench_args.h $(LIB_HDR) $(B)/release/libshardpool.a \
                                 $(B)/release/bench/redisserver.o
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 $(WARN) -I include -I lib -I bench -I tests/integration $< \
