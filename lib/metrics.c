@@ -224,8 +224,8 @@ static void gather_counters(shp_pool *p, shp_metrics *m)
     m->breaker_open = shp__breaker_open(p);
 }
 
-/* Fills *m; acq (if not NULL) receives the merged acquire histogram. */
-static void gather(shp_pool *p, shp_metrics *m, bool hists, struct shp__hist_copy *acq)
+/* Fills *m, except the histograms (gather_hists). */
+static void gather(shp_pool *p, shp_metrics *m)
 {
     memset(m, 0, sizeof *m);
     m->version = SHP_METRICS_VERSION;
@@ -239,22 +239,6 @@ static void gather(shp_pool *p, shp_metrics *m, bool hists, struct shp__hist_cop
     m->utilization = (double)m->in_use / (double)p->cfg.max_size;
     if (m->utilization > 1.0)
         m->utilization = 1.0;
-    if (hists) {
-        struct shp__hist_copy *a = acq ? acq : calloc(1, sizeof *a);
-        struct shp__hist_copy *h = calloc(1, sizeof *h);
-        if (a && h) {
-            memset(a, 0, sizeof *a);
-            for (unsigned i = 0; i < p->nshards; i++) {
-                shp__hist_merge(a, p->shards[i].acq_hist);
-                shp__hist_merge(h, p->shards[i].hold_hist);
-            }
-            shp__hist_summarize(&m->acquire, a);
-            shp__hist_summarize(&m->hold, h);
-        }
-        if (a != acq)
-            free(a);
-        free(h);
-    }
     pthread_mutex_lock(&p->mx_lock);
     m->interval_ns = p->last_interval.interval_ns;
     m->interval_acquisitions = p->last_interval.interval_acquisitions;
@@ -263,6 +247,23 @@ static void gather(shp_pool *p, shp_metrics *m, bool hists, struct shp__hist_cop
     m->interval_acquire_p99_ns = p->last_interval.interval_acquire_p99_ns;
     m->alerts = p->last_interval.alerts;
     pthread_mutex_unlock(&p->mx_lock);
+}
+
+/* Merges the shards' histograms into m's summaries; *acq receives the
+ * merged acquire histogram.  Out of memory: the summaries stay empty. */
+static void gather_hists(shp_pool *p, shp_metrics *m, struct shp__hist_copy *acq)
+{
+    memset(acq, 0, sizeof *acq);
+    struct shp__hist_copy *hold = calloc(1, sizeof *hold);
+    if (!hold)
+        return;
+    for (unsigned i = 0; i < p->nshards; i++) {
+        shp__hist_merge(acq, p->shards[i].acq_hist);
+        shp__hist_merge(hold, p->shards[i].hold_hist);
+    }
+    shp__hist_summarize(&m->acquire, acq);
+    shp__hist_summarize(&m->hold, hold);
+    free(hold);
 }
 
 static bool valid_pool(const shp_pool *p)
@@ -279,7 +280,11 @@ int shp_pool_metrics(shp_pool *p, shp_metrics *out)
 {
     if (!valid_pool(p) || !out)
         return bad_arg(p, "metrics_bad_arg");
-    gather(p, out, true, NULL);
+    gather(p, out);
+    struct shp__hist_copy *acq = malloc(sizeof *acq);
+    if (acq)
+        gather_hists(p, out, acq);
+    free(acq);
     return 0;
 }
 
@@ -288,7 +293,7 @@ int shp_pool_stats(shp_pool *p, shp_stats *out)
     if (!valid_pool(p) || !out)
         return bad_arg(p, "stats_bad_arg");
     shp_metrics m;
-    gather(p, &m, false, NULL);
+    gather(p, &m);
     memset(out, 0, sizeof *out);
     out->live = m.live;
     out->idle = m.idle;
@@ -496,7 +501,8 @@ void shp__metrics_tick(shp_pool *p, int64_t now)
     shp_metrics m;
     struct alert_eval ev[SHP_ALERT_N];
     uint32_t before = st->raised;
-    gather(p, &m, true, acq);
+    gather(p, &m);
+    gather_hists(p, &m, acq);
     if (st->have_prev) {
         compute_interval(&m, &st->prev, acq, &st->prev_acq);
         st->raised = update_alerts(p, &m, st->raised, ev);

@@ -87,8 +87,8 @@ struct shp__shard {
     struct shp__hist *hold_hist;  /* hold time, recorded by its CPU's releasers */
 } __attribute__((aligned(SHP_CACHELINE)));
 
-/* What the reaper's metrics pass keeps between intervals (reaper only),
- * and what it publishes (under mx_lock). */
+/* What the reaper's metrics pass keeps between intervals (read and written
+ * by the reaper only; what it publishes is in the pool, under mx_lock). */
 struct shp__metrics_state {
     int64_t next_ns;              /* when the next pass is due */
     bool have_prev;
