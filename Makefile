@@ -121,7 +121,7 @@ stress: $(addprefix $(B)/release/stress/,$(STRESS))
 	timeout 300 $(B)/release/stress/aba --ops 4000000 --handoff-after-ns 1000000
 
 asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
-	$(call run_units,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=1)
+	$(call run_units,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp)
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation --ops 1000000 --handoff-after-ns 1000000
