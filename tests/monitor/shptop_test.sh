@@ -317,8 +317,11 @@ if command -v script >/dev/null; then
         screen=$(mktemp "$tmp/pty.XXXXXX")
         rm -f "$tmp/keys" "$tmp/rc" "$tmp/stty.before" "$tmp/stty.after"
         mkfifo "$tmp/keys"
-        timeout 30 script -qec \
-            "sh -c 'trap \"\" INT; stty -a > $tmp/stty.before; $shptop --pid $demo_pid --interval 0.05; echo rc=\$? > $tmp/rc; stty -a > $tmp/stty.after'" \
+        # script(1) runs its command with $SHELL -c; the shell it starts must
+        # ignore the SIGINT that Ctrl-C sends the whole foreground group
+        # (dash, CI's /bin/sh, dies of it), and shptop sets its own handler.
+        SHELL=/bin/sh timeout 30 script -qec \
+            "trap '' INT; stty -a > $tmp/stty.before; $shptop --pid $demo_pid --interval 0.05; echo rc=\$? > $tmp/rc; stty -a > $tmp/stty.after" \
             /dev/null <"$tmp/keys" >>"$screen" 2>"$tmp/err" &
         spid=$!
         exec {keys}>"$tmp/keys"
