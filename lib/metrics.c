@@ -175,7 +175,7 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
     shp__reg_for_each(node, &p->reg) {
         shp_conn *c = caa_container_of(node, shp_conn, reg);
         switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
-        case SHP__IDLE: m->idle++; break;
+        case SHP__IDLE: case SHP__CACHED: m->idle++; break;
         case SHP__IN_USE: case SHP__ORPHANED: m->in_use++; break;
         case SHP__CHECKING: m->checking++; break;
         default: break;
@@ -320,7 +320,7 @@ static const char *state_name(uint32_t s)
 {
     switch (s) {
     case SHP__CONNECTING: return "connecting";
-    case SHP__IDLE: return "idle";
+    case SHP__IDLE: case SHP__CACHED: return "idle";
     case SHP__IN_USE: return "in_use";
     case SHP__CHECKING: return "checking";
     case SHP__FAILED: return "failed";
@@ -389,6 +389,7 @@ int shp_pool_evict(shp_pool *p)
      * is still in flight, so the reaper pass below finds every stale idle
      * connection on a shard, and later pushes see the new generation. */
     shp__rcu_sync();
+    shp__uncache(p, true, 0); /* closes the stale ones parked in thread caches */
     shp__reaper_kick_wait(p);
     shp__log(SHP_LOG_INFO, p->name, "event=evict connections=%u", n);
     return 0;

@@ -126,12 +126,85 @@ static bool running(shp_pool *p)
     return atomic_load_explicit(&p->state, memory_order_seq_cst) == SHP__RUNNING;
 }
 
+/* The borrower of c counts its borrow (owner-written, metrics.h). */
+static inline void count_use(shp_conn *c)
+{
+    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* The owner of c (just popped, created or handed over) makes it borrowed. */
 static void take(shp_conn *c)
 {
     atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_relaxed);
-    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    count_use(c);
+}
+
+/* ---------------------------------------------------------------- thread caches */
+
+/* Per thread: the connection it released last, per pool (pool_internal.h,
+ * "Thread caches").  A pool's slot is tlc[id % SHP__TLC_WAYS]; pools whose
+ * ids collide share it, and a slot taken by another pool's connection
+ * leaves that connection CACHED for shp__uncache to find.  `conn` is only
+ * a hint: it is claimed by CAS, and its memory stays a connection of pool
+ * `pool` while that pool lives (type-stable, see recycle_conn_cb); a slot
+ * is used only by a call on the pool with that id, which is alive. */
+#define SHP__TLC_WAYS 4
+struct shp__tlc {
+    uint64_t pool;
+    shp_conn *conn;
+};
+static _Thread_local struct shp__tlc tlc[SHP__TLC_WAYS];
+
+static inline struct shp__tlc *tlc_slot(const shp_pool *p)
+{
+    return &tlc[p->id % SHP__TLC_WAYS];
+}
+
+/* Claims the calling thread's cached connection of p: returns it IN_USE
+ * (use not yet counted), or NULL. */
+static inline shp_conn *tlc_claim(shp_pool *p)
+{
+    struct shp__tlc *e = tlc_slot(p);
+    shp_conn *c = e->conn;
+    if (!c || e->pool != p->id)
+        return NULL;
+    e->conn = NULL;
+    uint32_t s = SHP__CACHED;
+    if (SHP_LIKELY(atomic_compare_exchange_strong_explicit(&c->state, &s, SHP__IN_USE,
+                                                           memory_order_acquire,
+                                                           memory_order_relaxed)))
+        return c;
+    return NULL; /* claimed by someone else since */
+}
+
+unsigned shp__uncache(shp_pool *p, bool all, int64_t before)
+{
+    shp_conn *stale = NULL;
+    unsigned n = 0;
+    struct shp__reg *node;
+    shp__rcu_lock();
+    struct shp__shard *sh = &p->shards[shp__home(p)];
+    shp__reg_for_each(node, &p->reg) {
+        shp_conn *c = caa_container_of(node, shp_conn, reg);
+        uint32_t s = SHP__CACHED;
+        if (atomic_load_explicit(&c->state, memory_order_relaxed) != SHP__CACHED ||
+            (!all && atomic_load_explicit(&c->last_used, memory_order_relaxed) >= before) ||
+            !atomic_compare_exchange_strong_explicit(&c->state, &s, SHP__IDLE,
+                                                     memory_order_acquire, memory_order_relaxed))
+            continue;
+        n++;
+        if (!shp__put_idle(p, c, sh)) {
+            c->rnext = stale;
+            stale = c;
+        }
+    }
+    shp__rcu_unlock();
+    for (shp_conn *c; (c = stale) != NULL;) {
+        stale = c->rnext;
+        shp__close(p, c, SHP__CLOSE_EVICTED);
+    }
+    return n;
 }
 
 /* The borrower of c got it from its own shard (metrics.h: owner-written). */
@@ -535,6 +608,10 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
     pthread_mutex_unlock(&p->wq_lock);
     if (first) /* an acquire that waits again is counted once */
         atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
+    /* Connections parked by releases that did not see our increment: the
+     * heavy fence makes them visible to this scan (shp__fence_light). */
+    shp__fence_heavy();
+    shp__uncache(p, true, 0);
     /* Resources freed before our increment was visible: claim them now. */
     shp__wake_waiters(p);
 
@@ -649,6 +726,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     int64_t deadline = -1;
     int64_t since = -1; /* wait_turn's: first enqueue of this acquire */
     int ret, sweep_retries = 0;
+    bool uncached = false; /* this acquire moved thread caches back once */
     unsigned attempts = 0;
     bool retry = false; /* a retry verdict brought us back here */
     int last_err = 0; /* a connect error we retried after: reported over a timeout */
@@ -693,6 +771,14 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             sweep_retries++;
             while (atomic_load_explicit(&p->sweep_seq, memory_order_acquire) & 1)
                 sched_yield();
+            continue;
+        }
+        if (!c && !uncached) {
+            /* Idle connections may sit in other threads' caches: move them
+             * to the shards and steal again, before connecting or waiting. */
+            shp__rcu_unlock();
+            uncached = true;
+            shp__uncache(p, true, 0);
             continue;
         }
         if (c)
@@ -816,40 +902,83 @@ SHP__COLD static int acquire_stopped(shp_pool *p)
 #ifndef SHP_NO_METRICS
 /* A timed fast-path hit (1 in metrics_sample): recorded with that weight,
  * and its hold time will be (see metrics.h).  Inside the read-side section. */
-SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, unsigned home, int64_t t0)
+SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, int64_t t0)
 {
     int64_t t1 = shp__now_ns();
-    shp__hist_record(p->shards[home].acq_hist, t1 - t0, p->metrics_sample);
+    shp__hist_record(p->shards[shp__home(p)].acq_hist, t1 - t0, p->metrics_sample);
     atomic_store_explicit(&c->t_acquired, t1, memory_order_relaxed);
 }
 #endif
 
-/* t0: the CLOCK_MONOTONIC start of a timed acquire; 0 untimed (a constant
- * in the untimed inlined copy, which so has no timing code: only its slow
- * path is timed); < 0 not recorded at all (a retry inside one shp_acquire,
- * which is recorded once). */
+/* A hit: borrowed c (IN_USE) goes out.  Inside the read-side section,
+ * which it leaves. */
+static inline __attribute__((always_inline)) int acquire_hit(shp_pool *p, shp_conn *c,
+                                                            shp_conn **out, int64_t t0, bool fast)
+{
+    count_use(c);
+    count_home_hit(c);
+#ifndef SHP_NO_METRICS
+    if (t0 > 0)
+        timed_hit(p, c, t0);
+#else
+    (void)p;
+    (void)t0;
+#endif
+    if (fast)
+        shp__rcu_unlock_fast();
+    else
+        shp__rcu_unlock();
+    *out = c;
+    return 0;
+}
+
+/* The thread cache missed: pop from the home shard.  Inside the read-side
+ * section, which it leaves. */
+static inline __attribute__((always_inline)) int acquire_shard_t(shp_pool *p, shp_conn **out,
+                                                                int64_t timeout_ns, int64_t t0)
+{
+    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[shp__home(p)].free);
+    if (SHP_UNLIKELY(c == NULL) || SHP_UNLIKELY(needs_validation(p, c)))
+        return acquire_slow(p, out, timeout_ns, c, t0); /* unlocks */
+    atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_relaxed);
+    return acquire_hit(p, c, out, t0, false);
+}
+
+/* acquire_shard_t of an untimed acquire, out of line: its CPU lookup may
+ * call, which would cost the cache hit a stack frame. */
+static __attribute__((noinline)) int acquire_shard(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+    return acquire_shard_t(p, out, timeout_ns, 0);
+}
+
+/* acquire_one's body, inside the read-side section it leaves.  t0: the
+ * CLOCK_MONOTONIC start of a timed acquire; 0 untimed (a constant in the
+ * untimed inlined copy, which so has no timing code: only its slow path is
+ * timed); < 0 not recorded at all (a retry inside one shp_acquire, which is
+ * recorded once).  Every exit but the hit is a tail call.  fast: called
+ * from shp_acquire's fast path (see shp__rcu_lock_fast). */
+static inline __attribute__((always_inline)) int acquire_locked(shp_pool *p, shp_conn **out,
+                                                               int64_t timeout_ns, int64_t t0,
+                                                               bool fast)
+{
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING))
+        return acquire_stopped(p); /* unlocks */
+    shp_conn *c = tlc_claim(p);
+    if (SHP_UNLIKELY(c == NULL))
+        return t0 == 0 ? acquire_shard(p, out, timeout_ns) : acquire_shard_t(p, out, timeout_ns, t0);
+    if (SHP_UNLIKELY(needs_validation(p, c)))
+        return acquire_slow(p, out, timeout_ns, c, t0); /* unlocks */
+    return acquire_hit(p, c, out, t0, fast);
+}
+
+/* One acquire attempt (arguments checked here); see acquire_locked. */
 static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_conn **out,
                                                             int64_t timeout_ns, int64_t t0)
 {
     if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
         return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
     shp__rcu_lock();
-    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_relaxed) != SHP__RUNNING))
-        return acquire_stopped(p); /* unlocks */
-    unsigned home = shp__home(p);
-    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[home].free);
-    if (SHP_LIKELY(c != NULL) && SHP_LIKELY(!needs_validation(p, c))) {
-        take(c);
-        count_home_hit(c);
-#ifndef SHP_NO_METRICS
-        if (t0 > 0)
-            timed_hit(p, c, home, t0);
-#endif
-        shp__rcu_unlock();
-        *out = c;
-        return 0;
-    }
-    return acquire_slow(p, out, timeout_ns, c, t0); /* unlocks */
+    return acquire_locked(p, out, timeout_ns, t0, false);
 }
 
 /* acquire_one out of line, for the refusal path (keeps shp_acquire small);
@@ -904,23 +1033,43 @@ SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t 
     }
 }
 
-int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+/* Everything shp_acquire's fast path leaves out: bad arguments, a thread's
+ * first call (urcu-bp registration), a timed acquire, ops.prepare.  r: the
+ * acquire's sampling draw. */
+static __attribute__((noinline)) int acquire_general(shp_pool *p, shp_conn **out,
+                                                     int64_t timeout_ns, uint32_t r)
 {
     int ret;
 #ifndef SHP_NO_METRICS
-    uint32_t r = sample_rng * 1664525u + 1013904223u;
-    sample_rng = r;
-    if (SHP_LIKELY(!p || p->magic != SHP__POOL_MAGIC || r > p->sample_below))
-        ret = acquire_one(p, out, timeout_ns, 0);
-    else
+    if (p && out && p->magic == SHP__POOL_MAGIC && r <= p->sample_below)
         ret = acquire_timed(p, out, timeout_ns);
+    else
+        ret = acquire_one(p, out, timeout_ns, 0);
 #else
+    (void)r;
     ret = acquire_one(p, out, timeout_ns, 0);
 #endif
     if (SHP_UNLIKELY(ret == 0 && p->ops.prepare) &&
         p->ops.prepare(p->ops.ctx, (*out)->handle) != 0)
         return acquire_after_refusal(p, out, timeout_ns);
     return ret;
+}
+
+int shp_acquire(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+{
+#ifndef SHP_NO_METRICS
+    uint32_t r = sample_rng * 1664525u + 1013904223u;
+    sample_rng = r;
+    if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC || r <= p->fast_below ||
+                     !shp__rcu_registered()))
+        return acquire_general(p, out, timeout_ns, r);
+#else
+    if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC || p->fast_below ||
+                     !shp__rcu_registered()))
+        return acquire_general(p, out, timeout_ns, UINT32_MAX);
+#endif
+    shp__rcu_lock_fast();
+    return acquire_locked(p, out, timeout_ns, 0, true);
 }
 
 /* ---------------------------------------------------------------- release */
@@ -981,7 +1130,72 @@ SHP__COLD static void record_hold(shp_pool *p, shp_conn *c, struct shp__shard *s
 }
 #endif
 
-static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
+/* Releases borrowed c, kept (not stale, pool running, last_used set), to
+ * shard sh (NULL: the calling CPU's) or a waiter: the push path, by CAS
+ * from IN_USE.  Inside a read-side section, which it leaves. */
+static __attribute__((noinline)) int release_push(shp_pool *p, shp_conn *c,
+                                                  struct shp__shard *sh)
+{
+    if (!sh)
+        sh = &p->shards[shp__home(p)];
+    uint32_t s = SHP__IN_USE;
+    if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+            &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
+        shp__rcu_unlock();
+        return not_borrowed(p, c, s);
+    }
+    put_idle_to(p, c, sh);
+    shp__rcu_unlock();
+    return 0;
+}
+
+/* A waiter queued while we parked a connection in slot e: take it back, if
+ * nobody claimed it yet, and hand it over.  Inside a read-side section,
+ * which it leaves. */
+SHP__COLD static int release_unpark(shp_pool *p, struct shp__tlc *e, struct shp__shard *sh)
+{
+    shp_conn *c = e->conn;
+    uint32_t s = SHP__CACHED;
+    e->conn = NULL;
+    if (atomic_compare_exchange_strong(&c->state, &s, SHP__IDLE))
+        put_idle_to(p, c, sh ? sh : &p->shards[shp__home(p)]);
+    shp__rcu_unlock();
+    return 0;
+}
+
+/* Releases borrowed c, kept (not stale, pool running, last_used set): parks
+ * it in this thread's cache when the slot is free, its shard (sh; NULL: the
+ * calling CPU's) has other idle connections and nobody waits (a plain
+ * store: we own it); else the push path.  Inside a read-side section,
+ * which it leaves.  fast: called from shp_release's fast path (see
+ * shp__rcu_lock_fast; the pool has membarrier). */
+static inline __attribute__((always_inline)) int release_idle(shp_pool *p, shp_conn *c,
+                                                             struct shp__shard *sh, bool fast)
+{
+    struct shp__tlc *e = tlc_slot(p);
+    if (SHP_UNLIKELY(e->conn && e->pool == p->id) ||
+        SHP_UNLIKELY(shp__stack_empty(&(sh ? sh : &p->shards[shp__home_hint(p)])->free)) ||
+        SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)))
+        return release_push(p, c, sh);
+    atomic_store_explicit(&c->state, SHP__CACHED, SHP__PARK_ORDER);
+    e->pool = p->id;
+    e->conn = c;
+    if (fast)
+        shp__fence_light_membarrier();
+    else
+        shp__fence_light();
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, SHP__PARK_LOAD_ORDER)))
+        return release_unpark(p, e, sh);
+    if (fast)
+        shp__rcu_unlock_fast();
+    else
+        shp__rcu_unlock();
+    return 0;
+}
+
+/* Every release: checks, the reset hook, closes, hold-time recording, then
+ * release_idle.  shp_release's fast path handles the common case itself. */
+static __attribute__((noinline)) int release_impl(shp_pool *expect, shp_conn *c, bool broken)
 {
     if (SHP_UNLIKELY(!c || c->magic != SHP__CONN_MAGIC || (expect && expect != c->pool) ||
                      atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE))
@@ -1015,19 +1229,38 @@ static inline int release_impl(shp_pool *expect, shp_conn *c, bool broken)
         return release_retire(p, c, (enum shp__close_reason)why);
     if (shp__stale(p, c)) /* inside the section: see shp__stale */
         return release_retire(p, c, SHP__CLOSE_EVICTED);
-    uint32_t s = SHP__IN_USE;
-    if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
-            &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
-        shp__rcu_unlock();
-        return not_borrowed(p, c, s);
-    }
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
-    put_idle_to(p, c, sh);
-    shp__rcu_unlock();
-    return 0;
+    return release_idle(p, c, sh, false);
 }
 
-int shp_release(shp_conn *c) { return release_impl(NULL, c, false); }
+int shp_release(shp_conn *c)
+{
+    if (SHP_UNLIKELY(!c || c->magic != SHP__CONN_MAGIC ||
+                     atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE))
+        return release_bad(NULL, c);
+    shp_pool *p = c->pool;
+    int64_t now = tick(p);
+    if (SHP_UNLIKELY(now >= c->expires ||
+                     atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->fast_max_uses ||
+#ifndef SHP_NO_METRICS
+                     atomic_load_explicit(&c->t_acquired, memory_order_relaxed) != 0 ||
+#endif
+                     !shp__rcu_registered()))
+        return release_impl(NULL, c, false);
+    shp__rcu_lock_fast();
+    if (SHP_UNLIKELY(atomic_load_explicit(&p->state, memory_order_seq_cst) != SHP__RUNNING) ||
+        shp__stale(p, c)) {
+        shp__rcu_unlock();
+        return release_impl(NULL, c, false); /* closes it */
+    }
+#ifndef SHP_NO_METRICS
+    atomic_store_explicit(&c->releases, atomic_load_explicit(&c->releases, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+#endif
+    atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
+    return release_idle(p, c, NULL, true);
+}
+
 int shp_release_broken(shp_conn *c) { return release_impl(NULL, c, true); }
 
 int shp_pool_release(shp_pool *p, shp_conn *c)
@@ -1105,10 +1338,22 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         return -ENOMEM;
     }
     p->validate_idle_ns = cfg.validate_idle_ns;
+
     p->handoff_after_ns = cfg.handoff_after_ns;
     p->metrics_sample = cfg.metrics_sample;
     p->sample_below = (uint32_t)(UINT32_MAX / cfg.metrics_sample);
     p->max_uses = cfg.max_uses ? cfg.max_uses : UINT64_MAX;
+    shp__membarrier_init();
+    /* The fast paths need membarrier, ours and liburcu's (shp__rcu_lock_fast,
+     * shp__fence_light_membarrier); without, every call takes the general
+     * paths, which test for it. */
+    bool fast = shp__rcu_fast_ok() && __atomic_load_n(&shp__membarrier_ok, __ATOMIC_RELAXED) > 0;
+#ifndef SHP_NO_METRICS
+    p->fast_below = ops->prepare || !fast ? UINT32_MAX : p->sample_below;
+#else
+    p->fast_below = ops->prepare || !fast ? UINT32_MAX : 0;
+#endif
+    p->fast_max_uses = ops->reset || !fast ? 0 : p->max_uses;
     atomic_init(&p->tick, shp__now_ns());
     atomic_init(&p->refs, 1);
     atomic_init(&p->state, SHP__RUNNING);
@@ -1123,6 +1368,8 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     pthread_cond_init(&p->rp_done, NULL);
     pthread_condattr_destroy(&ca);
     shp__reg_init(&p->reg);
+    static _Atomic uint64_t last_id;
+    p->id = atomic_fetch_add_explicit(&last_id, 1, memory_order_relaxed) + 1;
     p->magic = SHP__POOL_MAGIC;
 
     for (unsigned i = 0; i < cfg.min_size; i++) {
@@ -1152,6 +1399,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
 
 static void drain_idle(shp_pool *p)
 {
+    shp__uncache(p, true, 0);
     for (unsigned i = 0; i < p->nshards; i++) {
         shp_conn *c;
         shp__rcu_lock();

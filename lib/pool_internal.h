@@ -2,10 +2,24 @@
  * pool_internal.h - the pool's and the connection's layout (internal).
  *
  * Ownership (invariant I1): a connection belongs to exactly one of a shard
- * stack, one borrower, the reaper, its creator or its closer.  Ownership
- * passes by an ABA-safe pop (stack → thread), by a CAS on the state word
- * (borrower → pool on release; borrower → orphan at the destroy deadline),
- * or under the waiter-queue lock (releaser → waiter on handoff).
+ * stack, one borrower, the reaper, its creator or its closer - or, idle in
+ * state CACHED, to nobody: parked in the cache of the thread that released
+ * it last (see "Thread caches" below).  Ownership passes by an ABA-safe pop
+ * (stack → thread), by a CAS on the state word (borrower → pool on release;
+ * CACHED → whoever claims it; borrower → orphan at the destroy deadline), or
+ * under the waiter-queue lock (releaser → waiter on handoff).
+ *
+ * Thread caches: each thread keeps, per pool, the connection it released
+ * last (one slot per pool in a small per-thread table).  Its next acquire
+ * of that pool claims it with one CAS (CACHED → IN_USE), touching no shared
+ * cache line; the release that parked it made a plain store.  A slot is a
+ * hint: anyone may claim a CACHED connection by CAS, and a slot whose
+ * connection was claimed elsewhere just misses.  A release parks only when
+ * its shard has other idle connections and nobody waits; shp__uncache()
+ * moves parked connections back to the shards: for an acquire that found
+ * the shards empty, for a new waiter (after the heavy fence, see
+ * shp__fence_light), for the reaper (those unused for a whole interval),
+ * for evict and for shutdown.
  *
  * Capacity (I2): cap.live counts connecting + idle + in use + checking +
  * closing; it only grows by a CAS that keeps it <= max_size.
@@ -40,6 +54,7 @@ enum shp__conn_state {
     SHP__CLOSING,
     SHP__CLOSED,
     SHP__ORPHANED,
+    SHP__CACHED,       /* idle in a thread cache: claimed by CAS only */
 };
 
 enum shp__pool_state { SHP__RUNNING = 1, SHP__STOPPING, SHP__STOPPED };
@@ -118,6 +133,7 @@ struct shp__waiter {
 struct shp_pool {
     /* read-mostly line: everything the fast path reads */
     uint64_t magic;
+    uint64_t id;                  /* unique in the process, never 0: thread-cache key */
     _Atomic int state;            /* enum shp__pool_state */
     _Atomic bool destroyed;       /* shp_pool_destroy was called */
     unsigned nshards;
@@ -127,6 +143,12 @@ struct shp_pool {
     int64_t validate_idle_ns;
     uint64_t max_uses;            /* UINT64_MAX when unlimited */
     uint32_t metrics_sample;      /* cfg.metrics_sample: weight of a timed fast-path acquire */
+    /* shp_acquire's and shp_release's fast paths test one field each for
+     * "take the general path": */
+    uint32_t fast_below;          /* draws <= this go general: sample_below, or
+                                     UINT32_MAX with ops.prepare (every acquire) */
+    uint64_t fast_max_uses;       /* uses >= this go general: max_uses, or 0 with
+                                     ops.reset (every release) */
     uint32_t sample_below;        /* a fast-path acquire is timed when a per-thread
                                      32-bit random draw is <= this (~ 2^32 / metrics_sample) */
     _Atomic uint64_t evict_gen;   /* bumped by shp_pool_evict (under reg_lock) */
@@ -200,6 +222,47 @@ bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
 bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
+/* Moves CACHED connections back to the shards (or to waiters): every one
+ * (all) or those last released before tick `before`; stale ones (evict) are
+ * closed.  Outside read-side sections; the caller may touch p.  Returns how
+ * many it took. */
+unsigned shp__uncache(shp_pool *p, bool all, int64_t before);
+
+/* The asymmetric fence between a release that parks a connection (store
+ * CACHED, then load nwaiters) and a new waiter (nwaiters++, then scan for
+ * CACHED connections): either the releaser sees the waiter and takes its
+ * connection back to hand it over, or the waiter's scan sees the parked
+ * connection.  The releaser's side is a compiler barrier when the heavy
+ * side can be membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a
+ * full barrier on every CPU running this process; without membarrier both
+ * sides are full fences.  The TSan build uses sequentially consistent
+ * accesses instead (TSan does not model fences), same algorithm. */
+extern int shp__membarrier_ok;
+void shp__membarrier_init(void);
+void shp__fence_heavy(void);
+static inline void shp__fence_light(void)
+{
+#if !defined(SHP_TSAN)
+    if (SHP_LIKELY(__atomic_load_n(&shp__membarrier_ok, __ATOMIC_RELAXED) > 0))
+        __asm__ __volatile__("" ::: "memory");
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+/* shp__fence_light where membarrier is known to be registered. */
+static inline void shp__fence_light_membarrier(void)
+{
+#if !defined(SHP_TSAN)
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+#if defined(SHP_TSAN)
+#define SHP__PARK_ORDER      memory_order_seq_cst
+#define SHP__PARK_LOAD_ORDER memory_order_seq_cst
+#else
+#define SHP__PARK_ORDER      memory_order_release
+#define SHP__PARK_LOAD_ORDER memory_order_relaxed
+#endif
 
 /* metrics.c */
 int shp__metrics_init(shp_pool *p);
@@ -256,16 +319,31 @@ static inline int shp__cpu(void)
     return sched_getcpu();
 }
 
-/* The shard of the calling CPU. */
-static inline unsigned shp__home(const shp_pool *p)
+/* The shard of CPU cpu (< 0: shard 0). */
+static inline unsigned shp__shard_of(const shp_pool *p, int cpu)
 {
-    int cpu = shp__cpu();
     if (SHP_UNLIKELY(cpu < 0))
         return 0;
     /* One shard per CPU (the default): the CPU is the shard, no map load. */
     if (SHP_LIKELY((unsigned)cpu < p->nshards))
         return p->nshards == p->ncpu_map ? (unsigned)cpu : p->cpu_shard[cpu];
     return (unsigned)cpu < p->ncpu_map ? p->cpu_shard[cpu] : (unsigned)cpu % p->nshards;
+}
+
+/* The shard of the calling CPU. */
+static inline unsigned shp__home(const shp_pool *p) { return shp__shard_of(p, shp__cpu()); }
+
+/* shp__home from rseq alone, making no call: shard 0 where rseq is not
+ * registered.  For a hint (which shard to look at), not for a push. */
+static inline unsigned shp__home_hint(const shp_pool *p)
+{
+    int cpu = -1;
+    if (SHP_LIKELY(__rseq_size >= 8)) {
+        const struct rseq *r =
+            (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+        cpu = (int32_t)__atomic_load_n(&r->cpu_id, __ATOMIC_RELAXED);
+    }
+    return shp__shard_of(p, cpu);
 }
 
 #endif

@@ -189,7 +189,10 @@ void *shp__reaper_main(void *arg)
         pthread_mutex_unlock(&p->rp_lock);
 
         int64_t now = shp__now_ns();
-        atomic_store_explicit(&p->tick, now, memory_order_relaxed);
+        int64_t last = atomic_exchange_explicit(&p->tick, now, memory_order_relaxed);
+        /* Parked connections not released since the last pass are not in
+         * use by their thread: back to the shards, where they are judged. */
+        shp__uncache(p, false, last);
         uint32_t live = SHP__CAP_LIVE(atomic_load(&p->cap));
         if (any_due(p, now))
             for (unsigned i = 0; i < p->nshards; i++)
