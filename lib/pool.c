@@ -581,6 +581,7 @@ static void queue_in_order(shp_pool *p, struct shp__waiter *w)
  * is missed.  Returns SHP__W_CONN (with *out set), SHP__W_GRANT,
  * SHP__W_RETRY, SHP__W_SHUTDOWN, SHP__W_DOWN or -ETIMEDOUT. */
 #define SHP__WAIT_YIELDS 8
+#define SHP__PARK_RECHECK_NS (1000 * 1000)
 
 static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *since)
 {
@@ -608,10 +609,6 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
     pthread_mutex_unlock(&p->wq_lock);
     if (first) /* an acquire that waits again is counted once */
         atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed);
-    /* Connections parked by releases that did not see our increment: the
-     * heavy fence makes them visible to this scan (shp__fence_light). */
-    shp__fence_heavy();
-    shp__uncache(p, true, 0);
     /* Resources freed before our increment was visible: claim them now. */
     shp__wake_waiters(p);
 
@@ -623,6 +620,12 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
     for (int i = 0; i < SHP__WAIT_YIELDS &&
                     atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING; i++)
         sched_yield();
+    /* A release that parked a connection just as we queued may not have
+     * seen us, nor we its connection (acquire_slow scanned before we
+     * queued): a waiter not served within SHP__PARK_RECHECK_NS runs the
+     * heavy side of the fence (shp__fence_light) and scans thread caches
+     * once.  Only such waits pay for a membarrier. */
+    int64_t recheck = -1;
     for (;;) {
         v = atomic_load_explicit(&w.word, memory_order_acquire);
         if (v != SHP__W_WAITING && v != SHP__W_SLEEPING)
@@ -632,8 +635,18 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
         if (v == SHP__W_WAITING &&
             !atomic_compare_exchange_strong(&w.word, &v, SHP__W_SLEEPING))
             continue;
-        if (shp__futex_wait((uint32_t *)&w.word, SHP__W_SLEEPING, deadline) != -ETIMEDOUT)
+        if (recheck == -1)
+            recheck = shp__now_ns() + SHP__PARK_RECHECK_NS;
+        bool at_recheck = recheck > 0 && (deadline < 0 || recheck < deadline);
+        if (shp__futex_wait((uint32_t *)&w.word, SHP__W_SLEEPING,
+                            at_recheck ? recheck : deadline) != -ETIMEDOUT)
             continue;
+        if (at_recheck) {
+            recheck = 0; /* once */
+            shp__fence_heavy();
+            shp__uncache(p, true, 0); /* hands what it finds to the oldest waiter */
+            continue;
+        }
         pthread_mutex_lock(&p->wq_lock);
         v = atomic_load_explicit(&w.word, memory_order_acquire);
         bool still_queued = v == SHP__W_WAITING || v == SHP__W_SLEEPING;

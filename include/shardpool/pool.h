@@ -2,8 +2,12 @@
  * shardpool/pool.h - the connection pool.
  *
  * A pool keeps up to max_size connections made by the caller's shp_ops.
- * Idle connections sit on per-CPU lock-free stacks (shards); shp_acquire pops
- * from the calling CPU's shard, steals from the others on a miss, creates a
+ * Idle connections sit on per-CPU lock-free stacks (shards), except one per
+ * thread and pool: shp_release parks the connection in the calling thread's
+ * cache when its shard has other idle ones and nobody waits, and that
+ * thread's next shp_acquire takes it back with one compare-and-swap.
+ * Otherwise shp_acquire pops from the calling CPU's shard, steals from the
+ * others on a miss, claims connections parked by other threads, creates a
  * connection while under max_size, and otherwise waits in FIFO order for a
  * release.  A reaper thread per pool closes idle, old and unhealthy
  * connections and refills to min_size, never holding anything an acquirer
@@ -47,6 +51,13 @@
  *                                       and freed with the pool)
  *   IDLE → CLOSING also happens when the reaper retires an idle connection
  *   (idle timeout, lifetime, max_uses) and at destroy.
+ *
+ *   Parked (internal state CACHED, reported as idle): a release may make
+ *   IN_USE → CACHED instead of → IDLE (the releaser owns it: a plain store).
+ *   A CACHED connection belongs to nobody; it leaves by CAS only: → IN_USE
+ *   when an acquire claims it, → IDLE (onto a shard) when the pool needs it
+ *   elsewhere: an acquire that found the shards empty, a new waiter, the
+ *   reaper (parked and unused for a reaper interval), evict and destroy.
  */
 #ifndef SHARDPOOL_POOL_H
 #define SHARDPOOL_POOL_H
