@@ -119,6 +119,8 @@ stress: $(addprefix $(B)/release/stress/,$(STRESS))
 	timeout 300 $(B)/release/stress/aba
 	timeout 300 $(B)/release/stress/conservation --ops 4000000 --handoff-after-ns 1000000
 	timeout 300 $(B)/release/stress/aba --ops 4000000 --handoff-after-ns 1000000
+	timeout 300 $(B)/release/stress/aba --ops 4000000 --thread-cache 1
+	timeout 300 $(B)/release/stress/conservation --ops 4000000 --thread-cache 0
 
 asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
 	$(call run_units,asan,ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp)
@@ -126,6 +128,7 @@ asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/conservation --ops 1000000 --handoff-after-ns 1000000
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000 --handoff-after-ns 1000000
+	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000 --thread-cache 1
 
 # TSAN_OPTIONS: halt_on_error makes any report fail the run.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
@@ -142,6 +145,7 @@ tsan: $(call UNIT_BINS,tsan) $(addprefix $(B)/tsan/stress/,$(STRESS)) $(B)/tsan/
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 400000
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/conservation --ops 1000000 --handoff-after-ns 1000000
 	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 1000000 --handoff-after-ns 1000000
+	$(TSAN_ENV) setarch -R timeout 600 $(B)/tsan/stress/aba --ops 400000 --thread-cache 1
 
 # Proof that the stress tests can fail: the broken pop must be caught.
 broken-proof: $(addprefix $(B)/broken/stress/,$(STRESS))

@@ -35,6 +35,7 @@ void shp_config_init(shp_config *cfg)
     cfg->alert_failed_acquires = 5;
     cfg->alert_error_rate = 0.05;
     cfg->handoff_after_ns = 0;
+    cfg->thread_cache = true;
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u

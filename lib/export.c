@@ -276,7 +276,7 @@ typedef struct prom_field {
 #define SHP__F(name, type, field, help) { "shardpool_" name, type, help, offsetof(shp_metrics, field) }
 static const prom_field prom_fields[] = {
     SHP__F("acquisitions_total", "counter", acquisitions, "Successful acquires."),
-    SHP__F("home_hits_total", "counter", home_hits, "Acquires served from the caller's own shard."),
+    SHP__F("home_hits_total", "counter", home_hits, "Acquires served from the caller's thread cache or own shard."),
     SHP__F("steals_total", "counter", steals, "Acquires served from another CPU's shard."),
     SHP__F("waits_total", "counter", waits, "Acquires that queued for a release."),
     SHP__F("timeouts_total", "counter", timeouts, "Acquires that timed out or would have blocked."),

@@ -1186,7 +1186,7 @@ static inline __attribute__((always_inline)) int release_idle(shp_pool *p, shp_c
                                                              struct shp__shard *sh, bool fast)
 {
     struct shp__tlc *e = tlc_slot(p);
-    if (SHP_UNLIKELY(e->conn && e->pool == p->id) ||
+    if (SHP_UNLIKELY(!p->tcache) || SHP_UNLIKELY(e->conn && e->pool == p->id) ||
         SHP_UNLIKELY(shp__stack_empty(&(sh ? sh : &p->shards[shp__home_hint(p)])->free)) ||
         SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)))
         return release_push(p, c, sh);
@@ -1367,6 +1367,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     p->fast_below = ops->prepare || !fast ? UINT32_MAX : 0;
 #endif
     p->fast_max_uses = ops->reset || !fast ? 0 : p->max_uses;
+    p->tcache = cfg.thread_cache;
     atomic_init(&p->tick, shp__now_ns());
     atomic_init(&p->refs, 1);
     atomic_init(&p->state, SHP__RUNNING);

@@ -149,6 +149,7 @@ struct shp_pool {
                                      UINT32_MAX with ops.prepare (every acquire) */
     uint64_t fast_max_uses;       /* uses >= this go general: max_uses, or 0 with
                                      ops.reset (every release) */
+    bool tcache;                  /* cfg.thread_cache: releases may park */
     uint32_t sample_below;        /* a fast-path acquire is timed when a per-thread
                                      32-bit random draw is <= this (~ 2^32 / metrics_sample) */
     _Atomic uint64_t evict_gen;   /* bumped by shp_pool_evict (under reg_lock) */

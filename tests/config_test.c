@@ -96,6 +96,7 @@ static void test_init_defaults(void **state)
     assert_non_null(cfg.name);
     assert_string_equal(cfg.name, "pool");
     assert_int_equal(cfg.handoff_after_ns, 0); /* strict FIFO handoff */
+    assert_true(cfg.thread_cache);
 }
 
 static void test_defaults_validate(void **state)

@@ -121,7 +121,8 @@ typedef struct shp_metrics {
 
     /* counters since create */
     uint64_t acquisitions;       /* successful acquires */
-    uint64_t home_hits;          /* of those, popped from the caller's own shard */
+    uint64_t home_hits;          /* of those, served on the fast path: from the
+                                    caller's thread cache or its own shard */
     uint64_t steals;             /* taken from another CPU's shard */
     uint64_t waits;              /* acquires that queued for a release */
     uint64_t timeouts;           /* acquires that ended in -ETIMEDOUT or -EAGAIN */

@@ -163,6 +163,12 @@ typedef struct shp_config {
      * waiter has waited this long: unfairness bounded by this, higher
      * throughput when the pool is saturated.  Negative: -EINVAL. */
     int64_t handoff_after_ns;
+    /* true (default): a release parks its connection in the calling
+     * thread's cache when its shard has other idle connections and nobody
+     * waits, and the thread's next acquire takes it back with one CAS (see
+     * the top of this file).  false: every release goes to a shard or a
+     * waiter, every acquire pops. */
+    bool thread_cache;
 } shp_config;
 
 /* A snapshot of one pool.  Gauges are read one after another without

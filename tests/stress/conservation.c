@@ -18,6 +18,8 @@
  * the whole capacity borrowable at once; finally destroy returning 0 and
  * nothing left open or closed twice.
  *
+ * The pool's thread cache is on (the default) unless --thread-cache 0.
+ *
  * --handoff-after-ns N runs the same with the pool's handoff_after_ns = N
  * (releases push and wake a waiter to compete; direct handoff past N ns).
  *
@@ -88,7 +90,7 @@ static void print_line(FILE *f, const char *result, const shp_stats *s, double e
 
 int main(int argc, char **argv)
 {
-    const st_args def = { .threads = 16, .ops = 10000000, .seconds = 300 };
+    const st_args def = { .threads = 16, .ops = 10000000, .seconds = 300, .thread_cache = true };
     st_setup(PROG, "double_handouts", argc, argv, &def);
 
     atomic_store(&st.fb.check_fail_ppm, 20000);
@@ -109,6 +111,7 @@ int main(int argc, char **argv)
     cfg.validate_idle_ns = 1 * ST_NS_PER_MS;
     cfg.name = PROG;
     cfg.handoff_after_ns = st.args.handoff_after_ns; /* --handoff-after-ns */
+    cfg.thread_cache = st.args.thread_cache;         /* --thread-cache */
     st.max_size = MAX_SIZE;
     st.census_period_ns = 1 * ST_NS_PER_S;
     st.census_wait_ns = 50 * ST_NS_PER_MS;

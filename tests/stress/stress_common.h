@@ -4,7 +4,8 @@
  *
  * What it gives a program:
  *   - command-line parsing: --threads N --ops N --seconds S --quick --seed N
- *     --keep-going --handoff-after-ns N (exit status 2 on a usage error);
+ *     --keep-going --handoff-after-ns N --thread-cache 0|1 (exit status 2 on a
+ *     usage error);
  *   - violation reporting: the first ST_MAX_PRINTED in full; the run stops
  *     ST_VIOLATION_GRACE_NS after the first (--keep-going: runs to the end);
  *   - the borrow check: every borrowed connection's owner tag is moved from 0
@@ -85,6 +86,7 @@ typedef struct st_args {
     bool quick;
     bool keep_going;
     int64_t handoff_after_ns; /* the pool's cfg.handoff_after_ns (0: strict FIFO) */
+    bool thread_cache;        /* the pool's cfg.thread_cache */
 } st_args;
 
 typedef struct st_worker {
@@ -395,7 +397,7 @@ static inline void st_usage(FILE *f, const st_args *def)
 {
     fprintf(f,
             "usage: %s [--threads N] [--ops N] [--seconds S] [--quick] [--seed N] [--keep-going]\n"
-            "          [--handoff-after-ns N]\n"
+            "          [--handoff-after-ns N] [--thread-cache 0|1]\n"
             "  --threads N   worker threads (1..%u; default %u)\n"
             "  --ops N       acquire/release cycles in total across threads (default %" PRIu64 ")\n"
             "  --seconds S   stop after S seconds if the ops are not done (default %.0f)\n"
@@ -405,8 +407,9 @@ static inline void st_usage(FILE *f, const st_args *def)
             "  --handoff-after-ns N  the pool's handoff_after_ns: 0 = strict FIFO handoff\n"
             "                (default); > 0 = releases push and wake a waiter to compete,\n"
             "                handing over directly past N ns of waiting\n"
+            "  --thread-cache 0|1  the pool's thread_cache (default %d)\n"
             "exit status: 0 pass, 1 violation, 2 usage error\n",
-            st.prog, ST_MAX_THREADS, def->threads, def->ops, def->seconds);
+            st.prog, ST_MAX_THREADS, def->threads, def->ops, def->seconds, def->thread_cache);
 }
 
 static inline bool st_parse_u64(const char *s, uint64_t *out)
@@ -455,7 +458,8 @@ static inline void st_parse_args(int argc, char **argv, const st_args *def)
         }
         bool takes_value = !strcmp(name, "--threads") || !strcmp(name, "--ops") ||
                            !strcmp(name, "--seconds") || !strcmp(name, "--seed") ||
-                           !strcmp(name, "--handoff-after-ns");
+                           !strcmp(name, "--handoff-after-ns") ||
+                           !strcmp(name, "--thread-cache");
         if (takes_value && !val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "%s: %s needs a value\n", st.prog, name);
@@ -485,6 +489,9 @@ static inline void st_parse_args(int argc, char **argv, const st_args *def)
         } else if (!strcmp(name, "--handoff-after-ns")) {
             ok = st_parse_u64(val, &u) && u <= (uint64_t)INT64_MAX;
             a.handoff_after_ns = (int64_t)u;
+        } else if (!strcmp(name, "--thread-cache")) {
+            ok = st_parse_u64(val, &u) && u <= 1;
+            a.thread_cache = u == 1;
         } else if (!strcmp(name, "--quick")) {
             a.quick = true;
         } else if (!strcmp(name, "--keep-going")) {
@@ -819,8 +826,8 @@ static inline bool st_create_pool(const shp_config *cfg, st_cycle_fn cycle)
     }
     st.cycle = cycle;
     fprintf(stderr, "%s: threads=%u ops=%" PRIu64 " seconds=%.0f seed=%" PRIu64
-            " handoff_after_ns=%" PRId64 "\n", st.prog, st.args.threads, st.args.ops,
-            st.args.seconds, st.args.seed, cfg->handoff_after_ns);
+            " handoff_after_ns=%" PRId64 " thread_cache=%d\n", st.prog, st.args.threads,
+            st.args.ops, st.args.seconds, st.args.seed, cfg->handoff_after_ns, cfg->thread_cache);
     return true;
 }
 
