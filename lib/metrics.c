@@ -147,8 +147,7 @@ void shp__metrics_free(shp_pool *p)
 
 void shp__metrics_retire(shp_pool *p, shp_conn *c)
 {
-    p->closed_uses += atomic_load_explicit(&c->uses, memory_order_relaxed);
-    p->closed_home_hits += atomic_load_explicit(&c->home_hits, memory_order_relaxed);
+    p->closed_uses += atomic_load_explicit(&c->uses, memory_order_acquire);
     p->closed_releases += atomic_load_explicit(&c->releases, memory_order_relaxed);
 }
 
@@ -162,12 +161,35 @@ static int64_t wall_ns(void)
     return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
 }
 
+/* Home hits are the acquisitions the slow path did not serve.  A slow-path
+ * borrow counts itself in slow_hits before its uses (release order; read
+ * here after the uses, with acquire), so a snapshot can only see too few
+ * home hits, by the borrows in flight: reporting the highest value yet keeps
+ * the counter monotonic, and it is exact when nothing is in flight. */
+static uint64_t home_hits(shp_pool *p, uint64_t acquisitions)
+{
+#ifndef SHP_NO_METRICS
+    uint64_t slow = atomic_load_explicit(&p->slow_hits, memory_order_acquire);
+    uint64_t h = acquisitions > slow ? acquisitions - slow : 0;
+    uint64_t seen = atomic_load_explicit(&p->home_hits_seen, memory_order_relaxed);
+    while (h > seen && !atomic_compare_exchange_weak_explicit(&p->home_hits_seen, &seen, h,
+                                                             memory_order_relaxed,
+                                                             memory_order_relaxed))
+        ;
+    return h > seen ? h : seen;
+#else
+    (void)p;
+    (void)acquisitions;
+    return 0;
+#endif
+}
+
 /* Walks the registry under reg_lock: every connection is counted exactly
  * once, either live here or in the closed totals (shp__metrics_retire runs
  * under the same lock), so the summed counters never go backwards. */
 static void gather_conns(shp_pool *p, shp_metrics *m)
 {
-    uint64_t uses = 0, hits = 0, rels = 0, n = 0;
+    uint64_t uses = 0, rels = 0, n = 0;
     int64_t age_sum = 0;
     struct shp__reg *node;
     pthread_mutex_lock(&p->reg_lock);
@@ -180,8 +202,7 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
         case SHP__CHECKING: m->checking++; break;
         default: break;
         }
-        uses += atomic_load_explicit(&c->uses, memory_order_relaxed);
-        hits += atomic_load_explicit(&c->home_hits, memory_order_relaxed);
+        uses += atomic_load_explicit(&c->uses, memory_order_acquire);
         rels += atomic_load_explicit(&c->releases, memory_order_relaxed);
         int64_t age = now - c->created_ns;
         if (n == 0 || age < m->age_min_ns)
@@ -192,9 +213,9 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
         n++;
     }
     m->acquisitions = uses + p->closed_uses;
-    m->home_hits = hits + p->closed_home_hits;
     m->releases = rels + p->closed_releases;
     pthread_mutex_unlock(&p->reg_lock);
+    m->home_hits = home_hits(p, m->acquisitions);
     m->age_avg_ns = n ? age_sum / (int64_t)n : 0;
 }
 
@@ -389,7 +410,7 @@ int shp_pool_evict(shp_pool *p)
      * is still in flight, so the reaper pass below finds every stale idle
      * connection on a shard, and later pushes see the new generation. */
     shp__rcu_sync();
-    shp__uncache(p, true, 0); /* closes the stale ones parked in thread caches */
+    shp__uncache(p, NULL, NULL); /* closes the stale ones parked in thread caches */
     shp__reaper_kick_wait(p);
     shp__log(SHP_LOG_INFO, p->name, "event=evict connections=%u", n);
     return 0;

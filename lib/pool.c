@@ -98,7 +98,6 @@ static shp_conn *conn_alloc(shp_pool *p)
     c->rnext = NULL;
     atomic_store_explicit(&c->state, SHP__CONNECTING, memory_order_relaxed);
     atomic_store_explicit(&c->uses, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->home_hits, 0, memory_order_relaxed);
     atomic_store_explicit(&c->releases, 0, memory_order_relaxed);
     atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
     atomic_store_explicit(&c->errors, 0, memory_order_relaxed);
@@ -126,17 +125,30 @@ static bool running(shp_pool *p)
     return atomic_load_explicit(&p->state, memory_order_seq_cst) == SHP__RUNNING;
 }
 
-/* The borrower of c counts its borrow (owner-written, metrics.h). */
+/* The borrower of c counts its borrow (owner-written, metrics.h).  Release
+ * order: a slow-path borrow's slow_hits count is visible with it. */
 static inline void count_use(shp_conn *c)
 {
     atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+                          memory_order_release);
 }
 
-/* The owner of c (just popped, created or handed over) makes it borrowed. */
-static void take(shp_conn *c)
+/* A borrow served by the slow path: not a home hit (metrics.c). */
+static inline void count_slow(shp_pool *p)
+{
+#ifndef SHP_NO_METRICS
+    atomic_fetch_add_explicit(&p->slow_hits, 1, memory_order_relaxed);
+#else
+    (void)p;
+#endif
+}
+
+/* The owner of c (stolen, or handed over) makes it borrowed: a slow-path
+ * borrow. */
+static void take(shp_pool *p, shp_conn *c)
 {
     atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_relaxed);
+    count_slow(p);
     count_use(c);
 }
 
@@ -149,7 +161,6 @@ static void take(shp_conn *c)
  * a hint: it is claimed by CAS, and its memory stays a connection of pool
  * `pool` while that pool lives (type-stable, see recycle_conn_cb); a slot
  * is used only by a call on the pool with that id, which is alive. */
-#define SHP__TLC_WAYS 4
 struct shp__tlc {
     uint64_t pool;
     shp_conn *conn;
@@ -178,7 +189,13 @@ static inline shp_conn *tlc_claim(shp_pool *p)
     return NULL; /* claimed by someone else since */
 }
 
-unsigned shp__uncache(shp_pool *p, bool all, int64_t before)
+bool shp__parked_fresh(shp_pool *p, shp_conn *c, void *arg)
+{
+    (void)arg;
+    return !shp__stale(p, c);
+}
+
+unsigned shp__uncache(shp_pool *p, shp__parked_pred want, void *arg)
 {
     shp_conn *stale = NULL;
     unsigned n = 0;
@@ -188,8 +205,8 @@ unsigned shp__uncache(shp_pool *p, bool all, int64_t before)
     shp__reg_for_each(node, &p->reg) {
         shp_conn *c = caa_container_of(node, shp_conn, reg);
         uint32_t s = SHP__CACHED;
-        if (atomic_load_explicit(&c->state, memory_order_relaxed) != SHP__CACHED ||
-            (!all && atomic_load_explicit(&c->last_used, memory_order_relaxed) >= before) ||
+        if (atomic_load_explicit(&c->state, SHP__PARK_LOAD_ORDER) != SHP__CACHED ||
+            (want && !want(p, c, arg)) ||
             !atomic_compare_exchange_strong_explicit(&c->state, &s, SHP__IDLE,
                                                      memory_order_acquire, memory_order_relaxed))
             continue;
@@ -205,17 +222,6 @@ unsigned shp__uncache(shp_pool *p, bool all, int64_t before)
         shp__close(p, c, SHP__CLOSE_EVICTED);
     }
     return n;
-}
-
-/* The borrower of c got it from its own shard (metrics.h: owner-written). */
-static inline void count_home_hit(shp_conn *c)
-{
-#ifndef SHP_NO_METRICS
-    atomic_store_explicit(&c->home_hits, atomic_load_explicit(&c->home_hits, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-#else
-    (void)c;
-#endif
 }
 
 static bool needs_validation(const shp_pool *p, const shp_conn *c)
@@ -284,7 +290,7 @@ void shp__wake_waiters(shp_pool *p)
         shp_conn *c = shp__steal(p, shp__home(p));
         shp__rcu_unlock();
         if (c) {
-            take(c);
+            take(p, c);
             w->conn = c;
             verdict = SHP__W_CONN;
             atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
@@ -353,7 +359,7 @@ SHP__COLD static bool handoff(shp_pool *p, shp_conn *c, struct shp__shard *sh)
             shp__stack_push(&sh->free, &c->link);
             waiter_signal(w, SHP__W_RETRY);
         } else {
-            take(c);
+            take(p, c);
             w->conn = c;
             atomic_fetch_add_explicit(&p->handoffs, 1, memory_order_relaxed);
             waiter_signal(w, SHP__W_CONN);
@@ -445,10 +451,13 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
     atomic_store_explicit(&c->last_checked, shp__check_phase(p, now), memory_order_relaxed);
     c->expires = shp__lifetime_end(p, now);
+    atomic_store_explicit(&c->gate, c->expires, memory_order_relaxed);
     atomic_store_explicit(&c->state, as == SHP__IN_USE ? SHP__IN_USE : SHP__IDLE,
                           memory_order_seq_cst);
-    if (as == SHP__IN_USE)
-        atomic_store_explicit(&c->uses, 1, memory_order_relaxed);
+    if (as == SHP__IN_USE) {
+        count_slow(p);
+        atomic_store_explicit(&c->uses, 1, memory_order_release);
+    }
     pthread_mutex_lock(&p->reg_lock);
     shp__reg_add_tail(&p->reg, &c->reg);
     pthread_mutex_unlock(&p->reg_lock);
@@ -529,9 +538,14 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
 
 /* ---------------------------------------------------------------- acquire */
 
+/* How hand_out_checked counts the borrow: not at all (handed over, counted
+ * by take), as a home hit (from the caller's cache or shard), or as a
+ * slow-path borrow (stolen). */
+enum count_as { COUNT_NONE, COUNT_HOME, COUNT_SLOW };
+
 /* Validates c, popped by the caller, which holds a reference.  Returns 0 and
  * sets *out, 1 if c failed (closed), or -ESHUTDOWN. */
-static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use)
+static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count)
 {
     int64_t now = tick(p);
     if (now >= c->expires || shp__stale(p, c)) {
@@ -543,9 +557,10 @@ static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, bool count
     /* seq_cst store, then seq_cst load of the pool state: either destroy's
      * orphan scan sees IN_USE, or we see STOPPING and give it up. */
     atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_seq_cst);
-    if (count_use)
-        atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+    if (count == COUNT_SLOW)
+        count_slow(p);
+    if (count != COUNT_NONE)
+        count_use(c);
     if (!running(p)) {
         give_up(p, c);
         return -ESHUTDOWN;
@@ -588,9 +603,11 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
     struct shp__waiter w = { .next = NULL, .conn = NULL };
     atomic_init(&w.word, SHP__W_WAITING);
     bool first = *since < 0;
+    int64_t now = shp__now_ns();
     if (first)
-        *since = p->handoff_after_ns > 0 ? shp__now_ns() : 0;
+        *since = p->handoff_after_ns > 0 ? now : 0;
     w.since = *since;
+    int64_t recheck = now + SHP__PARK_RECHECK_NS; /* 0 once done; see below */
     pthread_mutex_lock(&p->wq_lock);
     if (p->wq_closed) {
         pthread_mutex_unlock(&p->wq_lock);
@@ -620,12 +637,12 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
     for (int i = 0; i < SHP__WAIT_YIELDS &&
                     atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING; i++)
         sched_yield();
-    /* A release that parked a connection just as we queued may not have
-     * seen us, nor we its connection (acquire_slow scanned before we
-     * queued): a waiter not served within SHP__PARK_RECHECK_NS runs the
-     * heavy side of the fence (shp__fence_light) and scans thread caches
-     * once.  Only such waits pay for a membarrier. */
-    int64_t recheck = -1;
+    /* A release that parked a connection between acquire_slow's scan of the
+     * thread caches and our enqueue may not have seen us, nor we its
+     * connection: a waiter not served SHP__PARK_RECHECK_NS after its enqueue,
+     * or at its deadline if that comes first, runs the heavy side of the
+     * fence (shp__fence_heavy) and scans the thread caches, once.  Only
+     * such waits pay for a membarrier. */
     for (;;) {
         v = atomic_load_explicit(&w.word, memory_order_acquire);
         if (v != SHP__W_WAITING && v != SHP__W_SLEEPING)
@@ -635,17 +652,19 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
         if (v == SHP__W_WAITING &&
             !atomic_compare_exchange_strong(&w.word, &v, SHP__W_SLEEPING))
             continue;
-        if (recheck == -1)
-            recheck = shp__now_ns() + SHP__PARK_RECHECK_NS;
         bool at_recheck = recheck > 0 && (deadline < 0 || recheck < deadline);
         if (shp__futex_wait((uint32_t *)&w.word, SHP__W_SLEEPING,
                             at_recheck ? recheck : deadline) != -ETIMEDOUT)
             continue;
-        if (at_recheck) {
-            recheck = 0; /* once */
+        if (recheck > 0) {
+            recheck = 0;
             shp__fence_heavy();
-            shp__uncache(p, true, 0); /* hands what it finds to the oldest waiter */
-            continue;
+            shp__uncache(p, shp__parked_fresh, NULL); /* hands what it finds to the oldest waiter */
+            if (at_recheck)
+                continue;
+            v = atomic_load_explicit(&w.word, memory_order_acquire);
+            if (v != SHP__W_WAITING && v != SHP__W_SLEEPING)
+                break; /* served by that scan */
         }
         pthread_mutex_lock(&p->wq_lock);
         v = atomic_load_explicit(&w.word, memory_order_acquire);
@@ -692,13 +711,13 @@ static int create_for(shp_pool *p, shp_conn **out, int64_t wait_ns, int64_t *dea
 
 /* hand_out_checked for an acquire: the check callback sees the acquire's
  * deadline through shp_connect_deadline_ns. */
-static int checked_for(shp_pool *p, shp_conn *c, shp_conn **out, bool count_use, int64_t wait_ns,
+static int checked_for(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count, int64_t wait_ns,
                        int64_t *deadline)
 {
     if (*deadline < 0 && wait_ns > 0)
         *deadline = shp__now_ns() + wait_ns;
     connect_deadline = wait_ns > 0 ? *deadline : -1;
-    int ret = hand_out_checked(p, c, out, count_use);
+    int ret = hand_out_checked(p, c, out, count);
     connect_deadline = -1;
     return ret;
 }
@@ -750,9 +769,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         atomic_store_explicit(&popped->state, SHP__CHECKING, memory_order_relaxed);
     shp__rcu_unlock();
     if (popped) {
-        ret = checked_for(p, popped, out, true, wait_ns, &deadline);
-        if (ret == 0)
-            count_home_hit(popped);
+        ret = checked_for(p, popped, out, COUNT_HOME, wait_ns, &deadline);
         if (ret <= 0)
             goto done;
     }
@@ -770,7 +787,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         uint32_t sweep = atomic_load_explicit(&p->sweep_seq, memory_order_acquire);
         shp_conn *c = shp__steal(p, shp__home(p));
         if (c && !needs_validation(p, c)) {
-            take(c);
+            take(p, c);
             shp__rcu_unlock();
             *out = c;
             ret = 0;
@@ -791,7 +808,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
              * to the shards and steal again, before connecting or waiting. */
             shp__rcu_unlock();
             uncached = true;
-            shp__uncache(p, true, 0);
+            shp__uncache(p, shp__parked_fresh, NULL);
             continue;
         }
         if (c)
@@ -806,7 +823,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         ret = c ? 0 : shp__reserve(p);
         shp__rcu_unlock();
         if (c) {
-            ret = checked_for(p, c, out, true, wait_ns, &deadline);
+            ret = checked_for(p, c, out, COUNT_SLOW, wait_ns, &deadline);
             if (ret <= 0)
                 goto done;
             if (deadline >= 0 && shp__now_ns() >= deadline) {
@@ -853,7 +870,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                     ret = -ESHUTDOWN;
                     goto done;
                 }
-                ret = checked_for(p, *out, out, false, wait_ns, &deadline);
+                ret = checked_for(p, *out, out, COUNT_NONE, wait_ns, &deadline);
                 if (ret <= 0)
                     goto done;
                 continue;
@@ -897,8 +914,10 @@ done:
         /* Slow acquires are all timed, with weight 1 (see metrics.h). */
         int64_t t1 = shp__now_ns();
         shp__hist_record(p->shards[shp__home(p)].acq_hist, t1 - start, 1);
-        if (ret == 0 && t0 > 0)
+        if (ret == 0 && t0 > 0) {
             atomic_store_explicit(&(*out)->t_acquired, t1, memory_order_relaxed);
+            atomic_store_explicit(&(*out)->gate, INT64_MIN, memory_order_relaxed);
+        }
     }
 #endif
     shp__unref(p);
@@ -920,6 +939,7 @@ SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, int64_t t0)
     int64_t t1 = shp__now_ns();
     shp__hist_record(p->shards[shp__home(p)].acq_hist, t1 - t0, p->metrics_sample);
     atomic_store_explicit(&c->t_acquired, t1, memory_order_relaxed);
+    atomic_store_explicit(&c->gate, INT64_MIN, memory_order_relaxed); /* release: general path */
 }
 #endif
 
@@ -929,7 +949,6 @@ static inline __attribute__((always_inline)) int acquire_hit(shp_pool *p, shp_co
                                                             shp_conn **out, int64_t t0, bool fast)
 {
     count_use(c);
-    count_home_hit(c);
 #ifndef SHP_NO_METRICS
     if (t0 > 0)
         timed_hit(p, c, t0);
@@ -1140,6 +1159,7 @@ SHP__COLD static void record_hold(shp_pool *p, shp_conn *c, struct shp__shard *s
     int64_t t = atomic_load_explicit(&c->t_acquired, memory_order_relaxed);
     shp__hist_record(sh->hold_hist, shp__now_ns() - t, p->metrics_sample);
     atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->gate, c->expires, memory_order_relaxed);
 }
 #endif
 
@@ -1253,11 +1273,8 @@ int shp_release(shp_conn *c)
         return release_bad(NULL, c);
     shp_pool *p = c->pool;
     int64_t now = tick(p);
-    if (SHP_UNLIKELY(now >= c->expires ||
+    if (SHP_UNLIKELY(now >= atomic_load_explicit(&c->gate, memory_order_relaxed) ||
                      atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->fast_max_uses ||
-#ifndef SHP_NO_METRICS
-                     atomic_load_explicit(&c->t_acquired, memory_order_relaxed) != 0 ||
-#endif
                      !shp__rcu_registered()))
         return release_impl(NULL, c, false);
     shp__rcu_lock_fast();
@@ -1413,7 +1430,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
 
 static void drain_idle(shp_pool *p)
 {
-    shp__uncache(p, true, 0);
+    shp__uncache(p, NULL, NULL);
     for (unsigned i = 0; i < p->nshards; i++) {
         shp_conn *c;
         shp__rcu_lock();

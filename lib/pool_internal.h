@@ -76,8 +76,12 @@ struct shp_conn {
      * read them racily (relaxed: values, not synchronization).  The
      * per-connection counters are the pool's fast-path counters: summed on
      * read (metrics.c), folded into the pool's totals when it closes. */
-    _Atomic uint64_t uses;        /* borrows so far (= acquisitions) */
-    _Atomic uint64_t home_hits;   /* borrows popped from the borrower's own shard */
+    _Atomic uint64_t uses;        /* borrows so far (= acquisitions); stored with
+                                     release order after a slow-path borrow has
+                                     counted itself in the pool's slow_hits */
+    _Atomic int64_t gate;         /* shp_release's fast path takes this borrow
+                                     when tick < gate: expires, or INT64_MIN
+                                     while a timed borrow is out (t_acquired) */
     _Atomic uint64_t releases;
     _Atomic int64_t last_used;    /* pool tick at the last release */
     /* second cache line */
@@ -170,7 +174,11 @@ struct shp_pool {
     _Atomic uint64_t waits, acquire_failures, errors;
     _Atomic uint64_t closes[SHP_CLOSE_NREASONS];
     /* closed connections' share of the per-connection counters (reg_lock) */
-    uint64_t closed_uses, closed_home_hits, closed_releases;
+    uint64_t closed_uses, closed_releases;
+    /* acquisitions served by the slow path (steal, connect, handoff): the
+     * rest are home hits (metrics.c); counted before the borrow's uses */
+    _Atomic uint64_t slow_hits;
+    _Atomic uint64_t home_hits_seen; /* the highest home_hits reported */
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
     _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
     _Atomic uint32_t connect_fail_run;  /* consecutive connect failures */
@@ -223,11 +231,20 @@ bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
 void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 void shp__wake_waiters(shp_pool *p);
 bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
-/* Moves CACHED connections back to the shards (or to waiters): every one
- * (all) or those last released before tick `before`; stale ones (evict) are
- * closed.  Outside read-side sections; the caller may touch p.  Returns how
- * many it took. */
-unsigned shp__uncache(shp_pool *p, bool all, int64_t before);
+/* Moves CACHED connections back to the shards (or to waiters): those for
+ * which want(p, c, arg) is true (want NULL: every one); stale ones (evict)
+ * are closed.  Outside read-side sections; the caller may touch p.  Returns
+ * how many it took.  Acquirers pass shp__parked_fresh, which leaves stale
+ * connections to evict and the reaper, so that an acquire runs no close
+ * (I7). */
+typedef bool (*shp__parked_pred)(shp_pool *p, shp_conn *c, void *arg);
+/* Slots in each thread's cache: a thread parks one connection per pool,
+ * for up to this many pools (ids modulo it); beyond, a release in one pool
+ * may displace another's parked connection, which stays CACHED for
+ * shp__uncache to find. */
+#define SHP__TLC_WAYS 8
+unsigned shp__uncache(shp_pool *p, shp__parked_pred want, void *arg);
+bool shp__parked_fresh(shp_pool *p, shp_conn *c, void *arg);
 
 /* The asymmetric fence between a release that parks a connection (store
  * CACHED, then load nwaiters) and a new waiter (nwaiters++, then scan for

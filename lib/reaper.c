@@ -52,6 +52,28 @@ static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
     return KEEP;
 }
 
+/* Which parked connections (state CACHED, in a thread's cache) the reaper
+ * moves back to the shards, where reap_shard judges them: those not
+ * released since its last pass (their thread is not using them: the idle
+ * timeout applies), and those due for a health check, past their lifetime
+ * or stale, however busy (a connection its thread reuses in a tight loop
+ * would otherwise never be checked).  max_uses is checked by release. */
+struct parked_since {
+    int64_t last; /* the tick of the previous pass */
+    int64_t now;
+};
+
+static bool parked_due(shp_pool *p, shp_conn *c, void *arg)
+{
+    const struct parked_since *ps = arg;
+    const shp_config *cfg = &p->cfg;
+    return atomic_load_explicit(&c->last_used, memory_order_relaxed) < ps->last ||
+           ps->now >= c->expires || shp__stale(p, c) ||
+           (cfg->health_interval_ns > 0 && p->ops.check &&
+            ps->now - atomic_load_explicit(&c->last_checked, memory_order_relaxed) >=
+                cfg->health_interval_ns);
+}
+
 /* Whether any idle connection is due for a close or a check, judged from
  * the registry without taking anything off a shard.  Most passes find none
  * and leave the shards alone, so acquirers never see them emptied for
@@ -189,10 +211,9 @@ void *shp__reaper_main(void *arg)
         pthread_mutex_unlock(&p->rp_lock);
 
         int64_t now = shp__now_ns();
-        int64_t last = atomic_exchange_explicit(&p->tick, now, memory_order_relaxed);
-        /* Parked connections not released since the last pass are not in
-         * use by their thread: back to the shards, where they are judged. */
-        shp__uncache(p, false, last);
+        struct parked_since ps = {
+            .last = atomic_exchange_explicit(&p->tick, now, memory_order_relaxed), .now = now };
+        shp__uncache(p, parked_due, &ps);
         uint32_t live = SHP__CAP_LIVE(atomic_load(&p->cap));
         if (any_due(p, now))
             for (unsigned i = 0; i < p->nshards; i++)

@@ -273,14 +273,15 @@ static void test_destroy_closes_parked(void **state)
 static void test_slot_collision(void **state)
 {
     (void)state;
-    fx *f[5];
-    for (int i = 0; i < 5; i++)
+    enum { N = SHP__TLC_WAYS + 1 };
+    fx *f[N];
+    for (int i = 0; i < N; i++)
         f[i] = one_shard(2, 2);
-    /* five consecutive ids: two of them share a slot */
+    /* SHP__TLC_WAYS + 1 consecutive ids: two of them share a slot */
     int x = -1, y = -1;
-    for (int i = 0; i < 5 && x < 0; i++)
-        for (int j = i + 1; j < 5; j++)
-            if (f[i]->pool->id % 4 == f[j]->pool->id % 4) {
+    for (int i = 0; i < N && x < 0; i++)
+        for (int j = i + 1; j < N; j++)
+            if (f[i]->pool->id % SHP__TLC_WAYS == f[j]->pool->id % SHP__TLC_WAYS) {
                 x = i;
                 y = j;
                 break;
@@ -295,7 +296,7 @@ static void test_slot_collision(void **state)
     assert_true(a == px || b == px);
     assert_int_equal(shp_release(a), 0);
     assert_int_equal(shp_release(b), 0);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < N; i++) {
         assert_int_equal(atomic_load(&f[i]->fb.opened), 2);
         fx_finish(f[i]);
     }

@@ -23,7 +23,9 @@
  *   shp_pool_destroy       yes      yes     no     no (call it once)
  *
  *   * a given connection is released once per acquire; releasing it twice
- *     is detected (-EALREADY) as long as it has not been handed out again.
+ *     is detected (-EALREADY) as long as it has not been handed out again
+ *     (two threads releasing one connection at the same instant is a
+ *     use-after-release by the caller, as in any pool: not detected).
  *   Threads calling the API need no registration.  No call may be made on a
  *   pool after shp_pool_destroy has returned, except releasing connections
  *   that were still borrowed at its deadline (see shp_pool_destroy); after
@@ -56,8 +58,9 @@
  *   IN_USE → CACHED instead of → IDLE (the releaser owns it: a plain store).
  *   A CACHED connection belongs to nobody; it leaves by CAS only: → IN_USE
  *   when an acquire claims it, → IDLE (onto a shard) when the pool needs it
- *   elsewhere: an acquire that found the shards empty, a new waiter, the
- *   reaper (parked and unused for a reaper interval), evict and destroy.
+ *   elsewhere: an acquire that found the shards empty, a waiter not served
+ *   within 1 ms, the reaper (parked and not released since its previous
+ *   pass, or due for a health check, past its lifetime), evict and destroy.
  */
 #ifndef SHARDPOOL_POOL_H
 #define SHARDPOOL_POOL_H
