@@ -31,8 +31,12 @@
 // a target that could not be computed) into exit status 1.
 //
 // Flags: any google-benchmark flag (--benchmark_filter=..., --benchmark_out=
-// ...); --benchmark_repetitions=5 is added unless given; MinTime(0.2) is set
-// unless --benchmark_min_time is given.  The console format is always the
+// ...); --benchmark_repetitions=5 and --benchmark_enable_random_interleaving
+// =true are added unless given: the repetitions of every pool and thread
+// count run in random order, so that the machine's drift during the run
+// falls on all of them alike instead of on whichever ran last (the 16- to
+// 2-thread ratio compares two of them).  MinTime(0.2) is set unless
+// --benchmark_min_time is given.  The console format is always the
 // human one (use --benchmark_out/--benchmark_out_format for JSON or CSV).
 
 #include <benchmark/benchmark.h>
@@ -65,6 +69,7 @@ constexpr unsigned kConns = 64;
 constexpr int kThreadCounts[] = {1, 2, 16};
 constexpr double kDefaultMinTime = 0.2;  // seconds per repetition
 constexpr const char *kDefaultReps = "--benchmark_repetitions=5";
+constexpr const char *kDefaultInterleave = "--benchmark_enable_random_interleaving=true";
 
 shp_pool *g_shp;
 bl_mutexpool *g_mutex;
@@ -432,6 +437,8 @@ int main(int argc, char **argv) {
         std::printf("pair_bench: also --shp-enforce (exit 1 if a target "
                     "fails); google-benchmark flags follow.\n");
     if (!has_flag(args, "--benchmark_repetitions")) args.emplace_back(kDefaultReps);
+    if (!has_flag(args, "--benchmark_enable_random_interleaving"))
+        args.emplace_back(kDefaultInterleave);
     if (has_flag(args, "--benchmark_format"))
         std::fprintf(stderr, "pair_bench: --benchmark_format is ignored for "
                              "the console; use --benchmark_out_format\n");

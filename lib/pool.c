@@ -167,6 +167,18 @@ struct shp__tlc {
 };
 static _Thread_local struct shp__tlc tlc[SHP__TLC_WAYS];
 
+/* The shard this thread last popped from or pushed to (any pool; clamped
+ * to the pool's shard count): where release_idle looks to see whether its
+ * shard has other idle connections.  A hint, possibly stale after the
+ * thread moved CPUs: the release's fast path then makes no CPU lookup. */
+static _Thread_local unsigned home_hint;
+
+static inline struct shp__shard *hint_shard(const shp_pool *p)
+{
+    unsigned h = home_hint;
+    return &p->shards[h < p->nshards ? h : 0];
+}
+
 static inline struct shp__tlc *tlc_slot(const shp_pool *p)
 {
     return &tlc[p->id % SHP__TLC_WAYS];
@@ -969,7 +981,9 @@ static inline __attribute__((always_inline)) int acquire_hit(shp_pool *p, shp_co
 static inline __attribute__((always_inline)) int acquire_shard_t(shp_pool *p, shp_conn **out,
                                                                 int64_t timeout_ns, int64_t t0)
 {
-    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[shp__home(p)].free);
+    unsigned home = shp__home(p);
+    home_hint = home;
+    shp_conn *c = (shp_conn *)shp__stack_pop(&p->shards[home].free);
     if (SHP_UNLIKELY(c == NULL) || SHP_UNLIKELY(needs_validation(p, c)))
         return acquire_slow(p, out, timeout_ns, c, t0); /* unlocks */
     atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_relaxed);
@@ -1169,8 +1183,10 @@ SHP__COLD static void record_hold(shp_pool *p, shp_conn *c, struct shp__shard *s
 static __attribute__((noinline)) int release_push(shp_pool *p, shp_conn *c,
                                                   struct shp__shard *sh)
 {
-    if (!sh)
-        sh = &p->shards[shp__home(p)];
+    if (!sh) {
+        home_hint = shp__home(p);
+        sh = &p->shards[home_hint];
+    }
     uint32_t s = SHP__IN_USE;
     if (SHP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
             &c->state, &s, SHP__IDLE, memory_order_acq_rel, memory_order_acquire))) {
@@ -1207,7 +1223,7 @@ static inline __attribute__((always_inline)) int release_idle(shp_pool *p, shp_c
 {
     struct shp__tlc *e = tlc_slot(p);
     if (SHP_UNLIKELY(!p->tcache) || SHP_UNLIKELY(e->conn && e->pool == p->id) ||
-        SHP_UNLIKELY(shp__stack_empty(&(sh ? sh : &p->shards[shp__home_hint(p)])->free)) ||
+        SHP_UNLIKELY(shp__stack_empty(&(sh ? sh : hint_shard(p))->free)) ||
         SHP_UNLIKELY(atomic_load_explicit(&p->nwaiters, memory_order_relaxed)))
         return release_push(p, c, sh);
     atomic_store_explicit(&c->state, SHP__CACHED, SHP__PARK_ORDER);

@@ -351,17 +351,4 @@ static inline unsigned shp__shard_of(const shp_pool *p, int cpu)
 /* The shard of the calling CPU. */
 static inline unsigned shp__home(const shp_pool *p) { return shp__shard_of(p, shp__cpu()); }
 
-/* shp__home from rseq alone, making no call: shard 0 where rseq is not
- * registered.  For a hint (which shard to look at), not for a push. */
-static inline unsigned shp__home_hint(const shp_pool *p)
-{
-    int cpu = -1;
-    if (SHP_LIKELY(__rseq_size >= 8)) {
-        const struct rseq *r =
-            (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
-        cpu = (int32_t)__atomic_load_n(&r->cpu_id, __ATOMIC_RELAXED);
-    }
-    return shp__shard_of(p, cpu);
-}
-
 #endif
