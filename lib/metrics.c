@@ -148,7 +148,7 @@ void shp__metrics_free(shp_pool *p)
 void shp__metrics_retire(shp_pool *p, shp_conn *c)
 {
     p->closed_uses += atomic_load_explicit(&c->uses, memory_order_acquire);
-    p->closed_releases += atomic_load_explicit(&c->releases, memory_order_relaxed);
+    p->closed_releases += atomic_load_explicit(&c->uses, memory_order_acquire); /* all ended */
 }
 
 
@@ -166,17 +166,21 @@ static int64_t wall_ns(void)
  * here after the uses, with acquire), so a snapshot can only see too few
  * home hits, by the borrows in flight: reporting the highest value yet keeps
  * the counter monotonic, and it is exact when nothing is in flight. */
+/* v, or the highest value *seen reported before if that is higher. */
+static inline uint64_t monotonic(_Atomic uint64_t *seen, uint64_t v)
+{
+    uint64_t s = atomic_load_explicit(seen, memory_order_relaxed);
+    while (v > s && !atomic_compare_exchange_weak_explicit(seen, &s, v, memory_order_relaxed,
+                                                          memory_order_relaxed))
+        ;
+    return v > s ? v : s;
+}
+
 static uint64_t home_hits(shp_pool *p, uint64_t acquisitions)
 {
 #ifndef SHP_NO_METRICS
     uint64_t slow = atomic_load_explicit(&p->slow_hits, memory_order_acquire);
-    uint64_t h = acquisitions > slow ? acquisitions - slow : 0;
-    uint64_t seen = atomic_load_explicit(&p->home_hits_seen, memory_order_relaxed);
-    while (h > seen && !atomic_compare_exchange_weak_explicit(&p->home_hits_seen, &seen, h,
-                                                             memory_order_relaxed,
-                                                             memory_order_relaxed))
-        ;
-    return h > seen ? h : seen;
+    return monotonic(&p->home_hits_seen, acquisitions > slow ? acquisitions - slow : 0);
 #else
     (void)p;
     (void)acquisitions;
@@ -196,14 +200,18 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
     int64_t now = shp__now_ns(); /* after every registration we will see */
     shp__reg_for_each(node, &p->reg) {
         shp_conn *c = caa_container_of(node, shp_conn, reg);
+        /* uses first: a borrow's uses store follows its IN_USE (see
+         * releases below) */
+        uint64_t u = atomic_load_explicit(&c->uses, memory_order_acquire);
+        bool borrowed = false;
         switch (atomic_load_explicit(&c->state, memory_order_relaxed)) {
         case SHP__IDLE: case SHP__CACHED: m->idle++; break;
-        case SHP__IN_USE: case SHP__ORPHANED: m->in_use++; break;
+        case SHP__IN_USE: case SHP__ORPHANED: m->in_use++; borrowed = true; break;
         case SHP__CHECKING: m->checking++; break;
         default: break;
         }
-        uses += atomic_load_explicit(&c->uses, memory_order_acquire);
-        rels += atomic_load_explicit(&c->releases, memory_order_relaxed);
+        uses += u;
+        rels += u > 0 && borrowed ? u - 1 : u;
         int64_t age = now - c->created_ns;
         if (n == 0 || age < m->age_min_ns)
             m->age_min_ns = age;
@@ -213,8 +221,19 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
         n++;
     }
     m->acquisitions = uses + p->closed_uses;
+#ifndef SHP_NO_METRICS
     m->releases = rels + p->closed_releases;
+#else
+    (void)rels;
+#endif
     pthread_mutex_unlock(&p->reg_lock);
+#ifndef SHP_NO_METRICS
+    /* Released = every borrow but the one out now.  A borrow stores IN_USE
+     * before its uses, so reading uses first can only count it as out
+     * (too few releases, by the borrows in flight): the highest value yet
+     * keeps the counter monotonic, exact when nothing is in flight. */
+    m->releases = monotonic(&p->releases_seen, m->releases);
+#endif
     m->home_hits = home_hits(p, m->acquisitions);
     m->age_avg_ns = n ? age_sum / (int64_t)n : 0;
 }

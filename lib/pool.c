@@ -98,7 +98,6 @@ static shp_conn *conn_alloc(shp_pool *p)
     c->rnext = NULL;
     atomic_store_explicit(&c->state, SHP__CONNECTING, memory_order_relaxed);
     atomic_store_explicit(&c->uses, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->releases, 0, memory_order_relaxed);
     atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
     atomic_store_explicit(&c->errors, 0, memory_order_relaxed);
     atomic_store_explicit(&c->last_error, 0, memory_order_relaxed);
@@ -1265,9 +1264,6 @@ static __attribute__((noinline)) int release_impl(shp_pool *expect, shp_conn *c,
      * overlap with the checks instead of queuing behind the locked CAS. */
     struct shp__shard *sh = &p->shards[shp__home(p)];
 #ifndef SHP_NO_METRICS
-    /* Still ours: the counters are the borrower's to write (metrics.h). */
-    atomic_store_explicit(&c->releases, atomic_load_explicit(&c->releases, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
     if (SHP_UNLIKELY(atomic_load_explicit(&c->t_acquired, memory_order_relaxed) != 0))
         record_hold(p, c, sh);
 #endif
@@ -1299,10 +1295,6 @@ int shp_release(shp_conn *c)
         shp__rcu_unlock();
         return release_impl(NULL, c, false); /* closes it */
     }
-#ifndef SHP_NO_METRICS
-    atomic_store_explicit(&c->releases, atomic_load_explicit(&c->releases, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-#endif
     atomic_store_explicit(&c->last_used, now, memory_order_relaxed);
     return release_idle(p, c, NULL, true);
 }

@@ -82,7 +82,6 @@ struct shp_conn {
     _Atomic int64_t gate;         /* shp_release's fast path takes this borrow
                                      when tick < gate: expires, or INT64_MIN
                                      while a timed borrow is out (t_acquired) */
-    _Atomic uint64_t releases;
     _Atomic int64_t last_used;    /* pool tick at the last release */
     /* second cache line */
     int64_t expires;              /* tick at which its lifetime ends */
@@ -179,6 +178,7 @@ struct shp_pool {
      * rest are home hits (metrics.c); counted before the borrow's uses */
     _Atomic uint64_t slow_hits;
     _Atomic uint64_t home_hits_seen; /* the highest home_hits reported */
+    _Atomic uint64_t releases_seen;  /* the highest releases reported */
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
     _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
     _Atomic uint32_t connect_fail_run;  /* consecutive connect failures */

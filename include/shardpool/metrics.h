@@ -2,12 +2,14 @@
  * shardpool/metrics.h - what a pool has done and how it feels: counters,
  * gauges, latency histograms, alerts, history, exporters, the live monitor.
  *
- * Cost on the fast path: counters that every acquire or release would bump
- * (acquisitions, home-shard hits, releases) live in the connection itself,
- * written only by its current owner with plain relaxed stores, and are summed
- * on read with the totals of closed connections; no cache line is written
- * that another CPU's acquirer writes too.  Slow-path counters (steals, waits,
- * creations, closes ...) are atomic adds on lines the fast path never writes.
+ * Cost on the fast path: the one counter every acquire bumps (acquisitions)
+ * lives in the connection itself, written only by its current borrower with
+ * a plain store, and is summed on read with the totals of closed
+ * connections; no cache line is written that another CPU's acquirer writes
+ * too.  home_hits and releases are derived on read (acquisitions minus
+ * those the slow path served; minus the borrows out now), so the fast path
+ * writes nothing for them.  Slow-path counters (steals, waits, creations,
+ * closes ...) are atomic adds on lines the fast path never writes.
  *
  * Latency histograms are log-linear (32 sub-buckets per power of two: every
  * reported quantile is within 1.6 % of a recorded value, from 1 ns to 2^41 ns
@@ -132,8 +134,11 @@ typedef struct shp_metrics {
     uint64_t retries;            /* connect attempts after a failed one */
     uint64_t breaker_opens;
     uint64_t handoffs;           /* releases handed straight to a waiter */
-    uint64_t releases;           /* shp_release[_broken] of a borrowed connection (also
-                                    those answered -ESHUTDOWN, which close it) */
+    uint64_t releases;           /* borrows that ended: shp_release[_broken] of a
+                                    borrowed connection (also those answered
+                                    -ESHUTDOWN, which close it), and the few the
+                                    pool ends itself (a borrow given up at
+                                    shutdown, an orphan's late release) */
     uint64_t errors;             /* shp_conn_error reports */
     uint64_t health_passed;
     uint64_t health_failed;
