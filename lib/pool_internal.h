@@ -337,9 +337,10 @@ static inline int shp__cpu(void)
     return sched_getcpu();
 }
 
-/* The shard of CPU cpu (< 0: shard 0). */
-static inline unsigned shp__shard_of(const shp_pool *p, int cpu)
+/* The shard of the calling CPU. */
+static inline unsigned shp__home(const shp_pool *p)
 {
+    int cpu = shp__cpu();
     if (SHP_UNLIKELY(cpu < 0))
         return 0;
     /* One shard per CPU (the default): the CPU is the shard, no map load. */
@@ -347,8 +348,5 @@ static inline unsigned shp__shard_of(const shp_pool *p, int cpu)
         return p->nshards == p->ncpu_map ? (unsigned)cpu : p->cpu_shard[cpu];
     return (unsigned)cpu < p->ncpu_map ? p->cpu_shard[cpu] : (unsigned)cpu % p->nshards;
 }
-
-/* The shard of the calling CPU. */
-static inline unsigned shp__home(const shp_pool *p) { return shp__shard_of(p, shp__cpu()); }
 
 #endif

@@ -34,14 +34,10 @@ int64_t shp__check_phase(shp_pool *p, int64_t now)
 
 enum verdict { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };
 
-static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
+/* What is due for c at `now` other than its idle timeout. */
+static enum verdict judge_busy(shp_pool *p, shp_conn *c, int64_t now)
 {
     const shp_config *cfg = &p->cfg;
-    if (cfg->idle_timeout_ns > 0 && *live > cfg->min_size &&
-        now - atomic_load_explicit(&c->last_used, memory_order_relaxed) >= cfg->idle_timeout_ns) {
-        (*live)--;
-        return CLOSE_IDLE;
-    }
     if (now >= c->expires || shp__stale(p, c))
         return CLOSE_LIFETIME; /* or evicted: shp__close tells */
     if (atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)
@@ -52,12 +48,25 @@ static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
     return KEEP;
 }
 
+/* What is due for idle connection c; *live counts down the connections left
+ * after the idle closes so far (never below min_size). */
+static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
+{
+    const shp_config *cfg = &p->cfg;
+    if (cfg->idle_timeout_ns > 0 && *live > cfg->min_size &&
+        now - atomic_load_explicit(&c->last_used, memory_order_relaxed) >= cfg->idle_timeout_ns) {
+        (*live)--;
+        return CLOSE_IDLE;
+    }
+    return judge_busy(p, c, now);
+}
+
 /* Which parked connections (state CACHED, in a thread's cache) the reaper
  * moves back to the shards, where reap_shard judges them: those not
  * released since its last pass (their thread is not using them: the idle
- * timeout applies), and those due for a health check, past their lifetime
- * or stale, however busy (a connection its thread reuses in a tight loop
- * would otherwise never be checked).  max_uses is checked by release. */
+ * timeout applies), and those with anything else due (judge_busy: a health
+ * check, lifetime, evict, max_uses), however busy (a connection its thread
+ * reuses in a tight loop would otherwise never be checked). */
 struct parked_since {
     int64_t last; /* the tick of the previous pass */
     int64_t now;
@@ -66,12 +75,8 @@ struct parked_since {
 static bool parked_due(shp_pool *p, shp_conn *c, void *arg)
 {
     const struct parked_since *ps = arg;
-    const shp_config *cfg = &p->cfg;
     return atomic_load_explicit(&c->last_used, memory_order_relaxed) < ps->last ||
-           ps->now >= c->expires || shp__stale(p, c) ||
-           (cfg->health_interval_ns > 0 && p->ops.check &&
-            ps->now - atomic_load_explicit(&c->last_checked, memory_order_relaxed) >=
-                cfg->health_interval_ns);
+           judge_busy(p, c, ps->now) != KEEP;
 }
 
 /* Whether any idle connection is due for a close or a check, judged from

@@ -40,14 +40,6 @@
 
 /* ---- fixture: tests/support/fixture.h ------------------------------------------- */
 
-static shp_stats stats_of(fx *f)
-{
-    shp_stats s;
-    memset(&s, 0xee, sizeof s);
-    assert_int_equal(shp_pool_stats(f->pool, &s), 0);
-    return s;
-}
-
 static fake_handle *fh(shp_conn *c)
 {
     fake_handle *h = shp_conn_handle(c);

@@ -39,13 +39,6 @@ static fx *one_shard(unsigned min, unsigned max)
 
 static uint32_t state_of(shp_conn *c) { return atomic_load(&c->state); }
 
-static shp_stats stats_of(fx *f)
-{
-    shp_stats s;
-    assert_int_equal(shp_pool_stats(f->pool, &s), 0);
-    return s;
-}
-
 /* Acquires one connection and releases it, so that it is parked: the shard
  * keeps max - 1 idle ones.  Returns the parked connection. */
 static shp_conn *park_one(fx *f)

@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <shardpool.h>
 
@@ -51,6 +52,16 @@ static inline fx *fx_make(unsigned min, unsigned max)
     fx *f = fx_new(min, max);
     fx_start(f);
     return f;
+}
+
+/* The pool's stats (asserting the call succeeds); poisoned first, so that a
+ * field the call leaves unset shows. */
+static inline shp_stats stats_of(fx *f)
+{
+    shp_stats s;
+    memset(&s, 0xee, sizeof s);
+    assert_int_equal(shp_pool_stats(f->pool, &s), 0);
+    return s;
 }
 
 /* Destroys the pool (every connection must be back) and checks the backend:
