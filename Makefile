@@ -161,8 +161,6 @@ readme-example: $(B)/release/libshardpool.a
 	  -o $(B)/release/readme/example
 	@echo "readme-example: the README's example compiles"
 
-check: all readme-example unit stress broken-proof asan tsan shpbench-smoke shptop-test
-	@echo "make check: all passed"
 
 # ---- benchmark ----------------------------------------------------------------
 $(B)/release/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-ok
@@ -210,3 +208,15 @@ include bench/bench.mk
 include bench/redis_bench.mk
 include bench/metrics_bench.mk
 include tools/shptop.mk
+
+# Hardening fragments (issue 9).  Each may add its targets to CHECK_EXTRA
+# (run by make check) and its Debian packages to DEB_PKGS.
+CHECK_EXTRA :=
+-include tests/model/model.mk
+-include tests/fuzz/fuzz.mk
+-include tests/netns/netns.mk
+-include tests/soak/soak.mk
+
+# Last, so that every fragment's CHECK_EXTRA is in.
+check: all readme-example unit stress broken-proof asan tsan shpbench-smoke shptop-test $(CHECK_EXTRA)
+	@echo "make check: all passed"
