@@ -166,3 +166,51 @@ char *shp_mask_secrets(char *dst, size_t len, const char *src)
     dst[o] = '\0';
     return dst;
 }
+
+/* ---- callback failure details ------------------------------------------ */
+
+/* Per thread: set by a callback, taken by the pool on the same thread right
+ * after the callback returns, so no locking. */
+static _Thread_local char detail[SHP_ERROR_DETAIL_MAX];
+
+void shp_set_error_detail(const char *fmt, ...)
+{
+    char raw[SHP_ERROR_DETAIL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = fmt ? vsnprintf(raw, sizeof raw, fmt, ap) : -1;
+    va_end(ap);
+    if (n < 0) {
+        detail[0] = '\0';
+        return;
+    }
+    /* One line that fits in key="value": control characters become spaces,
+     * double quotes single ones; trailing spaces go. */
+    size_t len = strlen(raw);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c < 0x20 || c == 0x7f)
+            raw[i] = ' ';
+        else if (c == '"')
+            raw[i] = '\'';
+    }
+    while (len > 0 && raw[len - 1] == ' ')
+        raw[--len] = '\0';
+    shp_mask_secrets(detail, sizeof detail, raw);
+}
+
+size_t shp__error_detail_take(char *buf, size_t len)
+{
+    size_t n = strlen(detail);
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, detail, n);
+    buf[n] = '\0';
+    detail[0] = '\0';
+    return n;
+}
+
+void shp__error_detail_clear(void)
+{
+    detail[0] = '\0';
+}

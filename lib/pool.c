@@ -38,6 +38,7 @@ static void free_pool_cb(struct rcu_head *head)
     pthread_mutex_destroy(&p->reg_lock);
     pthread_mutex_destroy(&p->rp_lock);
     pthread_mutex_destroy(&p->mx_lock);
+    pthread_mutex_destroy(&p->err_lock);
     pthread_cond_destroy(&p->rp_cond);
     pthread_cond_destroy(&p->rp_done);
     shp__metrics_free(p);
@@ -248,6 +249,56 @@ SHP__COLD int shp__misuse(shp_pool *p, int err, const char *event, const void *w
     return err;
 }
 
+/* ---------------------------------------------------------------- callback failures */
+
+_Static_assert(sizeof(((shp_last_error *)0)->msg) == SHP_ERROR_DETAIL_MAX,
+               "shp_last_error.msg holds one detail");
+
+/* The calling thread's last callback failure (shp_acquire_last_error);
+ * cleared when one of its acquires takes the slow path. */
+static _Thread_local shp_last_error acq_error;
+
+void shp__callback_failed(shp_pool *p, const char *op, int err, shp_log_level level,
+                          const shp_conn *conn)
+{
+    shp_last_error e = { .err = err, .when_ns = shp__now_ns() };
+    snprintf(e.op, sizeof e.op, "%s", op);
+    if (shp__error_detail_take(e.msg, sizeof e.msg) == 0) {
+        /* The callback's errno means what the system says, not what the
+         * pool's table says (ETIMEDOUT here is a connect timeout). */
+        const char *m = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
+        snprintf(e.msg, sizeof e.msg, "%s", m ? m : shp_strerror(err));
+    }
+    if (conn)
+        shp__log(level, p->name, "event=%s_failed conn=%p err=%s msg=\"%s\"", op, (const void *)conn,
+                 shp_err_name(err), e.msg);
+    else
+        shp__log(level, p->name, "event=%s_failed err=%s msg=\"%s\"", op, shp_err_name(err), e.msg);
+    pthread_mutex_lock(&p->err_lock);
+    p->last_error = e;
+    pthread_mutex_unlock(&p->err_lock);
+    acq_error = e;
+}
+
+int shp_pool_last_error(shp_pool *p, shp_last_error *out)
+{
+    if (!p || p->magic != SHP__POOL_MAGIC || !out)
+        return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL,
+                           "last_error_bad_arg", p);
+    pthread_mutex_lock(&p->err_lock);
+    *out = p->last_error;
+    pthread_mutex_unlock(&p->err_lock);
+    return 0;
+}
+
+int shp_acquire_last_error(shp_last_error *out)
+{
+    if (!out)
+        return shp__misuse(NULL, -EINVAL, "last_error_bad_arg", out);
+    *out = acq_error;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- capacity */
 
 /* Reserves one connection slot and one connect slot.  Call inside a read-side
@@ -438,17 +489,14 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     }
     shp_conn *c = conn_alloc(p);
     void *h = NULL;
+    shp__error_detail_clear();
     int err = c ? p->ops.connect(p->ops.ctx, &h) : -ENOMEM;
     if (err) {
         if (c)
             conn_unused(p, c);
         atomic_fetch_add_explicit(&p->connect_failures, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
-        /* The callback's errno means what the system says, not what the
-         * pool's table says (ETIMEDOUT here is a connect timeout). */
-        const char *msg = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
-        shp__log(SHP_LOG_WARN, p->name, "event=connect_failed err=%s msg=\"%s\"",
-                 shp_err_name(err), msg ? msg : shp_strerror(err));
+        shp__callback_failed(p, "connect", err, SHP_LOG_WARN, NULL);
         shp__breaker_failure(p, err);
         drain_progress(p);
         shp__wake_waiters(p);
@@ -534,6 +582,7 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
     atomic_store_explicit(&c->state, SHP__CHECKING, memory_order_relaxed);
     if (!p->ops.check)
         return true;
+    shp__error_detail_clear();
     int r = p->ops.check(p->ops.ctx, c->handle);
     atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
     if (r == 0) {
@@ -542,7 +591,7 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
         return true;
     }
     atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
-    shp__log(SHP_LOG_INFO, p->name, "event=check_failed conn=%p err=%d", (void *)c, r);
+    shp__callback_failed(p, "check", r < 0 ? r : -EIO, SHP_LOG_INFO, c);
     shp__close(p, c, SHP__CLOSE_HEALTH);
     return false;
 }
@@ -1400,6 +1449,7 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     pthread_mutex_init(&p->reg_lock, NULL);
     pthread_mutex_init(&p->rp_lock, NULL);
     pthread_mutex_init(&p->mx_lock, NULL);
+    pthread_mutex_init(&p->err_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

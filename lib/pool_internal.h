@@ -198,6 +198,10 @@ struct shp_pool {
     shp_metrics *history;         /* ring of cfg.history_len */
     unsigned hist_head, hist_count;
 
+    /* the latest callback failure, for shp_pool_last_error (err_lock) */
+    pthread_mutex_t err_lock;
+    shp_last_error last_error;
+
     /* reaper */
     pthread_t reaper;
     bool reaper_started;
@@ -218,6 +222,13 @@ struct shp_pool {
 #define SHP__CAP_CONNECTING(c) ((uint32_t)(c))
 
 /* pool.c */
+/* Callback `op` ("connect", "check", "prepare") failed with err on the
+ * calling thread: logs one line at `level` (event=<op>_failed, with conn
+ * when not NULL) carrying the callback's detail (shp_set_error_detail) or
+ * the errno's text, and keeps it for shp_pool_last_error and the thread's
+ * shp_acquire_last_error.  Caller may touch p. */
+void shp__callback_failed(shp_pool *p, const char *op, int err, shp_log_level level,
+                          const shp_conn *conn);
 /* Logs misuse (level=warn event=<event> ptr=<what> err=<name>) against p
  * (NULL: no pool name) and returns err. */
 int shp__misuse(shp_pool *p, int err, const char *event, const void *what);

@@ -47,4 +47,11 @@ void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int shp__log_enabled(shp_log_level level);
 
+/* The calling thread's callback failure detail (shp_set_error_detail):
+ * copies it (masked, one line, no double quote) into buf, clears it, and
+ * returns its length; 0 and buf = "" when none was recorded.  len > 0. */
+size_t shp__error_detail_take(char *buf, size_t len);
+/* Forgets the calling thread's detail: the pool calls it before a callback. */
+void shp__error_detail_clear(void);
+
 #endif

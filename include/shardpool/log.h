@@ -42,6 +42,19 @@ SHP_API void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
  * Returns dst.  Thread-safe. */
 SHP_API char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
 
+/* Longest detail kept by shp_set_error_detail, with its NUL. */
+#define SHP_ERROR_DETAIL_MAX 256
+
+/* For shp_ops callbacks (connect, check, prepare, reset): records why the
+ * call running on this thread fails, typically the backend's own words
+ * ("FATAL: database \"orders\" does not exist").  printf-style.  The pool
+ * takes it when the callback returns an error: it goes, masked
+ * (shp_mask_secrets) and on one line, into the pool's single log line for
+ * that failure and into shp_pool_last_error().  A later call on the same
+ * thread replaces it; the pool clears it before each callback.  Cut to
+ * SHP_ERROR_DETAIL_MAX - 1 bytes.  Thread-safe (the detail is per thread). */
+SHP_API void shp_set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #ifdef __cplusplus
 }
 #endif

@@ -282,6 +282,31 @@ SHP_API int64_t shp_connect_deadline_ns(void);
 /* Fills *out.  Returns 0 or -EINVAL.  Thread-safe; not during destroy. */
 SHP_API int shp_pool_stats(shp_pool *pool, shp_stats *out);
 
+/* Why a callback failed: what shp_pool_last_error and shp_acquire_last_error
+ * report. */
+typedef struct shp_last_error {
+    int err;              /* the callback's negative errno; 0: no failure */
+    char op[12];          /* "connect", "check" or "prepare" */
+    int64_t when_ns;      /* CLOCK_MONOTONIC of the failure */
+    /* The backend's own words where the callback recorded them with
+     * shp_set_error_detail (the adapters do), else the errno's text; one
+     * line, secrets masked. */
+    char msg[256];
+} shp_last_error;
+
+/* The pool's most recent failure of a connect, check or prepare callback,
+ * on any thread (out->err == 0 if none yet).  Returns 0, or -EINVAL for a
+ * NULL or invalid argument.  Thread-safe; not after destroy. */
+SHP_API int shp_pool_last_error(shp_pool *pool, shp_last_error *out);
+
+/* The callback failure behind the calling thread's most recent shp_acquire
+ * that failed: out->err == 0 if it failed without one (a timeout, shutdown,
+ * bad arguments) or no acquire failed yet.  An acquire that fails with a
+ * backend's error (-EACCES, ...) can so show its caller the backend's words,
+ * which no other thread's failure overwrites.  Returns 0, or -EINVAL for a
+ * NULL out.  Thread-safe (per thread). */
+SHP_API int shp_acquire_last_error(shp_last_error *out);
+
 /* Waits until memory that shardpool deferred for an RCU grace period has
  * been reclaimed (useful before exit under a leak checker).  Must not be
  * called from a pool callback. */
