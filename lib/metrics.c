@@ -535,7 +535,7 @@ void shp__metrics_tick(shp_pool *p, int64_t now)
     struct shp__metrics_state *st = p->mx;
     if (p->cfg.metrics_interval_ns <= 0 || now < st->next_ns)
         return;
-    st->next_ns = now + p->cfg.metrics_interval_ns;
+    st->next_ns = shp__add_sat(now, p->cfg.metrics_interval_ns);
     struct shp__hist_copy *acq = malloc(sizeof *acq);
     if (!acq)
         return;

@@ -750,6 +750,8 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
     return (int)v;
 }
 
+/* The deadline of the acquire whose callback runs on this thread, for
+ * shp_connect_deadline_ns; -1 outside one. */
 static _Thread_local int64_t connect_deadline = -1;
 
 int64_t shp_connect_deadline_ns(void)
@@ -757,48 +759,53 @@ int64_t shp_connect_deadline_ns(void)
     return connect_deadline;
 }
 
-/* shp__create for an acquire: the connect callback sees the acquire's
- * deadline through shp_connect_deadline_ns. */
-static int create_for(shp_pool *p, shp_conn **out, int64_t wait_ns, int64_t *deadline)
+/* The absolute deadline of an acquire that started at `now` with
+ * shp_acquire's timeout_ns (< 0: the pool's acquire_timeout_ns): -1 for one
+ * that may not wait (0); INT64_MAX when now + timeout does not fit. */
+static int64_t acquire_deadline(const shp_pool *p, int64_t timeout_ns, int64_t now)
 {
-    if (*deadline < 0 && wait_ns > 0)
-        *deadline = shp__now_ns() + wait_ns;
-    connect_deadline = wait_ns > 0 ? *deadline : -1;
+    int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
+    return wait_ns > 0 ? shp__add_sat(now, wait_ns) : -1;
+}
+
+/* shp__create for an acquire: the connect callback sees the acquire's
+ * deadline through shp_connect_deadline_ns (saved and restored, so that a
+ * callback may itself acquire from another pool). */
+static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
+{
+    int64_t outer = connect_deadline;
+    connect_deadline = deadline;
     int ret = shp__create(p, out, SHP__IN_USE);
-    connect_deadline = -1;
+    connect_deadline = outer;
     return ret;
 }
 
 /* hand_out_checked for an acquire: the check callback sees the acquire's
  * deadline through shp_connect_deadline_ns. */
-static int checked_for(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count, int64_t wait_ns,
-                       int64_t *deadline)
+static int checked_for(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count,
+                       int64_t deadline)
 {
-    if (*deadline < 0 && wait_ns > 0)
-        *deadline = shp__now_ns() + wait_ns;
-    connect_deadline = wait_ns > 0 ? *deadline : -1;
+    int64_t outer = connect_deadline;
+    connect_deadline = deadline;
     int ret = hand_out_checked(p, c, out, count);
-    connect_deadline = -1;
+    connect_deadline = outer;
     return ret;
 }
 
 /* After a failed connect (err): whether to try again, having waited the
- * backoff.  No for errors that are not transient, when the attempts are
- * used up, when the breaker opened, when the backoff would pass the
- * deadline, or when destroy began (it interrupts the wait). */
-static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_t wait_ns,
-                                int64_t *deadline)
+ * backoff.  No for errors that are not transient, for an acquire that may
+ * not wait (deadline < 0), when the attempts are used up, when the breaker
+ * opened, when the backoff would pass the deadline, or when destroy began
+ * (it interrupts the wait). */
+static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_t deadline)
 {
-    if (err == -ESHUTDOWN || !shp__retryable(err) || wait_ns == 0 || shp__breaker_open(p))
+    if (err == -ESHUTDOWN || !shp__retryable(err) || deadline < 0 || shp__breaker_open(p))
         return false;
     ++*attempts;
     if (p->cfg.connect_attempts && *attempts >= p->cfg.connect_attempts)
         return false;
-    int64_t now = shp__now_ns();
-    if (*deadline < 0)
-        *deadline = now + wait_ns;
-    int64_t until = now + shp__backoff_ns(&p->cfg, *attempts - 1);
-    if (until >= *deadline)
+    int64_t until = shp__add_sat(shp__now_ns(), shp__backoff_ns(&p->cfg, *attempts - 1));
+    if (until >= deadline)
         return false;
     while (running(p) && shp__now_ns() < until)
         shp__futex_wait((uint32_t *)&p->stop_word, 0, until);
@@ -806,16 +813,32 @@ static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_
     return running(p);
 }
 
+/* The reaper holds the shards' idle connections while sweep_seq is odd;
+ * they come back within its sweep, which runs no callback.  Yields while it
+ * is odd, at most SHP__SWEEP_YIELDS times and never past deadline (< 0:
+ * none), so that an acquirer the reaper cannot preempt (SCHED_FIFO on its
+ * CPU) never spins for it: it goes on to connect or wait, and a connection
+ * the sweep pushes back reaches a waiter through put_idle_to. */
+#define SHP__SWEEP_YIELDS 16
+
+static void wait_sweep(shp_pool *p, int64_t deadline)
+{
+    for (int i = 0; i < SHP__SWEEP_YIELDS &&
+                    (atomic_load_explicit(&p->sweep_seq, memory_order_acquire) & 1);
+         i++) {
+        if (deadline >= 0 && shp__now_ns() >= deadline)
+            return;
+        sched_yield();
+    }
+}
+
 SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_ns, shp_conn *popped,
                                   int64_t t0)
 {
-#ifndef SHP_NO_METRICS
     int64_t start = t0 > 0 ? t0 : shp__now_ns();
-#else
-    (void)t0;
-#endif
-    int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
-    int64_t deadline = -1;
+    /* Fixed here, once: every callback, backoff and wait below gets what is
+     * left of it, and nothing restarts it. */
+    int64_t deadline = acquire_deadline(p, timeout_ns, start);
     int64_t since = -1; /* wait_turn's: first enqueue of this acquire */
     int ret, sweep_retries = 0;
     bool uncached = false; /* this acquire moved thread caches back once */
@@ -828,8 +851,10 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     if (popped)
         atomic_store_explicit(&popped->state, SHP__CHECKING, memory_order_relaxed);
     shp__rcu_unlock();
+    if (t0 >= 0) /* the first attempt of a shp_acquire (see acquire_prepared) */
+        acq_error.err = 0; /* shp_acquire_last_error describes this acquire */
     if (popped) {
-        ret = checked_for(p, popped, out, COUNT_HOME, wait_ns, &deadline);
+        ret = checked_for(p, popped, out, COUNT_HOME, deadline);
         if (ret <= 0)
             goto done;
     }
@@ -855,12 +880,10 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
         if (!c && sweep_retries < 8 &&
             ((sweep & 1) || atomic_load_explicit(&p->sweep_seq, memory_order_acquire) != sweep)) {
-            /* The reaper held the shards' connections while we looked: they
-             * come back within its sweep, which runs no callback. */
+            /* The reaper held the shards' connections while we looked. */
             shp__rcu_unlock();
             sweep_retries++;
-            while (atomic_load_explicit(&p->sweep_seq, memory_order_acquire) & 1)
-                sched_yield();
+            wait_sweep(p, deadline);
             continue;
         }
         if (!c && !uncached) {
@@ -883,7 +906,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         ret = c ? 0 : shp__reserve(p);
         shp__rcu_unlock();
         if (c) {
-            ret = checked_for(p, c, out, COUNT_SLOW, wait_ns, &deadline);
+            ret = checked_for(p, c, out, COUNT_SLOW, deadline);
             if (ret <= 0)
                 goto done;
             if (deadline >= 0 && shp__now_ns() >= deadline) {
@@ -894,22 +917,20 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             continue;
         }
         if (ret == 0) {
-            ret = create_for(p, out, wait_ns, &deadline);
-            if (ret < 0 && retry_after_failure(p, ret, &attempts, wait_ns, &deadline)) {
+            ret = create_for(p, out, deadline);
+            if (ret < 0 && retry_after_failure(p, ret, &attempts, deadline)) {
                 last_err = ret;
                 continue;
             }
             goto done;
         }
-        if (wait_ns == 0) {
+        if (deadline < 0) { /* may not wait */
             if (!last_err)
                 atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
             ret = last_err ? last_err : -EAGAIN;
             goto done;
         }
-        if (deadline < 0) {
-            deadline = shp__now_ns() + wait_ns;
-        } else if (retry && shp__now_ns() >= deadline) {
+        if (retry && shp__now_ns() >= deadline) {
             /* Lost the race for a pushed connection, and out of time.  We
              * hold no claim on anything: whoever took it has it. */
             atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
@@ -930,7 +951,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                     ret = -ESHUTDOWN;
                     goto done;
                 }
-                ret = checked_for(p, *out, out, COUNT_NONE, wait_ns, &deadline);
+                ret = checked_for(p, *out, out, COUNT_NONE, deadline);
                 if (ret <= 0)
                     goto done;
                 continue;
@@ -942,8 +963,8 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             }
             goto done;
         case SHP__W_GRANT:
-            ret = create_for(p, out, wait_ns, &deadline);
-            if (ret < 0 && retry_after_failure(p, ret, &attempts, wait_ns, &deadline)) {
+            ret = create_for(p, out, deadline);
+            if (ret < 0 && retry_after_failure(p, ret, &attempts, deadline)) {
                 last_err = ret;
                 continue;
             }
@@ -986,6 +1007,7 @@ done:
 
 SHP__COLD static int acquire_stopped(shp_pool *p)
 {
+    acq_error.err = 0;
     atomic_fetch_add_explicit(&p->acquire_failures, 1, memory_order_relaxed);
     shp__rcu_unlock();
     return -ESHUTDOWN;
@@ -1095,8 +1117,8 @@ SHP__COLD static int acquire_timed(shp_pool *p, shp_conn **out, int64_t timeout_
 }
 #endif
 
-/* ops.prepare refused the connection: close it and acquire another, within
- * what is left of the caller's wait.  The pool is alive: c is borrowed. */
+/* An acquire whose prepare refusals ended it: counted as a failed acquire
+ * (and a timeout for -ETIMEDOUT).  Returns err. */
 static int refusal_failed(shp_pool *p, int err)
 {
     if (err == -ETIMEDOUT)
@@ -1105,25 +1127,35 @@ static int refusal_failed(shp_pool *p, int err)
     return err;
 }
 
-SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t timeout_ns)
+/* Runs ops.prepare on *out, just acquired (borrowed, so the pool is alive),
+ * with the acquire's deadline visible to it (shp_connect_deadline_ns).  On
+ * a refusal it closes the connection and acquires another within what is
+ * left of the same deadline (deadline < 0: an acquire that may not wait
+ * tries without waiting), never past it: -ETIMEDOUT once it has passed,
+ * -EIO once more connections than max_size were refused in a row.
+ * Returns 0 with *out prepared, or a negative errno. */
+SHP__COLD static int acquire_prepared(shp_pool *p, shp_conn **out, int64_t deadline)
 {
-    int64_t wait_ns = timeout_ns < 0 ? p->cfg.acquire_timeout_ns : timeout_ns;
-    int64_t deadline = shp__now_ns() + wait_ns;
     for (unsigned tries = 0;; tries++) {
-        shp__log(SHP_LOG_INFO, p->name, "event=prepare_refused conn=%p", (void *)*out);
+        int64_t outer = connect_deadline;
+        connect_deadline = deadline;
+        shp__error_detail_clear();
+        int r = p->ops.prepare(p->ops.ctx, (*out)->handle);
+        connect_deadline = outer;
+        if (r == 0)
+            return 0;
+        shp__callback_failed(p, "prepare", r < 0 ? r : -EIO, SHP_LOG_INFO, *out);
         /* its borrow never reached the caller: no hold time */
         atomic_store_explicit(&(*out)->t_acquired, 0, memory_order_relaxed);
         shp_release_broken(*out);
-        int64_t left = wait_ns == 0 ? 0 : deadline - shp__now_ns();
-        if (wait_ns != 0 && left <= 0)
+        if (tries >= p->cfg.max_size) /* every connection refused: give up */
+            return refusal_failed(p, -EIO);
+        int64_t left = 0;
+        if (deadline >= 0 && (left = deadline - shp__now_ns()) <= 0)
             return refusal_failed(p, -ETIMEDOUT);
         int ret = acquire_again(p, out, left);
-        if (ret != 0 || p->ops.prepare(p->ops.ctx, (*out)->handle) == 0)
+        if (ret != 0)
             return ret;
-        if (tries > p->cfg.max_size) { /* every connection refused: give up */
-            shp_release_broken(*out);
-            return refusal_failed(p, -EIO);
-        }
     }
 }
 
@@ -1133,9 +1165,14 @@ SHP__COLD static int acquire_after_refusal(shp_pool *p, shp_conn **out, int64_t 
 static __attribute__((noinline)) int acquire_general(shp_pool *p, shp_conn **out,
                                                      int64_t timeout_ns, uint32_t r)
 {
+    if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
+        return acquire_one(p, out, timeout_ns, 0); /* reports it */
+    /* With a prepare hook the acquire's deadline runs from here, through
+     * the hook and any replacement of a refused connection. */
+    int64_t deadline = p->ops.prepare ? acquire_deadline(p, timeout_ns, shp__now_ns()) : -1;
     int ret;
 #ifndef SHP_NO_METRICS
-    if (p && out && p->magic == SHP__POOL_MAGIC && r <= p->sample_below)
+    if (r <= p->sample_below)
         ret = acquire_timed(p, out, timeout_ns);
     else
         ret = acquire_one(p, out, timeout_ns, 0);
@@ -1143,9 +1180,8 @@ static __attribute__((noinline)) int acquire_general(shp_pool *p, shp_conn **out
     (void)r;
     ret = acquire_one(p, out, timeout_ns, 0);
 #endif
-    if (SHP_UNLIKELY(ret == 0 && p->ops.prepare) &&
-        p->ops.prepare(p->ops.ctx, (*out)->handle) != 0)
-        return acquire_after_refusal(p, out, timeout_ns);
+    if (SHP_UNLIKELY(ret == 0 && p->ops.prepare))
+        return acquire_prepared(p, out, deadline);
     return ret;
 }
 
@@ -1466,9 +1502,10 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
         if (shp__reserve(p) != 0 || shp__create(p, &c, SHP__IDLE) != 0)
             break; /* logged; the reaper refills to min */
         shp__rcu_lock();
-        shp__put_idle(p, c, &p->shards[i % p->nshards]); /* spread over the CPUs; no
-                                                           evict can precede create */
+        bool kept = shp__put_idle(p, c, &p->shards[i % p->nshards]); /* spread over the CPUs */
         shp__rcu_unlock();
+        if (!kept) /* stale: not before create returns, but never ignored */
+            shp__close(p, c, SHP__CLOSE_EVICTED);
     }
     err = pthread_create(&p->reaper, NULL, shp__reaper_main, p);
     if (err) {
@@ -1548,7 +1585,7 @@ static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
     /* Every acquire or release that saw RUNNING has finished its read-side
      * section: later ones see STOPPING and close what they return. */
     shp__rcu_sync();
-    int64_t deadline = drain_timeout_ns < 0 ? -1 : shp__now_ns() + drain_timeout_ns;
+    int64_t deadline = drain_timeout_ns < 0 ? -1 : shp__add_sat(shp__now_ns(), drain_timeout_ns);
     for (;;) {
         drain_idle(p);
         uint32_t seq = atomic_load_explicit(&p->drain_seq, memory_order_acquire);

@@ -293,6 +293,26 @@ static inline void shp__fence_light_membarrier(void)
 #define SHP__PARK_LOAD_ORDER memory_order_relaxed
 #endif
 
+/* Test points: a test (which links the static library and includes this
+ * header) may set shp__test_hook to run its own code at these points of
+ * the maintenance paths, and so force an interleaving deterministically
+ * instead of hoping for it.  NULL outside tests; a test point costs a load
+ * and a branch, and none is on shp_acquire's or shp_release's paths. */
+enum shp__test_point {
+    SHP__TP_SWEEP_HELD,  /* reap_shard, in its read-side section, the shard's idle
+                            list taken (sweep_seq odd); arg: the shard */
+    SHP__TP_REAPER_KEEP, /* reap_shard, in its read-side section: arg, a connection
+                            judged KEEP, is about to go back on its shard */
+};
+typedef void (*shp__test_hook_fn)(shp_pool *p, enum shp__test_point where, void *arg);
+extern shp__test_hook_fn shp__test_hook;
+static inline void shp__test_point(shp_pool *p, enum shp__test_point where, void *arg)
+{
+    shp__test_hook_fn fn = __atomic_load_n(&shp__test_hook, __ATOMIC_ACQUIRE);
+    if (SHP_UNLIKELY(fn != NULL))
+        fn(p, where, arg);
+}
+
 /* metrics.c */
 int shp__metrics_init(shp_pool *p);
 void shp__metrics_free(shp_pool *p);

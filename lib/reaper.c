@@ -20,7 +20,7 @@ int64_t shp__lifetime_end(shp_pool *p, int64_t now)
     int64_t life = p->cfg.max_lifetime_ns;
     if (life <= 0)
         return INT64_MAX;
-    return now + life - (int64_t)(shp__rand64() % (uint64_t)(life / 40 + 1));
+    return shp__add_sat(now, life - (int64_t)(shp__rand64() % (uint64_t)(life / 40 + 1)));
 }
 
 /* A new connection's first health check falls at a random point of its
@@ -31,6 +31,8 @@ int64_t shp__check_phase(shp_pool *p, int64_t now)
     int64_t iv = p->cfg.health_interval_ns;
     return iv > 0 ? now - (int64_t)(shp__rand64() % (uint64_t)iv) : now;
 }
+
+shp__test_hook_fn shp__test_hook;
 
 enum verdict { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };
 
@@ -112,6 +114,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
         taken = c;
         n++;
     }
+    shp__test_point(p, SHP__TP_SWEEP_HELD, sh);
     /* taken is bottom-first: pushing in list order keeps the stack's order.
      * At most half of a shard's idle connections (at least one) are taken
      * out for health checks per pass, so that a shard whose connections fell
@@ -126,13 +129,19 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
             c->verdict = KEEP;
         checks += c->verdict == CHECK;
         if (c->verdict == KEEP) {
-            /* back where it was (CPU-local); judged fresh in this section */
-            shp__put_idle(p, c, sh);
-        } else {
-            c->rnext = NULL;
-            *tail = c;
-            tail = &c->rnext;
+            shp__test_point(p, SHP__TP_REAPER_KEEP, c);
+            /* Back where it was (CPU-local).  It was judged fresh, but an
+             * evict since may have made it stale (shp__stale: the generation
+             * is bumped before evict's grace period, which waits for this
+             * section): put_idle then refuses it, and it is closed with the
+             * rest, never left on no shard while counted live. */
+            if (shp__put_idle(p, c, sh))
+                continue;
+            c->verdict = CLOSE_LIFETIME; /* shp__close reports it evicted */
         }
+        c->rnext = NULL;
+        *tail = c;
+        tail = &c->rnext;
     }
     shp__rcu_unlock();
     atomic_fetch_add_explicit(&p->sweep_seq, 1, memory_order_release); /* even: done */
@@ -203,7 +212,7 @@ void *shp__reaper_main(void *arg)
     shp_pool *p = arg;
     pthread_mutex_lock(&p->rp_lock);
     while (!p->rp_stop) {
-        int64_t wake = shp__now_ns() + p->cfg.reaper_interval_ns;
+        int64_t wake = shp__add_sat(shp__now_ns(), p->cfg.reaper_interval_ns);
         if (p->cfg.metrics_interval_ns > 0 && p->mx->next_ns < wake)
             wake = p->mx->next_ns;
         struct timespec ts = { .tv_sec = wake / SHP_NS_PER_S, .tv_nsec = wake % SHP_NS_PER_S };

@@ -25,10 +25,13 @@ int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt)
 {
     int64_t ceiling = cfg->retry_base_ns;
     for (unsigned i = 0; i < attempt && ceiling < cfg->retry_cap_ns; i++)
-        ceiling *= 2;
+        ceiling = ceiling > cfg->retry_cap_ns / 2 ? cfg->retry_cap_ns : ceiling * 2;
     if (ceiling > cfg->retry_cap_ns)
         ceiling = cfg->retry_cap_ns;
-    return ceiling > 0 ? (int64_t)(shp__rand64() % (uint64_t)(ceiling + 1)) : 0;
+    if (ceiling <= 0)
+        return 0;
+    uint64_t span = (uint64_t)ceiling + 1; /* no overflow: ceiling <= INT64_MAX */
+    return (int64_t)(shp__rand64() % span);
 }
 
 bool shp__retryable(int err)

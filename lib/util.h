@@ -25,12 +25,23 @@ static inline int64_t shp__now_ns(void)
     return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
 }
 
-/* The deadline for a connect callback: now + own_timeout_ns (<= 0: none),
- * capped by the deadline of the acquire that is connecting on this thread
+/* a + b, saturating at INT64_MAX / INT64_MIN instead of overflowing: every
+ * "now + duration" goes through it, since INT64_MAX is a legal duration
+ * (deadlines then read "never"). */
+static inline int64_t shp__add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+/* The deadline for a callback: now + own_timeout_ns (<= 0: none), capped
+ * by the deadline of the acquire the callback serves on this thread
  * (shp_connect_deadline_ns).  Absolute CLOCK_MONOTONIC ns, or -1 for none. */
 static inline int64_t shp__connect_deadline(int64_t own_timeout_ns)
 {
-    int64_t d = own_timeout_ns > 0 ? shp__now_ns() + own_timeout_ns : -1;
+    int64_t d = own_timeout_ns > 0 ? shp__add_sat(shp__now_ns(), own_timeout_ns) : -1;
     int64_t a = shp_connect_deadline_ns();
     return a >= 0 && (d < 0 || a < d) ? a : d;
 }

@@ -299,12 +299,13 @@ typedef struct shp_last_error {
  * NULL or invalid argument.  Thread-safe; not after destroy. */
 SHP_API int shp_pool_last_error(shp_pool *pool, shp_last_error *out);
 
-/* The callback failure behind the calling thread's most recent shp_acquire
- * that failed: out->err == 0 if it failed without one (a timeout, shutdown,
- * bad arguments) or no acquire failed yet.  An acquire that fails with a
- * backend's error (-EACCES, ...) can so show its caller the backend's words,
- * which no other thread's failure overwrites.  Returns 0, or -EINVAL for a
- * NULL out.  Thread-safe (per thread). */
+/* Read right after a shp_acquire that failed: the last callback failure
+ * (connect, validation check, prepare) during that acquire on the calling
+ * thread, so that an acquire failing with a backend's error (-EACCES, ...)
+ * can show its caller the backend's words, which no other thread's failure
+ * overwrites.  out->err == 0 when no callback failed during it (it timed out
+ * waiting, the pool was shut down).  Returns 0, or -EINVAL for a NULL out.
+ * Thread-safe (per thread). */
 SHP_API int shp_acquire_last_error(shp_last_error *out);
 
 /* Waits until memory that shardpool deferred for an RCU grace period has

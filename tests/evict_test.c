@@ -1,0 +1,178 @@
+/*
+ * evict_test.c - shp_pool_evict against the reaper's sweep: no connection
+ * is ever lost.
+ *
+ * The reaper takes a shard's idle connections off the stack, judges each,
+ * and pushes the fresh ones back (reap_shard).  An evict that bumps the
+ * generation between the judgement and the push makes shp__put_idle refuse
+ * the connection; a refusal that is ignored leaves it IDLE on no shard,
+ * counted live and never closed (the pool then serves max_size - 1 and
+ * destroy returns -EBUSY with nothing borrowed).  The first test forces that
+ * interleaving with a test point (lib/pool_internal.h); the second churns
+ * evicts against a sweeping reaper and checks the books balance.  White-box:
+ * it reads the connection's generation and state (pool_internal.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include "fakeconn.h"
+#define FX_POOL_NAME "evict"
+#include "fixture.h"
+#include "pool_internal.h"
+#include "testutil.h"
+
+#define NS_PER_MS 1000000LL
+#define NS_PER_S  1000000000LL
+
+static shp_metrics snap(shp_pool *p)
+{
+    shp_metrics m;
+    assert_int_equal(shp_pool_metrics(p, &m), 0);
+    return m;
+}
+
+/* ---- the forced interleaving ---------------------------------------------------------- */
+
+/* The reaper, at SHP__TP_REAPER_KEEP for `target`, announces it and waits
+ * (inside its read-side section) until evict has bumped the generation -
+ * which evict does before its grace period, so evict then waits for us. */
+static struct keep_race {
+    shp_pool *pool;
+    shp_conn *target;
+    atomic_int reached;     /* the reaper is at the point */
+    atomic_bool bumped;     /* it saw the new generation */
+} race;
+
+static void keep_hook(shp_pool *p, enum shp__test_point where, void *arg)
+{
+    if (where != SHP__TP_REAPER_KEEP || p != race.pool || arg != race.target ||
+        atomic_exchange(&race.reached, 1) != 0)
+        return;
+    uint64_t gen = atomic_load(&p->evict_gen);
+    int64_t give_up = now_ns() + 10 * NS_PER_S; /* only if evict never comes */
+    while (atomic_load(&p->evict_gen) == gen && now_ns() < give_up)
+        sched_yield();
+    atomic_store(&race.bumped, atomic_load(&p->evict_gen) != gen);
+}
+
+/* Two idle connections on one shard: A due for a health check (so the
+ * reaper sweeps the shard), B fresh (judged KEEP).  Evict lands between B's
+ * judgement and its push back.  B must be closed (as evicted), not lost. */
+static void test_evict_between_judgement_and_push(void **state)
+{
+    (void)state;
+    fx *f = fx_new(0, 2);
+    f->cfg.shards = 1;
+    f->cfg.thread_cache = false;
+    f->cfg.health_interval_ns = 3600 * NS_PER_S; /* due only when a test says so */
+    f->cfg.idle_timeout_ns = 0;
+    f->cfg.max_lifetime_ns = 0;
+    f->cfg.reaper_interval_ns = NS_PER_MS;
+    fx_start(f);
+    shp_conn *a, *b;
+    assert_int_equal(shp_acquire(f->pool, &a, 0), 0);
+    assert_int_equal(shp_acquire(f->pool, &b, 0), 0);
+    assert_int_equal(shp_release(a), 0);
+    assert_int_equal(shp_release(b), 0);
+
+    race = (struct keep_race){ .pool = f->pool, .target = b };
+    __atomic_store_n(&shp__test_hook, keep_hook, __ATOMIC_RELEASE);
+    atomic_store(&b->last_checked, INT64_MAX / 2); /* fresh for an hour and more */
+    atomic_store(&a->last_checked, INT64_MIN / 2); /* due: the next pass sweeps */
+
+    int64_t give_up = now_ns() + 10 * NS_PER_S;
+    while (!atomic_load(&race.reached) && now_ns() < give_up)
+        sched_yield();
+    assert_true(atomic_load(&race.reached)); /* the reaper judged B fresh */
+    assert_int_equal(shp_pool_evict(f->pool), 0);
+    __atomic_store_n(&shp__test_hook, NULL, __ATOMIC_RELEASE);
+    assert_true(atomic_load(&race.bumped)); /* evict landed inside the window */
+
+    /* Both connections were made before the evict: both are closed by the
+     * time it returns, none left counted live. */
+    shp_stats st = stats_of(f);
+    assert_int_equal(st.live, 0);
+    assert_int_equal(st.created - st.closed, st.live);
+    assert_int_equal(snap(f->pool).closes[SHP_CLOSE_EVICTED], 2);
+    assert_int_equal(fake_open_now(&f->fb), 0);
+    /* And the pool serves its whole max_size again. */
+    assert_int_equal(shp_acquire(f->pool, &a, 0), 0);
+    assert_int_equal(shp_acquire(f->pool, &b, 0), 0);
+    assert_int_equal(shp_release(a), 0);
+    assert_int_equal(shp_release(b), 0);
+    fx_finish(f); /* destroy(p, 0) == 0: nothing is out */
+}
+
+/* ---- evicts against a sweeping reaper, under load ------------------------------------- */
+
+struct churn {
+    shp_pool *pool;
+    atomic_bool stop;
+    atomic_int errors;
+};
+
+static void *churn_main(void *arg)
+{
+    struct churn *e = arg;
+    while (!atomic_load(&e->stop)) {
+        shp_conn *c;
+        int err = shp_acquire(e->pool, &c, 10 * NS_PER_S);
+        if (err == 0)
+            err = shp_release(c);
+        if (err)
+            atomic_fetch_add(&e->errors, 1);
+    }
+    return NULL;
+}
+
+/* 16 threads churn 8 connections while the reaper sweeps every millisecond
+ * (every connection due for a check each pass) and the main thread evicts
+ * in a loop: whatever interleavings occur, the books balance and the whole
+ * pool can be borrowed at the end. */
+static void test_evict_churn_with_sweeping_reaper(void **state)
+{
+    (void)state;
+    enum { T = 16, MAX = 8 };
+    fx *f = fx_new(2, MAX);
+    f->cfg.reaper_interval_ns = NS_PER_MS;
+    f->cfg.health_interval_ns = NS_PER_MS;
+    fx_start(f);
+    pthread_t th[T];
+    struct churn e = { .pool = f->pool };
+    for (int i = 0; i < T; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, churn_main, &e), 0);
+    for (int round = 0; round < 300; round++)
+        assert_int_equal(shp_pool_evict(f->pool), 0);
+    atomic_store(&e.stop, true);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&e.errors), 0);
+
+    shp_stats st = stats_of(f);
+    assert_int_equal(st.created - st.closed, st.live);
+    assert_int_equal(fake_open_now(&f->fb), st.live);
+    shp_conn *c[MAX];
+    for (int i = 0; i < MAX; i++)
+        assert_int_equal(shp_acquire(f->pool, &c[i], 5 * NS_PER_S), 0);
+    for (int i = 0; i < MAX; i++)
+        assert_int_equal(shp_release(c[i]), 0);
+    assert_true(snap(f->pool).closes[SHP_CLOSE_EVICTED] > 0);
+    fx_finish(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_evict_between_judgement_and_push),
+        cmocka_unit_test(test_evict_churn_with_sweeping_reaper),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
