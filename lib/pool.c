@@ -694,8 +694,12 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
      * busy: yield a few times before sleeping, so that a handoff does not
      * cost a futex wake-up plus a scheduler round trip per connection (the
      * convoy that strict FIFO handoff otherwise causes). */
+    /* On busy CPUs a yield may last a scheduler time slice: stop at the
+     * deadline (the futex wait below then times out at once). */
     for (int i = 0; i < SHP__WAIT_YIELDS &&
-                    atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING; i++)
+                    atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING &&
+                    (deadline < 0 || shp__now_ns() < deadline);
+         i++)
         sched_yield();
     /* A release that parked a connection between acquire_slow's scan of the
      * thread caches and our enqueue may not have seen us, nor we its

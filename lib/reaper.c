@@ -44,8 +44,10 @@ static enum verdict judge_busy(shp_pool *p, shp_conn *c, int64_t now)
         return CLOSE_LIFETIME; /* or evicted: shp__close tells */
     if (atomic_load_explicit(&c->uses, memory_order_relaxed) >= p->max_uses)
         return CLOSE_USES;
+    /* last <= now - interval, not now - last >= interval: a first check's
+     * phase may sit up to an interval (INT64_MAX) before now. */
     if (cfg->health_interval_ns > 0 && p->ops.check &&
-        now - atomic_load_explicit(&c->last_checked, memory_order_relaxed) >= cfg->health_interval_ns)
+        atomic_load_explicit(&c->last_checked, memory_order_relaxed) <= now - cfg->health_interval_ns)
         return CHECK;
     return KEEP;
 }
@@ -257,12 +259,17 @@ void shp__reaper_kick_wait(shp_pool *p)
 {
     bool wait = p->reaper_started && !pthread_equal(pthread_self(), p->reaper);
     pthread_mutex_lock(&p->rp_lock);
-    p->rp_kick = true;
-    pthread_cond_signal(&p->rp_cond);
     /* A pass in progress may have passed some shards already: the one after
-     * it is the first to begin after the kick. */
+     * it is the first to begin after the kick.  Each wake-up kicks again,
+     * so that the second pass follows the first at once, whatever the
+     * reaper's interval. */
     uint64_t until = p->rp_passes + 2;
-    while (wait && !p->rp_stop && p->rp_passes < until)
+    do {
+        p->rp_kick = true;
+        pthread_cond_signal(&p->rp_cond);
+        if (!wait || p->rp_stop || p->rp_passes >= until)
+            break;
         pthread_cond_wait(&p->rp_done, &p->rp_lock);
+    } while (true);
     pthread_mutex_unlock(&p->rp_lock);
 }
