@@ -23,7 +23,15 @@
  *                  deadline: the backoff's futex wait;
  *   destroy        shp_pool_destroy's drain wait, with the borrower
  *                  releasing during the drain (returns 0) or after its
- *                  50 ms deadline (returns -EBUSY).
+ *                  50 ms deadline (returns -EBUSY);
+ *   redis-connect  the Redis adapter connecting to the full accept queue,
+ *                  100 ms timeout (built with the Redis adapter);
+ *   redis-hshake   the Redis adapter's handshake with a server that accepts
+ *                  and never answers, 100 ms timeout.
+ * A (control) thread only sleeps 30 ms at a time: how late it wakes is the
+ * machine's own latency under the storm (printed, not asserted).  The main
+ * thread ends every timer at the end of the storm, so a call that the
+ * storm keeps from returning returns then and is reported late.
  * Asserted: no shardpool call ever returns -EINTR; every shp_acquire
  * returns by its deadline plus MARGIN_NS and every shp_pool_destroy by its
  * drain deadline plus MARGIN_NS (the pool's own bound is 20 ms; 100 ms
@@ -57,6 +65,12 @@
 
 #include <shardpool.h>
 #include <shardpool/adapters/tcp.h>
+#ifndef STORM_WITH_REDIS
+#define STORM_WITH_REDIS 0
+#endif
+#if STORM_WITH_REDIS
+#include <shardpool/adapters/redis.h>
+#endif
 
 #include "fakeconn.h"
 
@@ -143,24 +157,65 @@ static void storm_install(void)
     }
 }
 
-/* Arms a timer that sends SIGALRM to the calling thread every STORM_NS. */
-static timer_t storm_arm(void)
+/* Every armed timer, so that the main thread can end the storm for all at
+ * once: a call that the storm keeps from returning then returns, late, and
+ * is reported instead of hanging the test. */
+static struct {
+    pthread_mutex_t mu;
+    timer_t t[64];
+    bool live[64];
+    int n;
+    bool over;
+} storm = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Arms a timer that sends SIGALRM to the calling thread every STORM_NS,
+ * unless the storm is over.  Returns its slot for storm_disarm, or -1. */
+static int storm_arm(void)
 {
     struct sigevent sev;
     memset(&sev, 0, sizeof sev);
     sev.sigev_notify = SIGEV_THREAD_ID;
     sev.sigev_signo = SIGALRM;
     sev.sigev_notify_thread_id = gettid();
-    timer_t t;
     struct itimerspec its = { .it_interval = { 0, STORM_NS }, .it_value = { 0, STORM_NS } };
-    if (timer_create(CLOCK_MONOTONIC, &sev, &t) != 0 || timer_settime(t, 0, &its, NULL) != 0) {
-        perror("timer_create");
-        exit(2);
+    pthread_mutex_lock(&storm.mu);
+    int slot = -1;
+    if (!storm.over && storm.n < 64) {
+        slot = storm.n++;
+        if (timer_create(CLOCK_MONOTONIC, &sev, &storm.t[slot]) != 0 ||
+            timer_settime(storm.t[slot], 0, &its, NULL) != 0) {
+            perror("timer_create");
+            exit(2);
+        }
+        storm.live[slot] = true;
     }
-    return t;
+    pthread_mutex_unlock(&storm.mu);
+    return slot;
 }
 
-static void storm_disarm(timer_t t) { timer_delete(t); }
+static void storm_disarm(int slot)
+{
+    pthread_mutex_lock(&storm.mu);
+    if (slot >= 0 && storm.live[slot]) {
+        timer_delete(storm.t[slot]);
+        storm.live[slot] = false;
+    }
+    pthread_mutex_unlock(&storm.mu);
+}
+
+/* Ends the storm (over: no timer may be armed until storm_allow). */
+static void storm_end(bool over)
+{
+    pthread_mutex_lock(&storm.mu);
+    for (int i = 0; i < storm.n; i++)
+        if (storm.live[i]) {
+            timer_delete(storm.t[i]);
+            storm.live[i] = false;
+        }
+    storm.n = 0;
+    storm.over = over;
+    pthread_mutex_unlock(&storm.mu);
+}
 
 /* ---- results ------------------------------------------------------------------------- */
 
@@ -212,7 +267,8 @@ static int watch(int rc)
 static struct tally t_wait = { .name = "wait" }, t_hold = { .name = "wait-holder" },
                     t_tcp = { .name = "connect-tcp" }, t_sleep = { .name = "connect-sleep" },
                     t_check = { .name = "check" }, t_backoff = { .name = "backoff" },
-                    t_destroy = { .name = "destroy" }, t_control = { .name = "(control)" };
+                    t_destroy = { .name = "destroy" }, t_control = { .name = "(control)" },
+                    t_rconn = { .name = "redis-connect" }, t_rhand = { .name = "redis-hshake" };
 
 static int64_t stop_at;
 
@@ -266,28 +322,30 @@ static bool synq_full(int *lfd, int *filler, int *port)
     return false;
 }
 
-/* The slow echo server: answers each request SLOW_REPLY_NS after it came
- * (one thread, requests served in turn).  Not a target of the storm. */
-static struct {
+/* A server thread (not a target of the storm).  slow: echoes each request
+ * SLOW_REPLY_NS after it came (requests served in turn); silent: accepts,
+ * reads, never answers. */
+struct server {
     int lfd, port, wake[2];
+    bool silent;
     pthread_t th;
-} slow;
+};
 
-static void *slow_main(void *arg)
+static void *server_main(void *arg)
 {
-    (void)arg;
-    struct pollfd fds[64];
+    struct server *sv = arg;
+    struct pollfd fds[256];
     int n = 2;
-    fds[0] = (struct pollfd){ .fd = slow.wake[0], .events = POLLIN };
-    fds[1] = (struct pollfd){ .fd = slow.lfd, .events = POLLIN };
+    fds[0] = (struct pollfd){ .fd = sv->wake[0], .events = POLLIN };
+    fds[1] = (struct pollfd){ .fd = sv->lfd, .events = POLLIN };
     for (;;) {
         if (poll(fds, (nfds_t)n, -1) < 0)
             continue;
         if (fds[0].revents)
             break;
         if (fds[1].revents & POLLIN) {
-            int c = accept4(slow.lfd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0 && n < 64)
+            int c = accept4(sv->lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0 && n < 256)
                 fds[n++] = (struct pollfd){ .fd = c, .events = POLLIN };
             else if (c >= 0)
                 close(c);
@@ -298,6 +356,8 @@ static void *slow_main(void *arg)
             char buf[256];
             ssize_t r = recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT);
             if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (r > 0 && sv->silent)
                 continue;
             if (r > 0) {
                 nap_ns(SLOW_REPLY_NS);
@@ -312,6 +372,27 @@ static void *slow_main(void *arg)
         close(fds[i].fd);
     return NULL;
 }
+
+static void server_start(struct server *sv, bool silent)
+{
+    sv->silent = silent;
+    sv->lfd = listen_lo(64, &sv->port);
+    if (pipe2(sv->wake, O_CLOEXEC) != 0 || pthread_create(&sv->th, NULL, server_main, sv) != 0) {
+        perror("server");
+        exit(2);
+    }
+}
+
+static void server_stop(struct server *sv)
+{
+    if (write(sv->wake[1], "x", 1) == 1)
+        pthread_join(sv->th, NULL);
+    close(sv->lfd);
+    close(sv->wake[0]);
+    close(sv->wake[1]);
+}
+
+static struct server slow, silent;
 
 /* The check's ping: "ping\n" echoed, within the acquire's deadline when it
  * validates for one (else 1 s), retrying after signals. */
@@ -392,11 +473,12 @@ static void sleepy_close(void *ctx, void *h)
 /* ---- the scenarios' threads -------------------------------------------------------------------- */
 
 static shp_pool *pool_wait, *pool_tcp, *pool_sleep, *pool_check, *pool_backoff;
+static shp_pool *pool_rconn, *pool_rhand; /* Redis adapter: full accept queue, silent server */
 
 static void *holder_main(void *arg)
 {
     (void)arg;
-    timer_t t = storm_arm();
+    int t = storm_arm();
     while (running()) {
         shp_conn *c = NULL;
         int64_t t0 = now_ns();
@@ -415,7 +497,7 @@ static void *holder_main(void *arg)
     static void *fn(void *arg)                                                \
     {                                                                         \
         (void)arg;                                                            \
-        timer_t t_ = storm_arm();                                             \
+        int t_ = storm_arm();                                                  \
         while (running()) {                                                   \
             body;                                                             \
         }                                                                     \
@@ -438,6 +520,9 @@ static void control_once(void)
     note(&t_control, 0, now_ns(), t0 + 30 * NS_PER_MS);
 }
 LOOP_THREAD(control_main, control_once())
+LOOP_THREAD(rconn_main, acquire_once(pool_rconn, &t_rconn, 100 * NS_PER_MS, false);
+            nap_ns(NS_PER_MS) /* paces a connect that fails at once */)
+LOOP_THREAD(rhand_main, acquire_once(pool_rhand, &t_rhand, 100 * NS_PER_MS, false))
 LOOP_THREAD(backoff_main, acquire_once(pool_backoff, &t_backoff, 100 * NS_PER_MS, false))
 
 /* destroy: the destroyer makes a pool, the holder borrows its connection,
@@ -460,7 +545,7 @@ static struct {
 static void *drain_holder_main(void *arg)
 {
     (void)arg;
-    timer_t t = storm_arm();
+    int t = storm_arm();
     int seen = 0;
     pthread_mutex_lock(&dd.mu);
     for (;;) {
@@ -504,7 +589,7 @@ static void *drain_holder_main(void *arg)
 static void *destroyer_main(void *arg)
 {
     (void)arg;
-    timer_t t = storm_arm();
+    int t = storm_arm();
     shp_ops ops = fake_ops(&dd.fb);
     shp_config cfg;
     shp_config_init(&cfg);
@@ -636,7 +721,12 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    struct tally *all[] = { &t_wait, &t_hold, &t_tcp, &t_sleep, &t_check, &t_backoff, &t_destroy };
+    struct tally *all[] = { &t_wait,    &t_hold,    &t_tcp,   &t_sleep, &t_check,
+                            &t_backoff, &t_destroy,
+#if STORM_WITH_REDIS
+                            &t_rconn,   &t_rhand,
+#endif
+    };
     const size_t nall = sizeof all / sizeof all[0];
     atomic_store(&t_control.max_over, INT64_MIN);
     for (size_t i = 0; i < nall; i++)
@@ -668,9 +758,7 @@ int main(int argc, char **argv)
     if (shp_tcp_ops(&o_tcp, &tc) != 0)
         return 2;
 
-    slow.lfd = listen_lo(64, &slow.port);
-    if (pipe2(slow.wake, O_CLOEXEC) != 0 || pthread_create(&slow.th, NULL, slow_main, NULL) != 0)
-        return 2;
+    server_start(&slow, false);
     snprintf(port_s, sizeof port_s, "%d", slow.port);
     tc.port_or_service = port_s;
     tc.read_timeout_ns = tc.write_timeout_ns = NS_PER_S;
@@ -678,6 +766,24 @@ int main(int argc, char **argv)
     if (shp_tcp_ops(&o_check, &tc) != 0)
         return 2;
 
+#if STORM_WITH_REDIS
+    /* The Redis adapter (hiredis) connecting to the full accept queue, and
+     * handshaking with a server that accepts and never answers. */
+    server_start(&silent, true);
+    shp_redis_config rc;
+    shp_redis_config_init(&rc);
+    rc.port = port;
+    rc.connect_timeout_ns = rc.command_timeout_ns = NS_PER_S;
+    rc.name = "storm-redis";
+    shp_ops o_rconn, o_rhand;
+    if (shp_redis_ops(&o_rconn, &rc) != 0)
+        return 2;
+    rc.port = silent.port;
+    if (shp_redis_ops(&o_rhand, &rc) != 0)
+        return 2;
+    pool_rconn = make_pool("storm-rconn", &o_rconn, 0, 4, tune_tcp);
+    pool_rhand = make_pool("storm-rhand", &o_rhand, 0, 4, tune_tcp);
+#endif
     pool_wait = make_pool("storm-wait", &o_wait, 0, 2, NULL);
     pool_tcp = make_pool("storm-tcp", &o_tcp, 0, 4, tune_tcp);
     pool_sleep = make_pool("storm-sleep", &o_sleep, 0, 8, NULL);
@@ -689,6 +795,9 @@ int main(int argc, char **argv)
         { holder_main, 2 },  { waiter_main, 4 }, { tcp_main, 2 },          { sleep_main, 2 },
         { check_main, 2 },   { backoff_main, 2 }, { drain_holder_main, 1 }, { destroyer_main, 1 },
         { control_main, 1 },
+#if STORM_WITH_REDIS
+        { rconn_main, 1 },   { rhand_main, 1 },
+#endif
     };
     pthread_t th[32];
     int nth = 0;
@@ -699,27 +808,36 @@ int main(int argc, char **argv)
         for (int k = 0; k < plan[i].n; k++)
             if (pthread_create(&th[nth++], NULL, plan[i].fn, NULL) != 0)
                 return 2;
-    for (int i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
+    /* No call starts after stop_at; one the storm keeps from returning
+     * returns once the storm is over, and is reported late. */
+    nap_ns(stop_at - now_ns());
+    storm_end(true);
     int64_t storm_ns = now_ns() - t0;
     long sigs = atomic_load(&delivered) - sig0;
+    for (int i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
 
     /* What each scenario reached. */
     shp_stats s_check = stats(pool_check), s_backoff = stats(pool_backoff);
     shp_stats s_wait = stats(pool_wait);
 
     /* The pools go under the storm too. */
-    timer_t mt = storm_arm();
-    shp_pool *pools[] = { pool_wait, pool_tcp, pool_sleep, pool_check, pool_backoff };
+    storm_end(false); /* armed again for the final destroys */
+    int mt = storm_arm();
+    shp_pool *pools[] = { pool_wait, pool_tcp, pool_sleep, pool_check, pool_backoff,
+                          pool_rconn, pool_rhand };
     int bad_final = 0;
     for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++)
-        if (watch(shp_pool_destroy(pools[i], NS_PER_S)) != 0)
+        if (pools[i] && watch(shp_pool_destroy(pools[i], NS_PER_S)) != 0)
             bad_final++;
     storm_disarm(mt);
     shp_quiesce();
-    write(slow.wake[1], "x", 1);
-    pthread_join(slow.th, NULL);
-    close(slow.lfd);
+    server_stop(&slow);
+#if STORM_WITH_REDIS
+    server_stop(&silent);
+    shp_redis_ops_free(&o_rconn);
+    shp_redis_ops_free(&o_rhand);
+#endif
     close(filler);
     close(lfd);
     shp_tcp_ops_free(&o_tcp);
@@ -760,6 +878,12 @@ int main(int argc, char **argv)
               atomic_load(&t_check.ok) > 0,
           "check: %" PRIu64 " checks, %" PRIu64 " failed (a slow answer is not a failure)",
           s_check.health_checks, s_check.health_failures);
+#if STORM_WITH_REDIS
+    check(atomic_load(&t_rconn.timedout) > 0 && atomic_load(&t_rconn.ok) == 0,
+          "redis-connect: Redis connects to the full accept queue did not time out");
+    check(atomic_load(&t_rhand.timedout) > 0 && atomic_load(&t_rhand.ok) == 0,
+          "redis-hshake: handshakes with a silent server did not time out");
+#endif
     check(atomic_load(&t_backoff.refused) == atomic_load(&t_backoff.calls) && s_backoff.retries > 0,
           "backoff: every acquire must fail with -ECONNREFUSED after retries");
     check(dd.rounds_ok > 0 && dd.rounds_busy > 0 && dd.bad_destroy == 0 && dd.bad_release == 0,
