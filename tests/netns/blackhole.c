@@ -39,7 +39,10 @@
  * The validate and health phases run the Redis adapter with
  * SHP_REDIS_CLEANUP_TRACKED, so that they measure the check alone.
  * In every phase no shp_acquire may return later than its deadline plus
- * 100 ms (the overshoot budget; acquire timeouts 200, 300, 500, 1000 ms).
+ * 100 ms (the overshoot budget; acquire timeouts 200, 300, 500, 1000 ms),
+ * nor with -EINTR or an error other than -ETIMEDOUT or -EHOSTDOWN; a
+ * release into the blackhole must return within the adapter's I/O timeout
+ * (1 s) plus 100 ms.
  * After each phase the rule is removed and, within 5 s, an acquire must
  * succeed and carry a real request (echo, PING, SELECT 1), the breaker must
  * be closed, 20 more borrows must all work, created - closed = live, and

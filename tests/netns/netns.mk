@@ -7,10 +7,11 @@
 #                      network namespace of the program's own (root; prints a
 #                      SKIP line and passes where no namespace can be made)
 #   make signal-storm  a 10 kHz SIGALRM storm (no SA_RESTART) against threads
-#                      waiting, connecting, checking, backing off and
-#                      draining; release, ASan+UBSan and TSan builds
+#                      waiting, connecting (TCP and Redis adapters, a sleeping
+#                      connect), checking, backing off and draining; release,
+#                      ASan+UBSan and TSan builds
 
-DEB_PKGS += nftables iproute2
+DEB_PKGS += nftables
 
 NETNS_INTEG := tests/integration/redisserver.c tests/integration/pgserver.c
 NETNS_INTEG_H := tests/integration/redisserver.h tests/integration/pgserver.h
