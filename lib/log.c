@@ -214,3 +214,14 @@ void shp__error_detail_clear(void)
 {
     detail[0] = '\0';
 }
+
+void shp__log_before_fork(void)
+{
+    pthread_mutex_lock(&sink_lock);
+}
+
+void shp__log_after_fork(bool child)
+{
+    (void)child; /* the sink and the level stay what they were */
+    pthread_mutex_unlock(&sink_lock);
+}

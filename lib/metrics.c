@@ -313,7 +313,7 @@ static bool valid_pool(const shp_pool *p)
 
 SHP__COLD static int bad_arg(shp_pool *p, const char *event)
 {
-    return shp__misuse(valid_pool(p) ? p : NULL, -EINVAL, event, p);
+    return shp__bad_pool(p, event);
 }
 
 int shp_pool_metrics(shp_pool *p, shp_metrics *out)

@@ -34,6 +34,9 @@ static void free_pool_cb(struct rcu_head *head)
 {
     shp_pool *p = caa_container_of(head, shp_pool, rcu);
     SHP__TSAN_ACQUIRE();
+    if (shp__inherited(p))
+        return; /* queued in the parent, run in a child of fork(): not ours */
+    shp__fork_untrack(p);
     pthread_mutex_destroy(&p->wq_lock);
     pthread_mutex_destroy(&p->reg_lock);
     pthread_mutex_destroy(&p->rp_lock);
@@ -71,6 +74,8 @@ static void recycle_conn_cb(struct rcu_head *head)
     shp_conn *c = caa_container_of(head, shp_conn, rcu);
     SHP__TSAN_ACQUIRE();
     shp_pool *p = c->pool;
+    if (shp__inherited(p))
+        return; /* see free_pool_cb */
     pthread_mutex_lock(&p->reg_lock);
     c->rnext = p->spare;
     p->spare = c;
@@ -184,6 +189,12 @@ static inline struct shp__tlc *tlc_slot(const shp_pool *p)
     return &tlc[p->id % SHP__TLC_WAYS];
 }
 
+void shp__tlc_forget(void)
+{
+    memset(tlc, 0, sizeof tlc);
+    home_hint = 0;
+}
+
 /* Claims the calling thread's cached connection of p: returns it IN_USE
  * (use not yet counted), or NULL. */
 static inline shp_conn *tlc_claim(shp_pool *p)
@@ -283,8 +294,7 @@ void shp__callback_failed(shp_pool *p, const char *op, int err, shp_log_level le
 int shp_pool_last_error(shp_pool *p, shp_last_error *out)
 {
     if (!p || p->magic != SHP__POOL_MAGIC || !out)
-        return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL,
-                           "last_error_bad_arg", p);
+        return shp__bad_pool(p, "last_error_bad_arg");
     pthread_mutex_lock(&p->err_lock);
     *out = p->last_error;
     pthread_mutex_unlock(&p->err_lock);
@@ -1096,7 +1106,7 @@ static inline __attribute__((always_inline)) int acquire_one(shp_pool *p, shp_co
                                                             int64_t timeout_ns, int64_t t0)
 {
     if (SHP_UNLIKELY(!p || !out || p->magic != SHP__POOL_MAGIC))
-        return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, "acquire_bad_arg", p);
+        return shp__bad_pool(p, "acquire_bad_arg");
     shp__rcu_lock();
     return acquire_locked(p, out, timeout_ns, t0, false);
 }
@@ -1243,12 +1253,21 @@ SHP__COLD static int release_retire(shp_pool *p, shp_conn *c, enum shp__close_re
     return why == SHP__CLOSE_SHUTDOWN ? -ESHUTDOWN : 0;
 }
 
+/* Whether c cannot be a connection pointer at all: NULL or in the first
+ * page (where no allocation lives); one compare, like a NULL test. */
+static inline bool not_a_pointer(const shp_conn *c)
+{
+    return (uintptr_t)c < 4096;
+}
+
 SHP__COLD static int release_bad(shp_pool *expect, shp_conn *c)
 {
-    if (!c)
-        return shp__misuse(expect, -EINVAL, "release_null", c);
+    if (not_a_pointer(c))
+        return shp__misuse(expect, -EINVAL, c ? "release_bad_pointer" : "release_null", c);
     if (c->magic != SHP__CONN_MAGIC)
         return shp__misuse(expect, -EBADF, "release_not_a_conn", c);
+    if (shp__inherited(c->pool)) /* nothing is closed: it is the parent's */
+        return shp__misuse(c->pool, -ECHILD, "release_inherited", c);
     if (expect && expect != c->pool)
         return shp__misuse(expect, -EXDEV, "release_foreign", c);
     return not_borrowed(c->pool, c, atomic_load_explicit(&c->state, memory_order_acquire));
@@ -1334,7 +1353,8 @@ static inline __attribute__((always_inline)) int release_idle(shp_pool *p, shp_c
  * release_idle.  shp_release's fast path handles the common case itself. */
 static __attribute__((noinline)) int release_impl(shp_pool *expect, shp_conn *c, bool broken)
 {
-    if (SHP_UNLIKELY(!c || c->magic != SHP__CONN_MAGIC || (expect && expect != c->pool) ||
+    if (SHP_UNLIKELY(not_a_pointer(c) || c->magic != SHP__CONN_MAGIC ||
+                     (expect && expect != c->pool) || c->pool->magic != SHP__POOL_MAGIC ||
                      atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE))
         return release_bad(expect, c);
     shp_pool *p = c->pool;
@@ -1369,7 +1389,7 @@ static __attribute__((noinline)) int release_impl(shp_pool *expect, shp_conn *c,
 
 int shp_release(shp_conn *c)
 {
-    if (SHP_UNLIKELY(!c || c->magic != SHP__CONN_MAGIC ||
+    if (SHP_UNLIKELY(not_a_pointer(c) || c->magic != SHP__CONN_MAGIC ||
                      atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE))
         return release_bad(NULL, c);
     shp_pool *p = c->pool;
@@ -1393,7 +1413,7 @@ int shp_release_broken(shp_conn *c) { return release_impl(NULL, c, true); }
 int shp_pool_release(shp_pool *p, shp_conn *c)
 {
     if (!p || p->magic != SHP__POOL_MAGIC)
-        return shp__misuse(NULL, -EINVAL, "release_bad_pool", p);
+        return shp__bad_pool(p, "release_bad_pool");
     return release_impl(p, c, false);
 }
 
@@ -1500,6 +1520,12 @@ int shp_pool_create(shp_pool **out, const shp_config *cfg_in, const shp_ops *ops
     static _Atomic uint64_t last_id;
     p->id = atomic_fetch_add_explicit(&last_id, 1, memory_order_relaxed) + 1;
     p->magic = SHP__POOL_MAGIC;
+    if ((err = shp__fork_track(p)) != 0) {
+        shp__log(SHP_LOG_ERROR, p->name, "event=create_failed step=pthread_atfork err=%s",
+                 shp_err_name(err));
+        shp_pool_destroy(p, 0);
+        return err;
+    }
 
     for (unsigned i = 0; i < cfg.min_size; i++) {
         shp_conn *c = NULL;
@@ -1620,7 +1646,7 @@ static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
 int shp_pool_shutdown(shp_pool *p, int64_t drain_timeout_ns)
 {
     if (!p || p->magic != SHP__POOL_MAGIC)
-        return shp__misuse(NULL, -EINVAL, "shutdown_bad_pool", p);
+        return shp__bad_pool(p, "shutdown_bad_pool");
     int expect = SHP__RUNNING;
     if (!atomic_compare_exchange_strong(&p->state, &expect, SHP__STOPPING))
         return shp__misuse(p, -EALREADY, "shutdown_twice", p);
@@ -1630,7 +1656,7 @@ int shp_pool_shutdown(shp_pool *p, int64_t drain_timeout_ns)
 int shp_pool_destroy(shp_pool *p, int64_t drain_timeout_ns)
 {
     if (!p || p->magic != SHP__POOL_MAGIC)
-        return shp__misuse(NULL, -EINVAL, "destroy_bad_pool", p);
+        return shp__bad_pool(p, "destroy_bad_pool");
     if (atomic_exchange(&p->destroyed, true))
         return shp__misuse(p, -EINVAL, "destroy_twice", p);
     int ret, expect = SHP__RUNNING;

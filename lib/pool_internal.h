@@ -43,6 +43,7 @@
 
 #define SHP__POOL_MAGIC 0x73687020706f6f6cULL /* "shp pool" */
 #define SHP__POOL_DEAD  0x646561642020706fULL
+#define SHP__POOL_FORKED 0x666f726b65642020ULL /* "forked  ": inherited across fork() (fork.c) */
 #define SHP__CONN_MAGIC 0x73687063u           /* "shpc" */
 
 enum shp__conn_state {
@@ -57,7 +58,8 @@ enum shp__conn_state {
     SHP__CACHED,       /* idle in a thread cache: claimed by CAS only */
 };
 
-enum shp__pool_state { SHP__RUNNING = 1, SHP__STOPPING, SHP__STOPPED };
+enum shp__pool_state { SHP__RUNNING = 1, SHP__STOPPING, SHP__STOPPED,
+                       SHP__FORKED /* inherited across fork(): unusable (fork.c) */ };
 
 enum shp__close_reason { /* the public shp_close_reason */
     SHP__CLOSE_IDLE = SHP_CLOSE_IDLE, SHP__CLOSE_LIFETIME = SHP_CLOSE_LIFETIME,
@@ -212,6 +214,10 @@ struct shp_pool {
     uint64_t rp_passes;           /* passes completed (rp_lock) */
     pthread_cond_t rp_done;       /* broadcast after each pass */
 
+    /* the process's list of live pools (fork.c, its lock) */
+    shp_pool *fk_prev, *fk_next;
+    bool fk_listed;
+
     shp_ops ops;
     shp_config cfg;
     char name[64];
@@ -221,7 +227,28 @@ struct shp_pool {
 #define SHP__CAP_LIVE(c)       ((uint32_t)((c) >> 32))
 #define SHP__CAP_CONNECTING(c) ((uint32_t)(c))
 
+/* fork.c */
+/* Lists p among the process's pools (registering the fork handlers on the
+ * first call), so that a child of fork() finds it inherited.  Returns 0 or
+ * a negative errno (pthread_atfork failed). */
+int shp__fork_track(shp_pool *p);
+/* Takes p off the list (the pool is being freed).  Thread-safe. */
+void shp__fork_untrack(shp_pool *p);
+/* The error for a call whose pool argument p is not a usable pool, logged
+ * as misuse `event`: -ECHILD for a pool inherited across fork(), else
+ * -EINVAL (NULL, not a pool, destroyed). */
+int shp__bad_pool(shp_pool *p, const char *event);
+/* Whether p was inherited across fork() (fork.c): every call on it answers
+ * -ECHILD. */
+static inline bool shp__inherited(const shp_pool *p)
+{
+    return p->magic == SHP__POOL_FORKED;
+}
+
 /* pool.c */
+/* Forgets the calling thread's thread cache (fork.c: in a child, the
+ * forking thread's parked connections are the parent's). */
+void shp__tlc_forget(void);
 /* Callback `op` ("connect", "check", "prepare") failed with err on the
  * calling thread: logs one line at `level` (event=<op>_failed, with conn
  * when not NULL) carrying the callback's detail (shp_set_error_detail) or

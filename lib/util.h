@@ -6,6 +6,7 @@
 
 #include <shardpool/log.h>
 #include <shardpool/pool.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -64,5 +65,10 @@ int shp__log_enabled(shp_log_level level);
 size_t shp__error_detail_take(char *buf, size_t len);
 /* Forgets the calling thread's detail: the pool calls it before a callback. */
 void shp__error_detail_clear(void);
+
+/* fork() brackets (fork.c): hold the log sink's lock across fork, so that a
+ * child's first line does not wait for a thread of the parent. */
+void shp__log_before_fork(void);
+void shp__log_after_fork(bool child);
 
 #endif
