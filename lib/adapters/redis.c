@@ -239,7 +239,8 @@ static int handshake(const struct redis_ctx *t, redisContext *rc, int64_t deadli
     if (deadline >= 0) {
         tmo = deadline - shp__now_ns();
         if (tmo <= 0)
-            return failed(t, -ETIMEDOUT, step, "connect_timeout_ns or the acquire's deadline passed");
+            return failed(t, -ETIMEDOUT, step,
+                          "connect_timeout_ns or the acquire's deadline passed");
     }
     if (redisSetTimeout(rc, ns_to_tv(tmo)) != REDIS_OK)
         return failed(t, ctx_errno(rc), "set_timeout", rc->errstr);

@@ -352,7 +352,8 @@ static int run_ping(const struct tcp_ctx *t, int fd)
     int64_t rt = shp__hook_timeout_ns(t->cfg.read_timeout_ns, &rcap);
     int64_t wt = shp__hook_timeout_ns(t->cfg.write_timeout_ns, &wcap);
     if (rt < 0 || wt < 0)
-        return failed(t, -ETIMEDOUT, "check", NULL, "the acquire's deadline passed before the ping");
+        return failed(t, -ETIMEDOUT, "check", NULL,
+                      "the acquire's deadline passed before the ping");
     int err = 0;
     if ((rcap && (err = set_timeout(fd, SO_RCVTIMEO, rt))) ||
         (wcap && (err = set_timeout(fd, SO_SNDTIMEO, wt))))
@@ -454,7 +455,8 @@ static int validate(const shp_tcp_config *cfg)
         return bad_config(cfg, -EINVAL, "host", "empty host or port_or_service");
     } else if (bad_port(cfg->port_or_service)) {
         char why[128];
-        snprintf(why, sizeof why, "'%.32s': %s", cfg->port_or_service, bad_port(cfg->port_or_service));
+        snprintf(why, sizeof why, "'%.32s': %s", cfg->port_or_service,
+                 bad_port(cfg->port_or_service));
         for (char *q = why + 1; *q; q++)
             if (*q == '"')
                 *q = '\'';

@@ -825,7 +825,8 @@ static void test_unknown_host_fails_fast(void **state)
     if (g == 0)
         freeaddrinfo(res);
     if (g != EAI_NONAME && g != EAI_NODATA) {
-        print_message("skip: the resolver answers %s for %s (no DNS here?)\n", gai_strerror(g), host);
+        print_message("skip: the resolver answers %s for %s (no DNS here?)\n", gai_strerror(g),
+                      host);
         skip();
     }
     shp_tcp_config c = cfg_inet(host, "7");

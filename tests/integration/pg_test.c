@@ -341,8 +341,8 @@ static void hba_first_line(const char *line, const char *user, const char *probe
     PQfinish(a);
     /* the postmaster rereads the file on SIGHUP: poll until it did */
     char probe_ci[256];
-    snprintf(probe_ci, sizeof probe_ci, "host=127.0.0.1 port=%d dbname=postgres user=%s %s", srv.port,
-             user, NO_PASSFILE);
+    snprintf(probe_ci, sizeof probe_ci, "host=127.0.0.1 port=%d dbname=postgres user=%s %s",
+             srv.port, user, NO_PASSFILE);
     bool seen = false;
     char last[512] = "";
     for (int i = 0; i < 2000 && !seen; i++) {
