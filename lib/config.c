@@ -1,5 +1,5 @@
 /* config.c - defaults and validation of shp_config. */
-#include "util.h"
+#include "pool_internal.h"
 
 #include <errno.h>
 #include <shardpool/pool.h>
@@ -40,6 +40,10 @@ void shp_config_init(shp_config *cfg)
 
 #define SHP__MAX_POOL_SIZE 1000000u
 #define SHP__MAX_SHARDS    4096u
+/* Longest pool name, in bytes: the pool keeps a copy in a fixed array. */
+#define SHP__NAME_MAX      63
+_Static_assert(sizeof(((shp_pool *)0)->name) == SHP__NAME_MAX + 1,
+               "shp_pool.name holds a name of SHP__NAME_MAX bytes");
 
 static int bad(const shp_config *cfg, const char *field, const char *why)
 {
@@ -52,6 +56,18 @@ int shp_config_validate(const shp_config *cfg)
     if (!cfg) {
         shp__log(SHP_LOG_ERROR, NULL, "event=invalid_config reason=\"NULL config\"");
         return -EINVAL;
+    }
+    if (cfg->name) {
+        /* A name goes into every log line of the pool: one that is cut or
+         * holds a control character (a newline forges lines) is refused. */
+        size_t len = strnlen(cfg->name, SHP__NAME_MAX + 1);
+        if (len > SHP__NAME_MAX)
+            return bad(cfg, "name", "longer than 63 bytes");
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)cfg->name[i];
+            if (c < 0x20 || c == 0x7f)
+                return bad(cfg, "name", "contains a control character");
+        }
     }
     if (cfg->max_size == 0)
         return bad(cfg, "max_size", "must be at least 1");

@@ -1,16 +1,20 @@
-/* log.c - the log sink and secret masking. */
+/* log.c - the log sink, the repeat limit, secret masking and the
+ * SHARDPOOL_* environment variables it reads. */
 #include "util.h"
 
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+#define LINE_MAX_LEN 512 /* a line is cut to this, NUL included */
 
 /* The sink: set rarely, read on every logged line.  Readers copy it under
  * the mutex and call it outside, so a callback may itself log or reset the
@@ -21,18 +25,85 @@ static void *sink_ud;
 static _Atomic int sink_level = -1; /* -1: default sink, level from env */
 static _Atomic int env_level = -1;
 
+/* The repeat limit (log.h), under sink_lock: one slot per distinct line
+ * delivered lately, found by a 64-bit hash of its level and text. */
+struct repeat_slot {
+    uint64_t hash;        /* 0: free */
+    int64_t delivered_ns; /* when this text was last delivered */
+    uint64_t suppressed;  /* dropped since then */
+};
+static struct repeat_slot repeats[SHP_LOG_REPEAT_SLOTS];
+static int64_t repeat_window_ns = SHP_LOG_REPEAT_WINDOW_NS;
+static int64_t (*repeat_clock)(void) = shp__now_ns;
+
+/* ---- environment ---------------------------------------------------------- */
+
+/* One warning line for an environment variable that holds none of the
+ * accepted values (value shown cut to 40 bytes, quotes made single). */
+static void bad_env(const char *var, const char *value, const char *expected, const char *using)
+{
+    char v[41];
+    snprintf(v, sizeof v, "%s", value);
+    for (char *q = v; *q; q++)
+        if (*q == '"')
+            *q = '\'';
+    shp__log(SHP_LOG_WARN, NULL, "event=bad_env var=%s value=\"%s\" expected=\"%s\" using=%s",
+             var, v, expected, using);
+}
+
+int shp__env_flag(const char *var, bool dflt)
+{
+    static const char *const on[] = { "1", "true", "yes", "on" };
+    static const char *const off[] = { "0", "false", "no", "off" };
+    const char *v = getenv(var);
+    if (!v || !*v)
+        return dflt;
+    for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+        if (strcasecmp(v, on[i]) == 0)
+            return 1;
+        if (strcasecmp(v, off[i]) == 0)
+            return 0;
+    }
+    bad_env(var, v, "1, true, yes, on or 0, false, no, off", dflt ? "on" : "off");
+    return dflt;
+}
+
+int shp__log_level_parse(const char *s)
+{
+    static const char *const alias[] = { "error", "warning", "info", "debug" };
+    if (!s)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(s, level_names[i]) == 0 || strcasecmp(s, alias[i]) == 0)
+            return i;
+    if (s[0] >= '0' && s[0] <= '3' && s[1] == '\0')
+        return s[0] - '0';
+    return -1;
+}
+
 static int level_from_env(void)
 {
-    int lvl = atomic_load_explicit(&env_level, memory_order_relaxed);
+    int lvl = atomic_load_explicit(&env_level, memory_order_acquire);
     if (lvl >= 0)
         return lvl;
-    lvl = SHP_LOG_WARN;
     const char *e = getenv("SHARDPOOL_LOG_LEVEL");
-    for (int i = 0; e && i < 4; i++)
-        if (strcasecmp(e, level_names[i]) == 0)
-            lvl = i;
-    atomic_store_explicit(&env_level, lvl, memory_order_relaxed);
-    return lvl;
+    int parsed = e && *e ? shp__log_level_parse(e) : SHP_LOG_WARN;
+    lvl = parsed >= 0 ? parsed : SHP_LOG_WARN;
+    int unset = -1;
+    /* Whoever stores the level first warns: once per process (per
+     * shp__log_env_reset).  The warning reads env_level, now set. */
+    if (atomic_compare_exchange_strong_explicit(&env_level, &unset, lvl, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        if (parsed < 0)
+            bad_env("SHARDPOOL_LOG_LEVEL", e, "error, warn, info, debug or 0-3", "warn");
+        return lvl;
+    }
+    return unset;
+}
+
+void shp__log_env_reset(void)
+{
+    atomic_store_explicit(&env_level, -1, memory_order_release);
 }
 
 static int max_level(void)
@@ -41,12 +112,24 @@ static int max_level(void)
     return lvl >= 0 ? lvl : level_from_env();
 }
 
+/* ---- the sink ------------------------------------------------------------- */
+
 void shp_log_set(shp_log_fn fn, void *ud, shp_log_level level)
 {
     pthread_mutex_lock(&sink_lock);
     sink_fn = fn;
     sink_ud = fn ? ud : NULL;
+    memset(repeats, 0, sizeof repeats);
     atomic_store_explicit(&sink_level, fn ? (int)level : -1, memory_order_release);
+    pthread_mutex_unlock(&sink_lock);
+}
+
+void shp__log_set_repeat(int64_t window_ns, int64_t (*clock_ns)(void))
+{
+    pthread_mutex_lock(&sink_lock);
+    repeat_window_ns = window_ns < 0 ? SHP_LOG_REPEAT_WINDOW_NS : window_ns;
+    repeat_clock = clock_ns ? clock_ns : shp__now_ns;
+    memset(repeats, 0, sizeof repeats);
     pthread_mutex_unlock(&sink_lock);
 }
 
@@ -55,11 +138,75 @@ int shp__log_enabled(shp_log_level level)
     return (int)level <= max_level();
 }
 
+/* FNV-1a over the level and the line, never 0 (0 marks a free slot). */
+static uint64_t line_hash(shp_log_level level, const char *line)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)level;
+    for (const unsigned char *p = (const unsigned char *)line; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    return h ? h : 1;
+}
+
+/* The repeat limit for one line; sink_lock held.  Returns false when the
+ * line is to be dropped, else true with *suppressed = the lines of this
+ * text dropped since its previous delivery. */
+static bool repeat_admit(shp_log_level level, const char *line, uint64_t *suppressed)
+{
+    *suppressed = 0;
+    if (repeat_window_ns <= 0)
+        return true;
+    int64_t now = repeat_clock();
+    uint64_t h = line_hash(level, line);
+    struct repeat_slot *victim = &repeats[0];
+    for (size_t i = 0; i < SHP_LOG_REPEAT_SLOTS; i++) {
+        struct repeat_slot *s = &repeats[i];
+        if (s->hash == h) {
+            if (now - s->delivered_ns < repeat_window_ns) {
+                s->suppressed++;
+                return false;
+            }
+            *suppressed = s->suppressed;
+            s->suppressed = 0;
+            s->delivered_ns = now;
+            return true;
+        }
+        /* a free slot, else the least recently delivered line */
+        if (victim->hash != 0 && (s->hash == 0 || s->delivered_ns < victim->delivered_ns))
+            victim = s;
+    }
+    *victim = (struct repeat_slot){ .hash = h, .delivered_ns = now };
+    return true;
+}
+
+/* Copies src into dst (size len, NUL-terminated) with every control byte
+ * (< 0x20, 0x7f) written as \xNN; an escape that does not fit is left out
+ * whole. */
+static void escape_controls(char *dst, size_t len, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            if (o + 1 >= len)
+                break;
+            dst[o++] = (char)*p;
+        } else {
+            if (o + 4 >= len)
+                break;
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[*p >> 4];
+            dst[o++] = hex[*p & 15];
+        }
+    }
+    dst[o] = '\0';
+}
+
 void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
 {
     if ((int)level > max_level())
         return;
-    char raw[512], line[512];
+    char raw[LINE_MAX_LEN], esc[LINE_MAX_LEN], line[LINE_MAX_LEN + 32];
     int n = snprintf(raw, sizeof raw, "level=%s pool=%s ",
                      level_names[level < 4 ? level : 3], pool ? pool : "-");
     if (n < 0)
@@ -70,11 +217,20 @@ void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
         vsnprintf(raw + n, sizeof raw - (size_t)n, fmt, ap);
         va_end(ap);
     }
-    shp_mask_secrets(line, sizeof line, raw);
+    escape_controls(esc, sizeof esc, raw);
+    shp_mask_secrets(line, LINE_MAX_LEN, esc);
+    uint64_t suppressed;
     pthread_mutex_lock(&sink_lock);
+    bool admit = repeat_admit(level, line, &suppressed);
     shp_log_fn fn = sink_fn;
     void *ud = sink_ud;
     pthread_mutex_unlock(&sink_lock);
+    if (!admit)
+        return;
+    if (suppressed) {
+        size_t len = strlen(line);
+        snprintf(line + len, sizeof line - len, " suppressed=%llu", (unsigned long long)suppressed);
+    }
     if (fn)
         fn(level, line, ud);
     else

@@ -190,8 +190,7 @@ void shp__monitor_pool_added(shp_pool *p)
     pthread_mutex_lock(&mon_lock);
     if (!env_checked) {
         env_checked = true;
-        const char *e = getenv("SHARDPOOL_MONITOR");
-        if (e && strcmp(e, "1") == 0)
+        if (shp__env_flag("SHARDPOOL_MONITOR", false) == 1)
             enable_locked(); /* logs its failure; the pool works without it */
     }
     if (!find_locked(p)) {

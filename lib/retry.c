@@ -34,6 +34,9 @@ int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt)
     return (int64_t)(shp__rand64() % span);
 }
 
+/* Whether a failed connect may succeed if tried again: the transient errors
+ * below.  The adapters' permanent errors (error.h: EACCES, ENOENT,
+ * EPROTONOSUPPORT, ENXIO) and every other value are returned at once. */
 bool shp__retryable(int err)
 {
     switch (-err) {
@@ -41,6 +44,7 @@ bool shp__retryable(int err)
     case ECONNRESET: case ECONNABORTED: case EPIPE: case ENOTCONN:
     case EAGAIN: case EIO: case EINTR: case ENOMEM:
         return true;
+    case EACCES: case ENOENT: case EPROTONOSUPPORT: case ENXIO:
     default:
         return false;
     }

@@ -71,4 +71,20 @@ void shp__error_detail_clear(void);
 void shp__log_before_fork(void);
 void shp__log_after_fork(bool child);
 
+/* A boolean SHARDPOOL_* environment variable: 1 for 1/true/yes/on, 0 for
+ * 0/false/no/off (any case), dflt when unset or empty; anything else logs
+ * one warning line (event=bad_env) and gives dflt.  Callers read each
+ * variable once per process.  Thread-safe. */
+int shp__env_flag(const char *var, bool dflt);
+/* A log level by name (error, warn, warning, info, debug; any case) or
+ * number (0-3): the shp_log_level, or -1. */
+int shp__log_level_parse(const char *s);
+/* Tests: SHARDPOOL_LOG_LEVEL is read again (and warned about again) at the
+ * next line under the default sink. */
+void shp__log_env_reset(void);
+/* Tests: the repeat limit's window (0 = off, < 0 = SHP_LOG_REPEAT_WINDOW_NS)
+ * and clock (NULL = CLOCK_MONOTONIC, shp__now_ns); forgets the lines seen.
+ * Thread-safe. */
+void shp__log_set_repeat(int64_t window_ns, int64_t (*clock_ns)(void));
+
 #endif

@@ -39,12 +39,16 @@ static void quiet_log(shp_log_level level, const char *line, void *ud)
     pthread_mutex_unlock(&log_mu);
 }
 
+/* Empties the recorder; installing the sink again makes the logger forget
+ * the lines seen, so an identical line is not held back by the repeat
+ * limit. */
 static void log_reset(void)
 {
     pthread_mutex_lock(&log_mu);
     n_lines = 0;
     memset(last_lines, 0, sizeof last_lines);
     pthread_mutex_unlock(&log_mu);
+    shp_log_set(quiet_log, NULL, SHP_LOG_DEBUG);
 }
 
 static int log_mentions(const char *word)
@@ -125,6 +129,13 @@ static void m_retry_cap_lt_base(shp_config *c) { c->retry_base_ns = 10; c->retry
 static void m_probe_zero(shp_config *c) { c->breaker_threshold = 3; c->breaker_probe_ns = 0; }
 static void m_handoff_neg(shp_config *c) { c->handoff_after_ns = -1; }
 static void m_handoff_min(shp_config *c) { c->handoff_after_ns = INT64_MIN; }
+static void m_name_64(shp_config *c)
+{
+    c->name = "n123456789012345678901234567890123456789012345678901234567890123";
+}
+static void m_name_newline(shp_config *c) { c->name = "orders\nlevel=error pool=x"; }
+static void m_name_del(shp_config *c) { c->name = "del\x7f"; }
+static void m_name_tab(shp_config *c) { c->name = "\torders"; }
 
 static const struct bad_case {
     const char *what;
@@ -145,6 +156,11 @@ static const struct bad_case {
     { "breaker_probe_ns 0 with a breaker", "breaker_probe", m_probe_zero },
     { "handoff_after_ns < 0", "handoff_after", m_handoff_neg },
     { "handoff_after_ns INT64_MIN", "handoff_after", m_handoff_min },
+    { "name of 64 bytes", "field=name reason=\"longer than 63 bytes\"", m_name_64 },
+    { "name with a newline", "field=name reason=\"contains a control character\"",
+      m_name_newline },
+    { "name with DEL", "field=name reason=\"contains a control character\"", m_name_del },
+    { "name with a tab", "field=name reason=\"contains a control character\"", m_name_tab },
 };
 #define N_BAD (sizeof bad_cases / sizeof bad_cases[0])
 
@@ -176,6 +192,22 @@ static void test_validate_logs_field(void **state)
     }
 }
 
+/* A rejected name is logged escaped: the line stays one line. */
+static void test_validate_name_line_escaped(void **state)
+{
+    (void)state;
+    shp_config cfg;
+    shp_config_init(&cfg);
+    m_name_newline(&cfg);
+    log_reset();
+    assert_int_equal(shp_config_validate(&cfg), -EINVAL);
+    assert_true(log_mentions("pool=orders\\x0alevel=error pool=x event=invalid_config field=name"));
+    pthread_mutex_lock(&log_mu);
+    for (int i = 0; i < 8 && i < n_lines; i++)
+        assert_null(strchr(last_lines[i], '\n'));
+    pthread_mutex_unlock(&log_mu);
+}
+
 /* ---- validate: accepted -------------------------------------------------------- */
 
 static void m_validate_never(shp_config *c) { c->validate_idle_ns = -1; }
@@ -192,6 +224,12 @@ static void m_connecting(shp_config *c) { c->max_connecting = 1; }
 static void m_shards(shp_config *c) { c->shards = 3; }
 static void m_handoff_1ns(shp_config *c) { c->handoff_after_ns = 1; }
 static void m_handoff_max(shp_config *c) { c->handoff_after_ns = INT64_MAX; }
+static void m_name_63(shp_config *c)
+{
+    c->name = "n12345678901234567890123456789012345678901234567890123456789012";
+}
+static void m_name_utf8(shp_config *c) { c->name = "b\xc3\xa9" "b\xc3\xa9 orders"; }
+static void m_name_null(shp_config *c) { c->name = NULL; }
 
 static const struct good_case {
     const char *what;
@@ -211,6 +249,9 @@ static const struct good_case {
     { "shards 3", m_shards },
     { "handoff_after_ns 1", m_handoff_1ns },
     { "handoff_after_ns INT64_MAX", m_handoff_max },
+    { "name of 63 bytes", m_name_63 },
+    { "name in UTF-8 with a space", m_name_utf8 },
+    { "name NULL (the default)", m_name_null },
 };
 
 static void test_validate_accepts(void **state)
@@ -418,6 +459,35 @@ static void test_create_copies_config(void **state)
     free(fb);
 }
 
+/* A name of 63 bytes is kept whole: the pool's log lines carry all of it. */
+static void test_create_name_63_whole(void **state)
+{
+    (void)state;
+    fake_backend *fb = calloc(1, sizeof *fb);
+    assert_non_null(fb);
+    fake_init(fb);
+    shp_ops ops = fake_ops(fb);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    m_name_63(&cfg);
+    char want[96];
+    snprintf(want, sizeof want, "pool=%s event=created", cfg.name);
+    log_reset();
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    assert_true(log_mentions(want));
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+
+    m_name_64(&cfg); /* one more byte: refused, nothing made */
+    pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), -EINVAL);
+    assert_null(pool);
+    assert_int_equal(atomic_load(&fb->connect_calls), 0);
+    shp_quiesce();
+    assert_int_equal(fake_open_now(fb), 0);
+    free(fb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_defaults_validate),
         cmocka_unit_test(test_validate_rejects),
         cmocka_unit_test(test_validate_logs_field),
+        cmocka_unit_test(test_validate_name_line_escaped),
         cmocka_unit_test(test_validate_accepts),
         cmocka_unit_test(test_create_validate_never),
         cmocka_unit_test(test_create_rejects_bad_config),
@@ -434,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_create_optional_callbacks_absent),
         cmocka_unit_test(test_create_null_cfg_defaults),
         cmocka_unit_test(test_create_copies_config),
+        cmocka_unit_test(test_create_name_63_whole),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

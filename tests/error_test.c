@@ -69,7 +69,7 @@ static void test_zero(void **state)
 static void test_passthrough_errno(void **state)
 {
     (void)state;
-    static const int codes[] = { ECONNREFUSED, EHOSTUNREACH, ENOENT, EPIPE };
+    static const int codes[] = { ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPIPE };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         char want[256];
         /* strerror() of glibc returns a static string for known codes. */
@@ -127,6 +127,26 @@ static void test_static_strings(void **state)
     assert_string_equal(n, "ESHUTDOWN");
 }
 
+/* The permanent connect errors of the adapters have texts of their own
+ * (strerror's "No such file or directory" would mislead for a database),
+ * and EIO no longer claims a health check: a connect failure shows it too. */
+static void test_permanent_connect_errors(void **state)
+{
+    (void)state;
+    static const struct { int code; const char *name, *word; } rows_[] = {
+        { EACCES, "EACCES", "credentials" },
+        { ENOENT, "ENOENT", "database" },
+        { EPROTONOSUPPORT, "EPROTONOSUPPORT", "TLS" },
+        { ENXIO, "ENXIO", "does not resolve" },
+    };
+    for (size_t i = 0; i < sizeof rows_ / sizeof rows_[0]; i++) {
+        assert_string_equal(shp_err_name(-rows_[i].code), rows_[i].name);
+        assert_non_null(strstr(shp_strerror(-rows_[i].code), rows_[i].word));
+        assert_string_not_equal(shp_strerror(-rows_[i].code), strerror(rows_[i].code));
+    }
+    assert_null(strstr(shp_strerror(-EIO), "health check"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +157,7 @@ int main(void)
         cmocka_unit_test(test_unknown_negative),
         cmocka_unit_test(test_positive),
         cmocka_unit_test(test_static_strings),
+        cmocka_unit_test(test_permanent_connect_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,11 @@
 /*
- * log_test.c - shp_log_set() and shp_mask_secrets() (include/shardpool/log.h).
+ * log_test.c - shp_log_set() and shp_mask_secrets() (include/shardpool/log.h),
+ * the repeat limit, control-character escaping and SHARDPOOL_LOG_LEVEL.
  *
  * Log lines are provoked through the public API: an invalid configuration
- * (shp_config_validate logs which field) and a double release (misuse).
+ * (shp_config_validate logs which field) and a double release (misuse); the
+ * repeat limit and escaping are driven through shp__log itself, with the
+ * limit's clock replaced by one the test advances (no sleeps).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include <shardpool.h>
 
 #include "fakeconn.h"
+#include "util.h"
 
 /* ---- a thread-safe line recorder ---------------------------------------- */
 
@@ -465,6 +470,269 @@ static void test_mask_exact_fit(void **state)
     assert_memory_equal(out, src, strlen(src) - 1);
 }
 
+/* ---- the repeat limit ------------------------------------------------------------ */
+
+static _Atomic int64_t fake_now;
+
+static int64_t fake_clock(void)
+{
+    return atomic_load(&fake_now);
+}
+
+/* A recorder as the sink and the fake clock at 0 for the repeat limit. */
+static recorder *repeat_start(void)
+{
+    recorder *r = rec_new();
+    atomic_store(&fake_now, 0);
+    shp_log_set(rec_fn, r, SHP_LOG_DEBUG);
+    shp__log_set_repeat(-1, fake_clock); /* the default window */
+    return r;
+}
+
+static int restore_repeat(void **state)
+{
+    shp__log_set_repeat(-1, NULL);
+    return restore_log(state);
+}
+
+static const char *rec_line(recorder *r, int i)
+{
+    assert_true(i < REC_MAX);
+    return r->lines[i];
+}
+
+/* Identical lines within the window are dropped and counted; the first one
+ * after the window carries the count; the window starts again there. */
+static void test_repeat_suppressed_and_counted(void **state)
+{
+    (void)state;
+    recorder *r = repeat_start();
+    for (int i = 0; i < 5; i++)
+        shp__log(SHP_LOG_WARN, "rl", "event=connect_failed err=ECONNREFUSED msg=\"%s\"", "down");
+    assert_int_equal(rec_count(r), 1);
+    assert_null(strstr(rec_line(r, 0), "suppressed="));
+
+    atomic_store(&fake_now, SHP_LOG_REPEAT_WINDOW_NS - 1); /* still inside */
+    shp__log(SHP_LOG_WARN, "rl", "event=connect_failed err=ECONNREFUSED msg=\"%s\"", "down");
+    assert_int_equal(rec_count(r), 1);
+
+    atomic_store(&fake_now, SHP_LOG_REPEAT_WINDOW_NS); /* the window has passed */
+    shp__log(SHP_LOG_WARN, "rl", "event=connect_failed err=ECONNREFUSED msg=\"%s\"", "down");
+    assert_int_equal(rec_count(r), 2);
+    assert_string_equal(rec_line(r, 1),
+                        "level=warn pool=rl event=connect_failed err=ECONNREFUSED msg=\"down\" "
+                        "suppressed=5");
+    /* a new window from that delivery: dropped again, then counted anew */
+    shp__log(SHP_LOG_WARN, "rl", "event=connect_failed err=ECONNREFUSED msg=\"%s\"", "down");
+    assert_int_equal(rec_count(r), 2);
+    atomic_store(&fake_now, 3 * SHP_LOG_REPEAT_WINDOW_NS);
+    shp__log(SHP_LOG_WARN, "rl", "event=connect_failed err=ECONNREFUSED msg=\"%s\"", "down");
+    assert_int_equal(rec_count(r), 3);
+    assert_non_null(strstr(rec_line(r, 2), " suppressed=1"));
+    /* nothing dropped since: no count */
+    atomic_store(&fake_now, 5 * SHP_LOG_REPEAT_WINDOW_NS);
+    shp__log(SHP_LOG_WARN, "rl", "event=connect_failed err=ECONNREFUSED msg=\"%s\"", "down");
+    assert_int_equal(rec_count(r), 4);
+    assert_null(strstr(rec_line(r, 3), "suppressed="));
+    rec_free(r);
+}
+
+/* Only identical lines are limited: another text, another pool or another
+ * level is a line of its own. */
+static void test_repeat_only_identical(void **state)
+{
+    (void)state;
+    recorder *r = repeat_start();
+    shp__log(SHP_LOG_WARN, "a", "event=x n=%d", 1);
+    shp__log(SHP_LOG_WARN, "a", "event=x n=%d", 2);
+    shp__log(SHP_LOG_WARN, "b", "event=x n=%d", 1);
+    shp__log(SHP_LOG_ERROR, "a", "event=x n=%d", 1);
+    shp__log(SHP_LOG_WARN, "a", "event=x n=%d", 1);
+    shp__log(SHP_LOG_WARN, "a", "event=x n=%d", 2);
+    assert_int_equal(rec_count(r), 4);
+    rec_free(r);
+}
+
+/* The table remembers SHP_LOG_REPEAT_SLOTS lines: that many distinct lines
+ * all stay limited; one more makes it forget the least recently delivered,
+ * whose next occurrence is delivered as new. */
+static void test_repeat_table_size(void **state)
+{
+    (void)state;
+    recorder *r = repeat_start();
+    for (int i = 0; i < SHP_LOG_REPEAT_SLOTS; i++) {
+        atomic_store(&fake_now, i); /* line i delivered at i ns */
+        shp__log(SHP_LOG_INFO, "t", "event=line n=%d", i);
+    }
+    for (int i = 0; i < SHP_LOG_REPEAT_SLOTS; i++)
+        shp__log(SHP_LOG_INFO, "t", "event=line n=%d", i);
+    assert_int_equal(rec_count(r), SHP_LOG_REPEAT_SLOTS);
+    shp__log(SHP_LOG_INFO, "t", "event=line n=%d", SHP_LOG_REPEAT_SLOTS); /* evicts n=0 */
+    assert_int_equal(rec_count(r), SHP_LOG_REPEAT_SLOTS + 1);
+    shp__log(SHP_LOG_INFO, "t", "event=line n=%d", 0);
+    assert_int_equal(rec_count(r), SHP_LOG_REPEAT_SLOTS + 2);
+    assert_string_equal(rec_line(r, SHP_LOG_REPEAT_SLOTS + 1), "level=info pool=t event=line n=0");
+    shp__log(SHP_LOG_INFO, "t", "event=line n=%d", 2); /* still remembered */
+    assert_int_equal(rec_count(r), SHP_LOG_REPEAT_SLOTS + 2);
+    rec_free(r);
+}
+
+/* shp_log_set forgets what was seen: a new sink gets the line; window 0
+ * turns the limit off. */
+static void test_repeat_reset_and_off(void **state)
+{
+    (void)state;
+    recorder *a = repeat_start(), *b = rec_new();
+    shp__log(SHP_LOG_WARN, "s", "event=same");
+    shp__log(SHP_LOG_WARN, "s", "event=same");
+    assert_int_equal(rec_count(a), 1);
+    shp_log_set(rec_fn, b, SHP_LOG_DEBUG);
+    shp__log(SHP_LOG_WARN, "s", "event=same");
+    assert_int_equal(rec_count(b), 1);
+    shp__log_set_repeat(0, fake_clock);
+    for (int i = 0; i < 3; i++)
+        shp__log(SHP_LOG_WARN, "s", "event=same");
+    assert_int_equal(rec_count(b), 4);
+    rec_free(a);
+    rec_free(b);
+}
+
+/* Every control byte that reaches a line through a string (a pool name, a
+ * backend's message) is written as \xNN: no line can be split or forged. */
+static void test_control_characters_escaped(void **state)
+{
+    (void)state;
+    recorder *r = repeat_start();
+    shp__log(SHP_LOG_WARN, "evil\nlevel=error pool=x", "msg=\"%s\" t=%s", "a\r\nb\x1b[31m\x7f",
+             "tab\there");
+    assert_int_equal(rec_count(r), 1);
+    const char *l = rec_line(r, 0);
+    for (const char *p = l; *p; p++)
+        assert_false((unsigned char)*p < 0x20 || *p == 0x7f);
+    assert_string_equal(l, "level=warn pool=evil\\x0alevel=error pool=x msg=\"a\\x0d\\x0ab"
+                           "\\x1b[31m\\x7f\" t=tab\\x09here");
+    /* a long string is cut whole escapes at a time, never half an escape */
+    char big[700];
+    memset(big, '\n', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    shp__log(SHP_LOG_WARN, NULL, "v=%s", big);
+    assert_int_equal(rec_count(r), 2);
+    l = rec_line(r, 1);
+    size_t len = strlen(l);
+    assert_true(len < 512);
+    assert_int_equal((len - strlen("level=warn pool=- v=")) % 4, 0);
+    assert_string_equal(l + len - 4, "\\x0a");
+    assert_int_equal(REC_GET(r, bad_newline), 0);
+    rec_free(r);
+}
+
+/* ---- SHARDPOOL_LOG_LEVEL ----------------------------------------------------------- */
+
+static void test_level_parse(void **state)
+{
+    (void)state;
+    static const struct { const char *s; int want; } cases[] = {
+        { "error", SHP_LOG_ERROR }, { "ERROR", SHP_LOG_ERROR }, { "0", SHP_LOG_ERROR },
+        { "warn", SHP_LOG_WARN },   { "Warning", SHP_LOG_WARN }, { "1", SHP_LOG_WARN },
+        { "info", SHP_LOG_INFO },   { "INFO", SHP_LOG_INFO },    { "2", SHP_LOG_INFO },
+        { "debug", SHP_LOG_DEBUG }, { "Debug", SHP_LOG_DEBUG },  { "3", SHP_LOG_DEBUG },
+        { "4", -1 }, { "-1", -1 }, { "01", -1 }, { "", -1 }, { "garbage", -1 },
+        { "warn ", -1 }, { "infox", -1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (shp__log_level_parse(cases[i].s) != cases[i].want)
+            fail_msg("\"%s\": %d, want %d", cases[i].s, shp__log_level_parse(cases[i].s),
+                     cases[i].want);
+    assert_int_equal(shp__log_level_parse(NULL), -1);
+}
+
+/* Runs fn with the default sink's stderr in a temporary file; returns what
+ * was written (static buffer). */
+static const char *stderr_of(void (*fn)(void))
+{
+    static char out[8192];
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = dup(fileno(stderr));
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), fileno(stderr)) >= 0);
+    fn();
+    fflush(stderr);
+    dup2(saved, fileno(stderr));
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, sizeof out - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return out;
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void log_three_levels_twice(void)
+{
+    for (int i = 0; i < 2; i++) {
+        shp__log(SHP_LOG_ERROR, "envtest", "event=e%d", i);
+        shp__log(SHP_LOG_WARN, "envtest", "event=w%d", i);
+        shp__log(SHP_LOG_INFO, "envtest", "event=i%d", i);
+    }
+}
+
+/* The default sink takes its level from SHARDPOOL_LOG_LEVEL, by name or
+ * number; anything else gives one warning (not one per line) and warn. */
+static void test_level_from_env(void **state)
+{
+    (void)state;
+    shp_log_set(NULL, NULL, SHP_LOG_WARN); /* the default sink */
+    shp__log_set_repeat(0, NULL);          /* the same lines are logged again below */
+    setenv("SHARDPOOL_LOG_LEVEL", "Info", 1);
+    shp__log_env_reset();
+    const char *out = stderr_of(log_three_levels_twice);
+    assert_int_equal(count_of(out, "event=e"), 2);
+    assert_int_equal(count_of(out, "event=i"), 2);
+    assert_int_equal(count_of(out, "event=bad_env"), 0);
+
+    setenv("SHARDPOOL_LOG_LEVEL", "0", 1);
+    shp__log_env_reset();
+    out = stderr_of(log_three_levels_twice);
+    assert_int_equal(count_of(out, "event=e"), 2);
+    assert_int_equal(count_of(out, "event=w"), 0);
+
+    setenv("SHARDPOOL_LOG_LEVEL", "verbose\nlevel=error", 1);
+    shp__log_env_reset();
+    out = stderr_of(log_three_levels_twice);
+    assert_int_equal(count_of(out, "event=bad_env"), 1);
+    assert_non_null(strstr(out, "level=warn pool=- event=bad_env var=SHARDPOOL_LOG_LEVEL "
+                                "value=\"verbose\\x0alevel=error\""));
+    assert_non_null(strstr(out, "using=warn"));
+    assert_int_equal(count_of(out, "event=w"), 2); /* warn, the fallback */
+    assert_int_equal(count_of(out, "event=i"), 0);
+    assert_int_equal(count_of(out, "\n"), 5);      /* no line split */
+    out = stderr_of(log_three_levels_twice);       /* warned once only */
+    assert_int_equal(count_of(out, "event=bad_env"), 0);
+
+    unsetenv("SHARDPOOL_LOG_LEVEL");
+    shp__log_env_reset();
+    out = stderr_of(log_three_levels_twice);
+    assert_int_equal(count_of(out, "event=w"), 2);
+    assert_int_equal(count_of(out, "event=i"), 0);
+    assert_int_equal(count_of(out, "event=bad_env"), 0);
+}
+
+static int restore_env(void **state)
+{
+    unsetenv("SHARDPOOL_LOG_LEVEL");
+    shp__log_env_reset();
+    return restore_repeat(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -485,6 +753,13 @@ int main(void)
         cmocka_unit_test(test_mask_zero_len),
         cmocka_unit_test(test_mask_no_secret_unchanged),
         cmocka_unit_test(test_mask_exact_fit),
+        cmocka_unit_test_teardown(test_repeat_suppressed_and_counted, restore_repeat),
+        cmocka_unit_test_teardown(test_repeat_only_identical, restore_repeat),
+        cmocka_unit_test_teardown(test_repeat_table_size, restore_repeat),
+        cmocka_unit_test_teardown(test_repeat_reset_and_off, restore_repeat),
+        cmocka_unit_test_teardown(test_control_characters_escaped, restore_repeat),
+        cmocka_unit_test(test_level_parse),
+        cmocka_unit_test_teardown(test_level_from_env, restore_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

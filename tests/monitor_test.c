@@ -41,6 +41,7 @@
 #include "monitor.h"
 #include "monitor_shm.h"
 #include "testutil.h"
+#include "util.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -174,14 +175,92 @@ static int find_pool(const struct shp__shm_header *h, const char *name, shp_metr
 
 /* ---- tests -------------------------------------------------------------------- */
 
-/* Runs first: the environment is read at the first shp__monitor_pool_added of
- * the process, and only then. */
+/* The spellings of a boolean SHARDPOOL_* variable (shp__env_flag, which
+ * reads SHARDPOOL_MONITOR for the monitor): any case; unset or empty is the
+ * default; anything else is the default and one warning line per call. */
+static void test_env_flag_spellings(void **state)
+{
+    (void)state;
+    static const char *const on[] = { "1", "true", "TRUE", "yes", "Yes", "on", "ON" };
+    static const char *const off[] = { "0", "false", "False", "no", "NO", "off", "Off" };
+    static const char *const bad[] = { "2", "y", "enable", " 1", "1 ", "tru", "yes\n" };
+    log_start();
+    for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+        setenv("SHP_TEST_FLAG", on[i], 1);
+        assert_int_equal(shp__env_flag("SHP_TEST_FLAG", false), 1);
+        setenv("SHP_TEST_FLAG", off[i], 1);
+        assert_int_equal(shp__env_flag("SHP_TEST_FLAG", true), 0);
+    }
+    unsetenv("SHP_TEST_FLAG");
+    assert_int_equal(shp__env_flag("SHP_TEST_FLAG", false), 0);
+    assert_int_equal(shp__env_flag("SHP_TEST_FLAG", true), 1);
+    setenv("SHP_TEST_FLAG", "", 1);
+    assert_int_equal(shp__env_flag("SHP_TEST_FLAG", true), 1);
+    assert_false(log_has("event=bad_env")); /* none of those warned */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("SHP_TEST_FLAG", bad[i], 1);
+        log_start();
+        assert_int_equal(shp__env_flag("SHP_TEST_FLAG", false), 0);
+        assert_int_equal(shp__env_flag("SHP_TEST_FLAG", true), 1);
+        assert_true(log_has("level=warn pool=- event=bad_env var=SHP_TEST_FLAG value=\""));
+        assert_true(log_has("using=off") && log_has("using=on"));
+    }
+    log_stop();
+    assert_true(log_has("value=\"yes\\x0a\"")); /* one line, escaped */
+    unsetenv("SHP_TEST_FLAG");
+}
+
+/* Lines containing needle in the capture buffer. */
+static int log_count(const char *needle)
+{
+    int n = 0;
+    pthread_mutex_lock(&log_mu);
+    for (const char *p = log_buf; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    pthread_mutex_unlock(&log_mu);
+    return n;
+}
+
+/* Runs first, in a child that has made no pool yet, as a fresh process:
+ * SHARDPOOL_MONITOR=maybe leaves the monitor off and warns once, not once
+ * per pool.  Exit status: 0, or which check failed. */
+static void test_env_bad_value_warns_once(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("SHARDPOOL_MONITOR", "maybe", 1);
+        log_start_level(SHP_LOG_WARN);
+        tpool *a = tpool_new("envbad1"), *b = tpool_new("envbad2");
+        int rc = log_count("event=bad_env var=SHARDPOOL_MONITOR value=\"maybe\"") != 1 ? 1
+                 : shp__monitor_mapping() != NULL                                   ? 2
+                 : seg_exists()                                                     ? 3
+                                                                                    : 0;
+        tpool_free(a);
+        tpool_free(b);
+        log_stop();
+        shp_quiesce();
+        _exit(rc);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Runs before any other pool of this process: the environment is read at
+ * the first shp__monitor_pool_added of the process, and only then; "Yes" is
+ * as good as "1". */
 static void test_env_enables_at_first_pool(void **state)
 {
     (void)state;
     assert_false(seg_exists());
-    setenv("SHARDPOOL_MONITOR", "1", 1);
+    setenv("SHARDPOOL_MONITOR", "Yes", 1);
+    log_start_level(SHP_LOG_WARN);
     tpool *a = tpool_new("envpool");
+    log_stop();
+    assert_false(log_has("event=bad_env"));
     assert_true(seg_exists());
     assert_non_null(shp__monitor_mapping());
     tpool_free(a);
@@ -645,7 +724,9 @@ static void test_concurrent_publish_never_torn(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_env_enables_at_first_pool), /* first: see the test */
+        cmocka_unit_test(test_env_bad_value_warns_once), /* first two: see the tests */
+        cmocka_unit_test(test_env_enables_at_first_pool),
+        cmocka_unit_test(test_env_flag_spellings),
         cmocka_unit_test(test_enable_disable_idempotent),
         cmocka_unit_test(test_segment_mode_0600_whatever_umask),
         cmocka_unit_test(test_enable_failure_and_stale_file),

@@ -84,8 +84,14 @@ static void test_retryable_errors(void **state)
     assert_true(shp__retryable(-ECONNREFUSED));
     assert_true(shp__retryable(-ETIMEDOUT));
     assert_true(shp__retryable(-ECONNRESET));
-    assert_false(shp__retryable(-EACCES));
+    assert_true(shp__retryable(-EHOSTUNREACH)); /* also a temporary DNS failure */
+    assert_true(shp__retryable(-EIO));
     assert_false(shp__retryable(-EINVAL));
+    /* the adapters' permanent connect errors (error.h) */
+    assert_false(shp__retryable(-EACCES));
+    assert_false(shp__retryable(-ENOENT));
+    assert_false(shp__retryable(-EPROTONOSUPPORT));
+    assert_false(shp__retryable(-ENXIO));
 }
 
 /* Two transient failures, then success, within one acquire. */
@@ -127,21 +133,27 @@ static void test_retries_exhausted_return_connect_error(void **state)
     finish(p, &fb);
 }
 
-/* A bad password is not retried: the backend's error at once. */
+/* A permanent error (bad password, no such database, TLS missing, a host
+ * name that does not resolve) is not retried: the backend's error at once,
+ * after one connect, with no backoff. */
 static void test_auth_error_not_retried(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(0, 2);
-    cfg.connect_attempts = 0; /* until the deadline, for transient errors */
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
-    atomic_store(&fb.connect_err, -EACCES);
-    shp_conn *c;
-    assert_int_equal(shp_acquire(p, &c, 5000 * MS), -EACCES);
-    assert_int_equal(atomic_load(&fb.connect_calls), 1);
-    finish(p, &fb);
+    static const int permanent[] = { -EACCES, -ENOENT, -EPROTONOSUPPORT, -ENXIO };
+    for (size_t i = 0; i < sizeof permanent / sizeof permanent[0]; i++) {
+        fake_backend fb;
+        fake_init(&fb);
+        shp_ops ops;
+        shp_config cfg = base_cfg(0, 2);
+        cfg.connect_attempts = 0; /* until the deadline, for transient errors */
+        shp_pool *p = make_pool(&fb, &ops, &cfg);
+        atomic_store(&fb.connect_err, permanent[i]);
+        shp_conn *c;
+        assert_int_equal(shp_acquire(p, &c, 5000 * MS), permanent[i]);
+        assert_int_equal(atomic_load(&fb.connect_calls), 1);
+        assert_int_equal(stats(p).retries, 0);
+        finish(p, &fb);
+    }
 }
 
 /* K consecutive failures open the breaker; then an acquire that would

@@ -5,6 +5,21 @@
  * errno value.  The pool-specific meanings are listed in SHP_ERRNO_MAP; any
  * other negative errno value (for example one returned by a user's connect
  * callback) is passed through unchanged and described by strerror().
+ *
+ * Permanent connect failures: the adapters (shardpool/adapters/) return
+ * these four when retrying cannot help, and the pool then fails the
+ * acquire at once, without retries; the backend's own message is in
+ * shp_acquire_last_error() and shp_pool_last_error():
+ *   -EACCES           authentication or permission refused (bad or missing
+ *                     password, no pg_hba.conf entry, WRONGPASS, NOAUTH,
+ *                     an ACL that forbids a command the adapter needs)
+ *   -ENOENT           the database or user does not exist (PostgreSQL
+ *                     database or role; Redis db index out of range)
+ *   -EPROTONOSUPPORT  the backend lacks a protocol the configuration
+ *                     requires (sslmode=require against a server without TLS)
+ *   -ENXIO            the host name (or service name) does not resolve
+ * Transient failures (refused, timed out, unreachable, reset, a temporary
+ * DNS failure as -EHOSTUNREACH, -EIO) are retried; see shp_config.
  */
 #ifndef SHARDPOOL_ERROR_H
 #define SHARDPOOL_ERROR_H
@@ -28,8 +43,12 @@ extern "C" {
     X(EBADF,     "not a shardpool connection handle")                          \
     X(EBUSY,     "connections still borrowed at the drain deadline")           \
     X(ECANCELED, "connection closed by the pool")                              \
-    X(EIO,       "connection failed its health check")                        \
-    X(EHOSTDOWN, "backend unavailable: the pool's circuit breaker is open")
+    X(EIO,       "I/O error with the backend (see shp_acquire_last_error)")   \
+    X(EHOSTDOWN, "backend unavailable: the pool's circuit breaker is open")   \
+    X(EACCES,    "access denied: the backend refused the credentials or permission") \
+    X(ENOENT,    "not found: the backend has no such database or user")       \
+    X(EPROTONOSUPPORT, "the backend lacks a protocol the configuration requires (TLS)") \
+    X(ENXIO,     "no such host or service: the name does not resolve")
 
 /* Returns a static, human-readable description of err (a negative errno
  * value, or 0).  Never returns NULL.  Thread-safe. */

@@ -5,7 +5,22 @@
  * and maintenance events.  Lines are single-line key=value text such as
  *   level=warn pool=orders event=release_twice conn=0x5581... err=EALREADY
  * Secrets never appear: strings that may hold a password are masked with
- * shp_mask_secrets() before they are logged.
+ * shp_mask_secrets() before they are logged.  A line never holds a raw
+ * control character: any byte below 0x20 or 0x7f that reaches a line
+ * (through a pool name, a backend's message, any string) is written as \xNN,
+ * so no string can split a line or forge another.
+ *
+ * Repeated lines are rate-limited: a line identical to one delivered less
+ * than SHP_LOG_REPEAT_WINDOW_NS ago (same level, same text) is not
+ * delivered but counted, and the next delivery of that text, once the
+ * window has passed, ends with " suppressed=N" (the lines dropped since the
+ * previous delivery).  The logger remembers the last SHP_LOG_REPEAT_SLOTS
+ * distinct lines; beyond that the least recently delivered one is forgotten
+ * (its count with it, and its next occurrence is delivered as new).  Counts
+ * still pending are never flushed on their own: a text that stops repeating
+ * leaves its last suppressed=N unreported (no line is written at exit or
+ * when the window ends).  shp_log_set forgets every line seen: a new sink
+ * gets each line once before any is suppressed.
  */
 #ifndef SHARDPOOL_LOG_H
 #define SHARDPOOL_LOG_H
@@ -17,6 +32,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The repeat window and how many distinct lines it tracks (see above). */
+#define SHP_LOG_REPEAT_WINDOW_NS 10000000000LL /* 10 s */
+#define SHP_LOG_REPEAT_SLOTS     32
 
 typedef enum shp_log_level {
     SHP_LOG_ERROR = 0,
@@ -31,9 +50,11 @@ typedef enum shp_log_level {
 typedef void (*shp_log_fn)(shp_log_level level, const char *line, void *ud);
 
 /* Installs fn (NULL restores the default: stderr, at the level named by the
- * environment variable SHARDPOOL_LOG_LEVEL = error|warn|info|debug, default
- * warn) and the most verbose level passed to it.  Process-wide; safe to call
- * at any time from any thread. */
+ * environment variable SHARDPOOL_LOG_LEVEL: error, warn (or warning), info,
+ * debug in any case, or 0-3 for the same; default warn; any other value
+ * gives one warning line, once per process, and warn) and the most verbose
+ * level passed to it.  Forgets the lines seen by the repeat limit.
+ * Process-wide; safe to call at any time from any thread. */
 SHP_API void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
 
 /* Copies src into dst (size dstlen, always NUL-terminated when dstlen > 0)

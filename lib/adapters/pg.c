@@ -55,44 +55,58 @@ static void one_line_msg(const char *msg, char *out, size_t outlen)
 
 /* Maps libpq's connect failure message to an errno value.  libpq has no
  * error code for connect failures (no PGresult, so no SQLSTATE); its
- * messages come from libpq itself and the server's FATAL for a failed
- * authentication (both in English unless the client's locale is set
- * otherwise, in which case the result falls back to -EIO). */
+ * messages come from libpq itself and from the server's FATAL (both in
+ * English unless a locale says otherwise, in which case the result falls
+ * back to -EIO, retried).  The permanent ones (error.h) come first, each to
+ * its own errno, which the pool does not retry: authentication (-EACCES),
+ * no such database or role (-ENOENT), TLS required but not offered
+ * (-EPROTONOSUPPORT), a host name that does not resolve (-ENXIO), a port
+ * libpq refuses (-EINVAL: PGPORT; shp_pg_ops checks conninfo's). */
 static int classify_connect_error(const char *msg)
 {
     static const struct {
-        const char *needle;
+        const char *needle, *and_needle; /* both in msg (and_needle NULL: one) */
         int err;
     } map[] = {
-        { "authentication failed", -EACCES },
-        { "no password supplied", -EACCES },
-        { "password is required", -EACCES },
-        { "pg_hba.conf", -EACCES },
-        { "timeout expired", -ETIMEDOUT },
-        { "Connection refused", -ECONNREFUSED },
-        { "No such file or directory", -ECONNREFUSED }, /* no unix socket file */
-        { "the database system is starting up", -ECONNREFUSED },
-        { "the database system is shutting down", -ECONNREFUSED },
-        { "the database system is in recovery mode", -ECONNREFUSED },
-        { "Network is unreachable", -ECONNREFUSED },
-        { "No route to host", -ECONNREFUSED },
-        { "out of memory", -ENOMEM },
+        { "authentication failed", NULL, -EACCES },
+        { "no password supplied", NULL, -EACCES },
+        { "password is required", NULL, -EACCES },
+        { "pg_hba.conf", NULL, -EACCES },
+        { "permission denied for database", NULL, -EACCES },
+        { "database \"", "\" does not exist", -ENOENT },
+        { "role \"", "\" does not exist", -ENOENT },
+        { "server does not support SSL, but SSL was required", NULL, -EPROTONOSUPPORT },
+        { "could not translate host name", "Name or service not known", -ENXIO },
+        { "could not translate host name", "No address associated with hostname", -ENXIO },
+        { "could not translate host name", "Temporary failure in name resolution", -EHOSTUNREACH },
+        { "invalid port number", NULL, -EINVAL },
+        { "invalid integer value", NULL, -EINVAL },
+        { "timeout expired", NULL, -ETIMEDOUT },
+        { "Connection refused", NULL, -ECONNREFUSED },
+        { "No such file or directory", NULL, -ECONNREFUSED }, /* no unix socket file */
+        { "the database system is starting up", NULL, -ECONNREFUSED },
+        { "the database system is shutting down", NULL, -ECONNREFUSED },
+        { "the database system is in recovery mode", NULL, -ECONNREFUSED },
+        { "Network is unreachable", NULL, -ECONNREFUSED },
+        { "No route to host", NULL, -ECONNREFUSED },
+        { "out of memory", NULL, -ENOMEM },
     };
     if (!msg)
         return -EIO;
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (strstr(msg, map[i].needle))
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        const char *at = strstr(msg, map[i].needle);
+        if (at && (!map[i].and_needle || strstr(at, map[i].and_needle)))
             return map[i].err;
+    }
     return -EIO;
 }
 
-static int connect_failed(const struct pg_ctx *t, int err, const char *step, const char *msg)
+/* Records why a connect or check failed: the target, the step and libpq's
+ * message (which never holds the password), for the pool's one log line.
+ * Returns err. */
+static int failed(const struct pg_ctx *t, int err, const char *step, const char *msg)
 {
-    char line[PG_MSG_MAX];
-    one_line_msg(msg ? msg : strerrordesc_np(-err), line, sizeof line);
-    shp__log(SHP_LOG_WARN, t->name, "event=connect_failed target=%s step=%s err=%s msg=\"%s\"",
-             t->target, step, shp_err_name(err), line);
-    return err;
+    return shp__adapter_failed(err, t->target, step, msg);
 }
 
 /* Milliseconds left until deadline for poll(), rounded up; -1 = none. */
@@ -180,7 +194,7 @@ static int pg_connect_until(const struct pg_ctx *t, PGconn **out)
     int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
     PGconn *pg = PQconnectStartParams(keys, vals, 1);
     if (!pg)
-        return connect_failed(t, -ENOMEM, "start", NULL);
+        return failed(t, -ENOMEM, "start", NULL);
     PostgresPollingStatusType st =
         PQstatus(pg) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
     const char *step = "start";
@@ -194,15 +208,16 @@ static int pg_connect_until(const struct pg_ctx *t, PGconn **out)
         int w = wait_fd(fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
         if (w) {
             PQfinish(pg);
-            return connect_failed(t, w, step, w == -ETIMEDOUT ? "connect_timeout_ns passed" : NULL);
+            return failed(t, w, step,
+                          w == -ETIMEDOUT ? "connect_timeout_ns or the acquire's deadline passed"
+                                          : NULL);
         }
         st = PQconnectPoll(pg);
         step = "handshake";
     }
     if (st == PGRES_POLLING_FAILED || PQstatus(pg) != CONNECTION_OK) {
         const char *msg = PQerrorMessage(pg);
-        int err = classify_connect_error(msg);
-        connect_failed(t, err, step, msg);
+        int err = failed(t, classify_connect_error(msg), step, msg);
         PQfinish(pg);
         return err;
     }
@@ -215,7 +230,7 @@ static int pg_connect(void *ctx, void **handle)
     const struct pg_ctx *t = ctx;
     struct pg_conn *c = malloc(sizeof *c);
     if (!c)
-        return connect_failed(t, -ENOMEM, "alloc", NULL);
+        return failed(t, -ENOMEM, "alloc", NULL);
     PGconn *pg = NULL;
     int err = pg_connect_until(t, &pg);
     if (err) {
@@ -247,30 +262,47 @@ static int64_t query_deadline(const struct pg_ctx *t)
     return shp__connect_deadline(t->cfg.query_timeout_ns);
 }
 
-static int op_failed(const struct pg_ctx *t, const struct pg_conn *c, const char *event,
-                     const char *why, int err)
+/* A failed check: recorded for the pool's one log line (the step, with
+ * libpq's message when it has one).  Returns err. */
+static int check_failed(const struct pg_ctx *t, const struct pg_conn *c, const char *why, int err)
+{
+    const char *m = PQerrorMessage(c->pg);
+    char step[48];
+    snprintf(step, sizeof step, "check %s", why);
+    if (err == -ETIMEDOUT)
+        m = "query_timeout_ns or the acquire's deadline passed";
+    return failed(t, err, step, m && *m ? m : NULL);
+}
+
+/* A failed reset: the pool does not log these, so the adapter does (level
+ * info, event=reset_failed), and records it as a detail too.  Returns err. */
+static int reset_failed(const struct pg_ctx *t, const struct pg_conn *c, const char *why, int err)
 {
     char line[PG_MSG_MAX];
     one_line_msg(PQerrorMessage(c->pg), line, sizeof line);
     shp__log(SHP_LOG_INFO, t->name,
-             "event=%s target=%s backend_pid=%d reason=%s err=%s msg=\"%s\"", event, t->target,
+             "event=reset_failed target=%s backend_pid=%d reason=%s err=%s msg=\"%s\"", t->target,
              PQbackendPID(c->pg), why, shp_err_name(err), line);
-    return err;
+    char step[48];
+    snprintf(step, sizeof step, "reset %s", why);
+    return failed(t, err, step, line[0] ? line : NULL);
 }
 
 /* Healthy: the connection is up, idle outside a transaction, and answers
- * check_query within query_timeout_ns. */
+ * check_query within query_timeout_ns, capped by the deadline of the
+ * acquire validating it (a query still in flight then: the pool closes the
+ * connection). */
 static int pg_check(void *ctx, void *handle)
 {
     const struct pg_ctx *t = ctx;
     const struct pg_conn *c = handle;
     if (PQstatus(c->pg) != CONNECTION_OK)
-        return op_failed(t, c, "check_failed", "status_bad", -EPIPE);
+        return check_failed(t, c, "status_bad", -EPIPE);
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-        return op_failed(t, c, "check_failed", "not_idle", -EBUSY);
+        return check_failed(t, c, "not_idle", -EBUSY);
     const char *why = "query";
     int err = run_query(c->pg, t->check, query_deadline(t), &why);
-    return err ? op_failed(t, c, "check_failed", why, err) : 0;
+    return err ? check_failed(t, c, why, err) : 0;
 }
 
 /* On release: an idle connection is kept; one inside a transaction (open or
@@ -281,7 +313,7 @@ static int pg_reset(void *ctx, void *handle)
     const struct pg_ctx *t = ctx;
     const struct pg_conn *c = handle;
     if (PQstatus(c->pg) != CONNECTION_OK)
-        return op_failed(t, c, "reset_failed", "status_bad", -EPIPE);
+        return reset_failed(t, c, "status_bad", -EPIPE);
     PGnotify *nt;
     while ((nt = PQnotifies(c->pg)) != NULL) /* the next borrower did not LISTEN */
         PQfreemem(nt);
@@ -303,15 +335,15 @@ static int pg_reset(void *ctx, void *handle)
                      PQbackendPID(c->pg));
         break;
     case PQTRANS_ACTIVE:
-        return op_failed(t, c, "reset_failed", "query_in_flight", -EBUSY);
+        return reset_failed(t, c, "query_in_flight", -EBUSY);
     default:
-        return op_failed(t, c, "reset_failed", "status_unknown", -EPIPE);
+        return reset_failed(t, c, "status_unknown", -EPIPE);
     }
     if (!err && t->reset) {
         why = "reset_query";
         err = run_query(c->pg, t->reset, deadline, &why);
     }
-    return err ? op_failed(t, c, "reset_failed", why, err) : 0;
+    return err ? reset_failed(t, c, why, err) : 0;
 }
 
 /* ---- public API -------------------------------------------------------------- */
@@ -348,6 +380,27 @@ static void ctx_free(struct pg_ctx *t)
     free(t);
 }
 
+/* Why a conninfo port value (a comma-separated list, one per host; an
+ * empty entry is the default port) is not a list of port numbers in
+ * 1..65535 written in digits, or NULL.  libpq would refuse 0 and 99999 only
+ * at connect, and take "+5432". */
+static const char *bad_port_list(const char *ports)
+{
+    for (const char *p = ports;;) {
+        size_t len = strcspn(p, ","), digits = strspn(p, "0123456789");
+        unsigned long v = 0;
+        for (size_t i = 0; i < digits && v <= 65535; i++)
+            v = v * 10 + (unsigned long)(p[i] - '0');
+        if (digits != len)
+            return "port is not a number (digits only)";
+        if (len > 0 && (v < 1 || v > 65535))
+            return "port outside 1..65535";
+        if (p[len] == '\0')
+            return NULL;
+        p += len + 1;
+    }
+}
+
 /* Parses conninfo (which catches a malformed one before any connect) and
  * keeps "user@host:port/dbname" as the log target: no password, no spaces
  * or quotes, so it can stand unquoted in a key=value line. */
@@ -367,6 +420,11 @@ static int make_target(struct pg_ctx *t, const shp_pg_config *cfg)
     }
     const char *user = "", *host = "", *addr = "", *port = "", *db = "";
     for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        const char *why = o->val && strcmp(o->keyword, "port") == 0 ? bad_port_list(o->val) : NULL;
+        if (why) {
+            PQconninfoFree(opts);
+            return shp__adapter_bad_config(cfg->name ? cfg->name : "pg", -EINVAL, "conninfo", why);
+        }
         if (!o->val)
             continue;
         if (strcmp(o->keyword, "user") == 0)

@@ -5,6 +5,7 @@
 #include <shardpool/error.h>
 
 #include <errno.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,14 +54,23 @@ struct redis_conn {
 /* ---- errors ------------------------------------------------------------- */
 
 /* errno values whose text hiredis puts in errstr (strerror, sometimes with
- * a prefix) and what the adapter returns for them. */
+ * a prefix) and what the adapter returns for them.  A unix socket path
+ * with no socket file means no server there (yet): refused, as over TCP. */
 static const struct { int in, out; } io_errors[] = {
     { ECONNREFUSED, -ECONNREFUSED }, { ETIMEDOUT, -ETIMEDOUT },
     { EAGAIN, -ETIMEDOUT },          /* SO_RCVTIMEO / SO_SNDTIMEO expired */
     { EINPROGRESS, -ETIMEDOUT },     { ECONNRESET, -ECONNRESET },
     { EPIPE, -ECONNRESET },          { EHOSTUNREACH, -EHOSTUNREACH },
-    { ENETUNREACH, -ENETUNREACH },   { ENOENT, -ENOENT },
+    { ENETUNREACH, -ENETUNREACH },   { ENOENT, -ECONNREFUSED },
     { ENOMEM, -ENOMEM },
+};
+
+/* getaddrinfo errors whose gai_strerror() text hiredis puts in errstr
+ * (REDIS_ERR_OTHER): a name that does not exist is permanent (-ENXIO), a
+ * resolver that cannot answer now is not (-EHOSTUNREACH, retried). */
+static const struct { int gai, out; } gai_errors[] = {
+    { EAI_NONAME, -ENXIO }, { EAI_NODATA, -ENXIO }, { EAI_ADDRFAMILY, -ENXIO },
+    { EAI_SERVICE, -ENXIO }, { EAI_AGAIN, -EHOSTUNREACH },
 };
 
 /* A failed context as a negative errno value. */
@@ -80,12 +90,19 @@ static int ctx_errno(const redisContext *rc)
                 return io_errors[i].out;
         }
         return -EIO;
+    case REDIS_ERR_OTHER:
+        for (size_t i = 0; i < sizeof gai_errors / sizeof gai_errors[0]; i++)
+            if (!strcmp(rc->errstr, gai_strerror(gai_errors[i].gai)))
+                return gai_errors[i].out;
+        return -EIO;
     default:
         return -EIO;
     }
 }
 
-/* An error reply as a negative errno value. */
+/* An error reply as a negative errno value: refused credentials or an ACL
+ * that forbids a command of the handshake (-EACCES) and a db index the
+ * server does not have (-ENOENT) are permanent (error.h). */
 static int reply_errno(const char *msg)
 {
     if (!strncmp(msg, "WRONGPASS", 9) || !strncmp(msg, "NOAUTH", 6) ||
@@ -93,7 +110,7 @@ static int reply_errno(const char *msg)
         strstr(msg, "invalid password") || strstr(msg, "invalid username-password"))
         return -EACCES;
     if (!strncmp(msg, "ERR DB index", 12) || strstr(msg, "invalid DB index"))
-        return -EINVAL;
+        return -ENOENT;
     return -EIO;
 }
 
@@ -108,14 +125,12 @@ static void log_text(char *out, size_t outlen, const char *msg)
             *p = ' ';
 }
 
-/* Logs a failed connect and returns err. */
-static int connect_failed(const struct redis_ctx *t, int err, const char *step, const char *msg)
+/* Records why a callback failed ("<target>: <step>: <msg>", msg NULL:
+ * err's text) for the pool's one log line, and returns err.  Server and
+ * hiredis messages never hold the password. */
+static int failed(const struct redis_ctx *t, int err, const char *step, const char *msg)
 {
-    char m[256];
-    log_text(m, sizeof m, msg ? msg : strerrordesc_np(-err));
-    shp__log(SHP_LOG_WARN, t->name, "event=connect_failed target=%s step=%s err=%s msg=\"%s\"",
-             t->target, step, shp_err_name(err), m);
-    return err;
+    return shp__adapter_failed(err, t->target, step, msg);
 }
 
 static struct timeval ns_to_tv(int64_t ns)
@@ -224,15 +239,16 @@ static int handshake(const struct redis_ctx *t, redisContext *rc, int64_t deadli
     if (deadline >= 0) {
         tmo = deadline - shp__now_ns();
         if (tmo <= 0)
-            return connect_failed(t, -ETIMEDOUT, step, NULL);
+            return failed(t, -ETIMEDOUT, step,
+                          "connect_timeout_ns or the acquire's deadline passed");
     }
     if (redisSetTimeout(rc, ns_to_tv(tmo)) != REDIS_OK)
-        return connect_failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
+        return failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
 
     int n = append_auth_select(t, rc);
     const char *ping[1] = { "PING" };
     if (n < 0 || redisAppendCommandArgv(rc, 1, ping, NULL) != REDIS_OK)
-        return connect_failed(t, -ENOMEM, step, NULL);
+        return failed(t, -ENOMEM, step, NULL);
     int err = read_auth_select(t, rc, &step, msg, sizeof msg);
     if (err) {
         if (!rc->err) { /* the PING reply is still to be read */
@@ -240,21 +256,21 @@ static int handshake(const struct redis_ctx *t, redisContext *rc, int64_t deadli
             if (get_reply(rc, &r) == 0)
                 freeReplyObject(r);
         }
-        return connect_failed(t, err, step, msg);
+        return failed(t, err, step, msg);
     }
     redisReply *r = NULL;
     if ((err = get_reply(rc, &r)))
-        return connect_failed(t, err, "ping", rc->errstr);
+        return failed(t, err, "ping", rc->errstr);
     if (!reply_is(r, REDIS_REPLY_STATUS, "PONG")) {
         err = r->type == REDIS_REPLY_ERROR && r->str ? reply_errno(r->str) : -EPROTO;
         snprintf(msg, sizeof msg, "%s",
                  r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply to PING");
         freeReplyObject(r);
-        return connect_failed(t, err, "ping", msg);
+        return failed(t, err, "ping", msg);
     }
     freeReplyObject(r);
     if (redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns)) != REDIS_OK)
-        return connect_failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
+        return failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
     return 0;
 }
 
@@ -264,13 +280,13 @@ static int redis_connect(void *ctx, void **handle)
     int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
     struct redis_conn *c = malloc(sizeof *c);
     if (!c)
-        return connect_failed(t, -ENOMEM, "alloc", NULL);
+        return failed(t, -ENOMEM, "alloc", NULL);
     redisContext *rc = open_context(t, deadline);
     int err = 0;
     if (!rc)
-        err = connect_failed(t, -ENOMEM, "connect", NULL);
+        err = failed(t, -ENOMEM, "connect", NULL);
     else if (rc->err)
-        err = connect_failed(t, ctx_errno(rc), "connect", rc->errstr);
+        err = failed(t, ctx_errno(rc), "connect", rc->errstr);
     else
         err = handshake(t, rc, deadline);
     if (err) {
@@ -300,55 +316,91 @@ static void redis_close(void *ctx, void *handle)
     free(c);
 }
 
-/* Logs why a check or reset failed and returns err. */
-static int conn_failed(const struct redis_ctx *t, const struct redis_conn *c, const char *event,
-                       int err, const char *why)
+/* A failed reset (release): the pool does not log these, so the adapter
+ * does (level info, event=reset_failed), and records it as a detail too.
+ * Returns err. */
+static int reset_failed(const struct redis_ctx *t, const struct redis_conn *c, int err,
+                        const char *why)
 {
     char m[256];
     log_text(m, sizeof m, why);
-    shp__log(SHP_LOG_INFO, t->name, "event=%s target=%s fd=%d err=%s msg=\"%s\"", event,
+    shp__log(SHP_LOG_INFO, t->name, "event=reset_failed target=%s fd=%d err=%s msg=\"%s\"",
              t->target, c->rc->fd, shp_err_name(err), m);
+    return failed(t, err, "reset", why);
+}
+
+/* Caps rc's timeouts for a hook's I/O by the deadline of the acquire the
+ * hook serves (shp__hook_timeout_ns); undo with restore_timeout.  Returns 0,
+ * or -ETIMEDOUT (that deadline has passed: do no I/O) with the detail set. */
+static int cap_timeout(const struct redis_ctx *t, redisContext *rc, const char *step, bool *capped)
+{
+    int64_t tmo = shp__hook_timeout_ns(t->cfg.command_timeout_ns, capped);
+    if (tmo < 0)
+        return failed(t, (int)tmo, step, "the acquire's deadline passed before the I/O");
+    if (*capped && redisSetTimeout(rc, ns_to_tv(tmo)) != REDIS_OK)
+        return failed(t, rc->err ? ctx_errno(rc) : -EIO, step, rc->errstr);
+    return 0;
+}
+
+/* Puts back the command timeout after cap_timeout (a context that failed
+ * is left alone: it is closed).  Returns err, or the failure to restore. */
+static int restore_timeout(const struct redis_ctx *t, redisContext *rc, const char *step,
+                           bool capped, int err)
+{
+    if (!capped || rc->err)
+        return err;
+    if (redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns)) != REDIS_OK && !err)
+        return failed(t, rc->err ? ctx_errno(rc) : -EIO, step, rc->errstr);
     return err;
 }
 
-/* PING -> PONG under the command timeout. */
-static int finish_reset(const struct redis_ctx *t, struct redis_conn *c);
+/* A read of the hook that failed: -ETIMEDOUT, said so, when it was capped
+ * by the acquire's deadline; else the context's error. */
+static int io_failed(const struct redis_ctx *t, redisContext *rc, const char *step, bool capped)
+{
+    int err = rc->err ? ctx_errno(rc) : -EIO;
+    if (capped && err == -ETIMEDOUT)
+        return failed(t, err, step, "timed out at the acquire's deadline");
+    return failed(t, err, step, rc->err ? rc->errstr : NULL);
+}
 
+static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, bool capped);
+
+/* PING -> PONG under the command timeout, capped by the deadline of the
+ * acquire validating the connection; a cleanup still pending is collected
+ * first.  A failure is not logged here: the pool logs it, with the detail. */
 static int redis_check(void *ctx, void *handle)
 {
     const struct redis_ctx *t = ctx;
     struct redis_conn *c = handle;
     redisContext *rc = c->rc;
     if (rc->err)
-        return conn_failed(t, c, "check_failed", ctx_errno(rc), rc->errstr);
-    if (c->reset_pending) {
-        int err = finish_reset(t, c);
-        if (err)
-            return err;
-    }
-    /* A validate-on-acquire check must not outlast the acquire's deadline. */
-    int64_t dl = shp_connect_deadline_ns(), left = dl >= 0 ? dl - shp__now_ns() : -1;
-    bool capped = dl >= 0 && (t->cfg.command_timeout_ns <= 0 || left < t->cfg.command_timeout_ns);
-    if (capped)
-        redisSetTimeout(rc, ns_to_tv(left > 1000 ? left : 1000));
-    redisReply *r = redisCommand(rc, "PING");
-    if (capped && !rc->err)
-        redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns > 0 ? t->cfg.command_timeout_ns : 0));
-    if (!r)
-        return conn_failed(t, c, "check_failed", rc->err ? ctx_errno(rc) : -EIO, rc->errstr);
-    int err = reply_is(r, REDIS_REPLY_STATUS, "PONG") ? 0 : -EPROTO;
+        return failed(t, ctx_errno(rc), "check", rc->errstr);
+    bool capped;
+    int err = cap_timeout(t, rc, "check", &capped);
     if (err)
-        conn_failed(t, c, "check_failed", err,
-                    r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply to PING");
-    freeReplyObject(r);
-    return err;
+        return err;
+    if (c->reset_pending)
+        err = finish_reset(t, c, capped);
+    redisReply *r = NULL;
+    if (!err && !(r = redisCommand(rc, "PING")))
+        err = io_failed(t, rc, "check", capped);
+    if (r) {
+        if (!reply_is(r, REDIS_REPLY_STATUS, "PONG"))
+            err = failed(t, -EPROTO, "check",
+                         r->type == REDIS_REPLY_ERROR && r->str ? r->str
+                                                                : "unexpected reply to PING");
+        freeReplyObject(r);
+    }
+    return restore_timeout(t, rc, "check", capped, err);
 }
 
 /* Collects the answers to the cleanup that redis_reset sent: replies
  * before "+RESET" are the last borrower's leftovers and are dropped, then
  * AUTH and SELECT must have succeeded.  Returns 0 or a negative errno (the
- * connection is then closed). */
-static int finish_reset(const struct redis_ctx *t, struct redis_conn *c)
+ * connection is then closed) with the detail set; capped: the caller capped
+ * the timeout by an acquire's deadline. */
+static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, bool capped)
 {
     redisContext *rc = c->rc;
     int err;
@@ -356,7 +408,7 @@ static int finish_reset(const struct redis_ctx *t, struct redis_conn *c)
     for (int dropped = 0;; dropped++) {
         redisReply *r = NULL;
         if ((err = get_reply(rc, &r)))
-            return conn_failed(t, c, "reset_failed", err, rc->errstr);
+            return io_failed(t, rc, "cleanup", capped);
         bool done = reply_is(r, REDIS_REPLY_STATUS, "RESET");
         /* A server without RESET answers an error: the state is unknown. */
         bool unknown = r->type == REDIS_REPLY_ERROR && r->str &&
@@ -365,14 +417,19 @@ static int finish_reset(const struct redis_ctx *t, struct redis_conn *c)
         if (done)
             break;
         if (unknown)
-            return conn_failed(t, c, "reset_failed", -ENOTSUP, "server has no RESET (< 6.2)");
+            return failed(t, -ENOTSUP, "cleanup", "server has no RESET (< 6.2)");
         if (dropped == RESET_DRAIN_MAX)
-            return conn_failed(t, c, "reset_failed", -EPROTO, "too many unread replies");
+            return failed(t, -EPROTO, "cleanup", "too many unread replies");
     }
-    const char *step = "reset";
+    const char *step = "cleanup";
     char msg[256];
-    if ((err = read_auth_select(t, rc, &step, msg, sizeof msg)))
-        return conn_failed(t, c, "reset_failed", err, msg);
+    if ((err = read_auth_select(t, rc, &step, msg, sizeof msg))) {
+        if (capped && err == -ETIMEDOUT)
+            snprintf(msg, sizeof msg, "timed out at the acquire's deadline");
+        char where[32];
+        snprintf(where, sizeof where, "cleanup %s", step);
+        return failed(t, err, where, msg);
+    }
     return 0;
 }
 
@@ -396,10 +453,10 @@ static int redis_reset(void *ctx, void *handle)
     struct redis_conn *c = handle;
     redisContext *rc = c->rc;
     if (rc->err)
-        return conn_failed(t, c, "reset_failed", ctx_errno(rc), rc->errstr);
+        return reset_failed(t, c, ctx_errno(rc), rc->errstr);
     if (c->state & ST_CLOSE)
-        return conn_failed(t, c, "reset_failed", -EPROTO,
-                           "a command left the connection unusable (QUIT, SYNC, ...)");
+        return reset_failed(t, c, -EPROTO,
+                            "a command left the connection unusable (QUIT, SYNC, ...)");
     /* A cleanup still in flight (prepare was not called since the last
      * release, so nothing was sent since) covers this release too; a
      * second one would leave its answers unread. */
@@ -410,20 +467,31 @@ static int redis_reset(void *ctx, void *handle)
 
     const char *reset[1] = { "RESET" };
     if (redisAppendCommandArgv(rc, 1, reset, NULL) != REDIS_OK || append_auth_select(t, rc) < 0)
-        return conn_failed(t, c, "reset_failed", -ENOMEM, "out of memory");
+        return reset_failed(t, c, -ENOMEM, "out of memory");
     for (int done = 0; !done;)
         if (redisBufferWrite(rc, &done) != REDIS_OK)
-            return conn_failed(t, c, "reset_failed", ctx_errno(rc), rc->errstr);
+            return reset_failed(t, c, ctx_errno(rc), rc->errstr);
     c->reset_pending = true;
     c->state = 0; /* prepare closes it unless RESET and the rest answered */
     return 0;
 }
 
-/* On hand-out: collects a pending cleanup (see redis_reset). */
+/* On hand-out: collects a pending cleanup (see redis_reset), its reads
+ * capped by the deadline of the acquire handing the connection out.  A
+ * failure is not logged here: the pool logs it, with the detail. */
 static int redis_prepare(void *ctx, void *handle)
 {
+    const struct redis_ctx *t = ctx;
     struct redis_conn *c = handle;
-    return c->reset_pending ? finish_reset(ctx, c) : 0;
+    if (!c->reset_pending)
+        return 0;
+    bool capped;
+    int err = cap_timeout(t, c->rc, "cleanup", &capped);
+    if (err) {
+        c->reset_pending = false; /* answers left unread: the pool closes it */
+        return err;
+    }
+    return restore_timeout(t, c->rc, "cleanup", capped, finish_reset(t, c, capped));
 }
 
 /* ---- the command calls ------------------------------------------------------------ */
@@ -557,8 +625,13 @@ static redisReply *run_command(struct redis_conn *c, const char *call, char *cmd
         free(cmd);
         return bad_arg(c, call, "empty command");
     }
-    if (c->reset_pending && finish_reset(t, c) != 0) {
-        /* Only when the hooks are called directly, without prepare. */
+    if (c->reset_pending && finish_reset(t, c, false) != 0) {
+        /* Only when the hooks are called directly, without prepare: not a
+         * pool callback, so the adapter logs it. */
+        char m[SHP_ERROR_DETAIL_MAX];
+        shp__error_detail_take(m, sizeof m);
+        shp__log(SHP_LOG_INFO, t->name, "event=command_failed target=%s fd=%d msg=\"%s\"",
+                 t->target, rc->fd, m);
         free(cmd);
         c->state |= ST_CLOSE;
         return NULL;

@@ -53,14 +53,18 @@ static const char *errdesc(int err)
     return s ? s : "unknown error";
 }
 
-/* Logs a failed connect and returns err. */
-static int connect_failed(const struct tcp_ctx *t, int err, const char *step, const char *addr,
-                          const char *msg)
+/* Records why a connect or check failed (the pool logs it, once) and
+ * returns err.  addr: the resolved address tried, shown when it is not the
+ * target itself (a host name). */
+static int failed(const struct tcp_ctx *t, int err, const char *step, const char *addr,
+                  const char *msg)
 {
-    shp__log(SHP_LOG_WARN, t->name,
-             "event=connect_failed target=%s addr=%s step=%s err=%s msg=\"%s\"", t->target,
-             addr ? addr : "-", step, shp_err_name(err), msg ? msg : errdesc(err));
-    return err;
+    if (addr && strcmp(addr, t->target) != 0) {
+        char where[320];
+        snprintf(where, sizeof where, "%s (%s)", t->target, addr);
+        return shp__adapter_failed(err, where, step, msg ? msg : errdesc(err));
+    }
+    return shp__adapter_failed(err, t->target, step, msg ? msg : errdesc(err));
 }
 
 static int setopt_int(int fd, int level, int opt, int val)
@@ -124,7 +128,9 @@ static int set_io_timeouts(const shp_tcp_config *c, int fd, const char **step)
     return err;
 }
 
-/* getaddrinfo's error as a negative errno value. */
+/* getaddrinfo's error as a negative errno value: -ENXIO (permanent, not
+ * retried) for a name that does not exist, -EHOSTUNREACH (retried) for a
+ * resolver that cannot answer now. */
 static int gai_errno(int g, int sys_errno)
 {
     switch (g) {
@@ -229,7 +235,7 @@ static int connect_inet(const struct tcp_ctx *t, int *out)
     struct addrinfo *res = NULL;
     int g = getaddrinfo(t->host, t->port, &hints, &res);
     if (g != 0)
-        return connect_failed(t, gai_errno(g, errno), "resolve", NULL, gai_strerror(g));
+        return failed(t, gai_errno(g, errno), "resolve", NULL, gai_strerror(g));
 
     int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
     int err = -EHOSTUNREACH;
@@ -251,7 +257,7 @@ static int connect_inet(const struct tcp_ctx *t, int *out)
                  step, shp_err_name(err));
     }
     freeaddrinfo(res);
-    return err ? connect_failed(t, err, step, addr, NULL) : 0;
+    return err ? failed(t, err, step, addr, NULL) : 0;
 }
 
 /* A unix-domain connect is synchronous except when the listener's backlog
@@ -264,7 +270,7 @@ static int connect_unix(const struct tcp_ctx *t, int *out)
     int err = 0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return connect_failed(t, -errno, step, NULL, NULL);
+        return failed(t, -errno, step, NULL, NULL);
     for (;;) {
         if (deadline >= 0) {
             int64_t left = deadline - shp__now_ns();
@@ -295,7 +301,10 @@ static int connect_unix(const struct tcp_ctx *t, int *out)
         err = set_io_timeouts(&t->cfg, fd, &step);
     if (err) {
         close(fd);
-        return connect_failed(t, err, step, NULL, NULL);
+        /* No socket file: no server there (yet), as a refused TCP connect. */
+        if (err == -ENOENT)
+            return failed(t, -ECONNREFUSED, step, NULL, "no socket file (no server listening)");
+        return failed(t, err, step, NULL, NULL);
     }
     shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, fd);
     *out = fd;
@@ -309,7 +318,7 @@ static int tcp_connect(void *ctx, void **handle)
     const struct tcp_ctx *t = ctx;
     struct tcp_conn *c = malloc(sizeof *c);
     if (!c)
-        return connect_failed(t, -ENOMEM, "alloc", NULL, NULL);
+        return failed(t, -ENOMEM, "alloc", NULL, NULL);
     int fd = -1;
     int err = t->sun_len ? connect_unix(t, &fd) : connect_inet(t, &fd);
     if (err) {
@@ -333,10 +342,39 @@ static void tcp_close(void *ctx, void *handle)
     free(c);
 }
 
+/* The user's ping, its socket timeouts capped by the deadline of the
+ * acquire validating the connection (then restored): a ping that hits that
+ * deadline is -ETIMEDOUT.  Returns 0 or a negative errno, with the detail
+ * set. */
+static int run_ping(const struct tcp_ctx *t, int fd)
+{
+    bool rcap, wcap;
+    int64_t rt = shp__hook_timeout_ns(t->cfg.read_timeout_ns, &rcap);
+    int64_t wt = shp__hook_timeout_ns(t->cfg.write_timeout_ns, &wcap);
+    if (rt < 0 || wt < 0)
+        return failed(t, -ETIMEDOUT, "check", NULL,
+                      "the acquire's deadline passed before the ping");
+    int err = 0;
+    if ((rcap && (err = set_timeout(fd, SO_RCVTIMEO, rt))) ||
+        (wcap && (err = set_timeout(fd, SO_SNDTIMEO, wt))))
+        return failed(t, err, "check", NULL, "could not cap the ping's timeouts");
+    int r = t->cfg.ping(fd, t->cfg.ping_ud);
+    r = r > 0 ? -EIO : r;
+    if ((rcap || wcap) && (r == -EAGAIN || r == -EWOULDBLOCK || r == -ETIMEDOUT))
+        return failed(t, -ETIMEDOUT, "ping", NULL, "timed out at the acquire's deadline");
+    if (r)
+        return failed(t, r, "ping", NULL, NULL);
+    if ((rcap && (err = set_timeout(fd, SO_RCVTIMEO, t->cfg.read_timeout_ns))) ||
+        (wcap && (err = set_timeout(fd, SO_SNDTIMEO, t->cfg.write_timeout_ns))))
+        return failed(t, err, "check", NULL, "could not restore the socket timeouts");
+    return 0;
+}
+
 /* Liveness without blocking: an idle pooled connection must have nothing
  * to read.  End of stream means the peer closed; bytes mean the peer spoke
  * out of turn (an error or goodbye message, or a desynchronised protocol);
- * an error is a reset or a keepalive timeout.  Then the user's ping. */
+ * an error is a reset or a keepalive timeout.  Then the user's ping.  A
+ * failure is not logged here: the pool logs it, with the detail set. */
 static int tcp_check(void *ctx, void *handle)
 {
     const struct tcp_ctx *t = ctx;
@@ -347,26 +385,13 @@ static int tcp_check(void *ctx, void *handle)
         n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
 
-    int err = 0;
-    const char *why = NULL;
-    if (n == 0) {
-        err = -EPIPE;
-        why = "peer_closed";
-    } else if (n > 0) {
-        err = -EPROTO;
-        why = "unread_data";
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        err = -errno;
-        why = "socket_error";
-    } else if (t->cfg.ping) {
-        int r = t->cfg.ping(c->fd, t->cfg.ping_ud);
-        err = r > 0 ? -EIO : r;
-        why = "ping_failed";
-    }
-    if (err)
-        shp__log(SHP_LOG_INFO, t->name, "event=check_failed target=%s fd=%d reason=%s err=%s",
-                 t->target, c->fd, why, shp_err_name(err));
-    return err;
+    if (n == 0)
+        return failed(t, -EPIPE, "check", NULL, "the peer closed the connection");
+    if (n > 0)
+        return failed(t, -EPROTO, "check", NULL, "unread data on an idle connection");
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return failed(t, -errno, "check", NULL, NULL);
+    return t->cfg.ping ? run_ping(t, c->fd) : 0;
 }
 
 /* ---- public API -------------------------------------------------------------- */
@@ -389,6 +414,28 @@ static int bad_config(const shp_tcp_config *cfg, int err, const char *field, con
     return shp__adapter_bad_config(cfg && cfg->name ? cfg->name : "tcp", err, field, why);
 }
 
+/* Why port_or_service is neither a port number (digits only, 1..65535) nor
+ * a service name (a letter, then letters, digits, '-', '_' or '.'), or NULL.
+ * getaddrinfo would otherwise read "99999" as port 34463 (modulo 65536) and
+ * "+80", " 80" or "-1" as numbers too. */
+static const char *bad_port(const char *s)
+{
+    size_t digits = strspn(s, "0123456789");
+    if (s[digits] == '\0') {
+        unsigned long v = 0;
+        for (size_t i = 0; i < digits && v <= 65535; i++)
+            v = v * 10 + (unsigned long)(s[i] - '0');
+        return v >= 1 && v <= 65535 ? NULL : "port number outside 1..65535";
+    }
+    if (digits > 0)
+        return "not a port number: junk after the digits";
+    bool letter = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z');
+    if (!letter || s[strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789-_.")] != '\0')
+        return "neither a port number (1..65535) nor a service name";
+    return NULL;
+}
+
 static int validate(const shp_tcp_config *cfg)
 {
     bool inet = cfg->host || cfg->port_or_service;
@@ -406,6 +453,14 @@ static int validate(const shp_tcp_config *cfg)
             return bad_config(cfg, -ENAMETOOLONG, "unix_path", "longer than sockaddr_un allows");
     } else if (!cfg->host[0] || !cfg->port_or_service[0]) {
         return bad_config(cfg, -EINVAL, "host", "empty host or port_or_service");
+    } else if (bad_port(cfg->port_or_service)) {
+        char why[128];
+        snprintf(why, sizeof why, "'%.32s': %s", cfg->port_or_service,
+                 bad_port(cfg->port_or_service));
+        for (char *q = why + 1; *q; q++)
+            if (*q == '"')
+                *q = '\'';
+        return bad_config(cfg, -EINVAL, "port_or_service", why);
     }
     if (cfg->connect_timeout_ns < 0)
         return bad_config(cfg, -EINVAL, "connect_timeout_ns", "negative");

@@ -12,6 +12,10 @@
  * timing assertions are bounds that fail only on a bug (a timeout that
  * fires before its time or more than a second after it).
  *
+ * The adapter logs no failure of its callbacks: it records why with
+ * shp_set_error_detail, which a test calling a callback directly reads with
+ * detail_take (failtest.h), and the pool logs one line per failure.
+ *
  * cmocka assertions are made on the main thread only.
  */
 #include <arpa/inet.h>
@@ -41,6 +45,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "failtest.h"
 
 #include <shardpool.h>
 #include <shardpool/adapters/tcp.h>
@@ -539,6 +544,34 @@ static void test_config(void **state)
     c.host = "";
     assert_int_equal(shp_tcp_ops(&ops, &c), -EINVAL);
 
+    /* port_or_service: digits in 1..65535 or a service name, nothing else
+     * (getaddrinfo would take "99999" as port 34463) */
+    static const char *const bad_ports[] = { "99999", "65536", "0", "00000", "+80", "-1",
+                                             " 80", "80 ", "80x", "0x50", "8_0", "-http",
+                                             "http port", "4294967377" };
+    c.host = "127.0.0.1";
+    for (size_t i = 0; i < sizeof bad_ports / sizeof bad_ports[0]; i++) {
+        c.port_or_service = bad_ports[i];
+        log_start_level(SHP_LOG_INFO);
+        if (shp_tcp_ops(&ops, &c) != -EINVAL)
+            fail_msg("port_or_service \"%s\" accepted", bad_ports[i]);
+        if (log_count("event=invalid_config field=port_or_service") != 1)
+            fail_msg("port_or_service \"%s\": no log line", bad_ports[i]);
+    }
+    assert_true(log_has("reason=\"'4294967377': port number outside 1..65535\""));
+    log_start_level(SHP_LOG_INFO);
+    static const char *const good_ports[] = { "1", "80", "065535", "65535", "http",
+                                              "postgresql", "x11-ssh", "no-such-service" };
+    for (size_t i = 0; i < sizeof good_ports / sizeof good_ports[0]; i++) {
+        shp_ops ok;
+        c.port_or_service = good_ports[i];
+        if (shp_tcp_ops(&ok, &c) != 0)
+            fail_msg("port_or_service \"%s\" refused", good_ports[i]);
+        shp_tcp_ops_free(&ok);
+    }
+    c.host = "";
+    c.port_or_service = "1";
+
     shp_tcp_config u;
     shp_tcp_config_init(&u);
     char longpath[200];
@@ -731,11 +764,10 @@ static void test_refused_tcp(void **state)
     log_stop();
     assert_int_equal(rc, -ECONNREFUSED);
     assert_true(took < 5 * NS_PER_S); /* refused, not waited out */
-    char want[64];
-    snprintf(want, sizeof want, "target=127.0.0.1:%s", port);
-    assert_true(log_has("event=connect_failed"));
-    assert_true(log_has(want));
-    assert_true(log_has("err=ECONNREFUSED"));
+    char want[96];
+    snprintf(want, sizeof want, "127.0.0.1:%s: connect: Connection refused", port);
+    assert_string_equal(detail_take(), want);
+    assert_int_equal(log_count_warn(), 0); /* the pool logs it, not the adapter */
     shp_tcp_ops_free(&ops);
     close(hold);
 }
@@ -757,8 +789,11 @@ static void test_refused_unix(void **state)
     snprintf(missing, sizeof missing, "%s/missing.sock", dir);
     c = cfg_unix(missing);
     ops = make_ops(&c);
-    assert_int_equal(do_connect(&ops, &h), -ENOENT);
+    /* no socket file: no server there, refused (and retried by a pool) */
+    assert_int_equal(do_connect(&ops, &h), -ECONNREFUSED);
+    assert_non_null(strstr(detail_take(), "missing.sock: connect: no socket file"));
     log_stop();
+    assert_int_equal(log_count_warn(), 0);
     shp_tcp_ops_free(&ops);
     close(hold);
     unix_cleanup(dir, path);
@@ -773,8 +808,43 @@ static void test_resolve_failure(void **state)
     log_start_level(SHP_LOG_INFO);
     assert_int_equal(do_connect(&ops, &h), -ENXIO);
     log_stop();
-    assert_true(log_has("step=resolve"));
+    assert_non_null(strstr(detail_take(), "127.0.0.1:no-such-service-shp-test: resolve: "));
+    assert_int_equal(log_count_warn(), 0);
     shp_tcp_ops_free(&ops);
+}
+
+/* A host name that does not exist: -ENXIO at once through a pool (one
+ * connect, no retry), with the resolver's words in the pool's one line and
+ * in the last errors. */
+static void test_unknown_host_fails_fast(void **state)
+{
+    (void)state;
+    static const char host[] = "no-such-host-shp-test.invalid";
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(host, "80", NULL, &res);
+    if (g == 0)
+        freeaddrinfo(res);
+    if (g != EAI_NONAME && g != EAI_NODATA) {
+        print_message("skip: the resolver answers %s for %s (no DNS here?)\n", gai_strerror(g),
+                      host);
+        skip();
+    }
+    shp_tcp_config c = cfg_inet(host, "7");
+    shp_ops real = make_ops(&c);
+    static counted_ops co;
+    shp_ops ops = counted_wrap(&co, &real);
+    shp_config pc;
+    shp_config_init(&pc);
+    pc.max_size = 2;
+    pc.name = "tcpnohost";
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    char words[128];
+    snprintf(words, sizeof words, "%s:7: resolve: %s", host, gai_strerror(g));
+    expect_permanent_failure(pool, &co.calls, -ENXIO, words, NULL);
+    assert_true(log_has("level=warn pool=tcpnohost event=connect_failed err=ENXIO"));
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_tcp_ops_free(&real);
 }
 
 /* Connect timeout over TCP: a listener with backlog 0 that never accepts
@@ -847,7 +917,8 @@ static void test_connect_timeout_tcp(void **state)
     assert_null(conn);
     assert_true(took < acquire_timeout + NS_PER_S);
     assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    assert_true(log_has("step=connect err=ETIMEDOUT"));
+    assert_true(log_has("pool=tcptimeout event=connect_failed err=ETIMEDOUT msg=\"127.0.0.1:"));
+    assert_true(log_has(": connect: Connection timed out\""));
     shp_tcp_ops_free(&ops);
     close(filler);
     close(lfd);
@@ -935,7 +1006,8 @@ static void test_read_timeout_ping(void **state)
     assert_true(rc == -EAGAIN || rc == -ETIMEDOUT);
     assert_true(took >= timeout - 20 * NS_PER_MS); /* jiffies, as above */
     assert_true(took < timeout + NS_PER_S);
-    assert_true(log_has("reason=ping_failed"));
+    assert_non_null(strstr(detail_take(), ": ping: "));
+    assert_int_equal(log_count_warn(), 0);
     ops.close(ops.ctx, h);
     shp_tcp_ops_free(&ops);
     srv_stop(s);
@@ -999,6 +1071,7 @@ static void test_check_states(void **state)
     srv_do(s, SRV_SEND_BYTE, 0);
     assert_true(wait_readable(fd) & POLLIN);
     assert_int_equal(ops.check(ops.ctx, h), -EPROTO);
+    assert_non_null(strstr(detail_take(), ": check: unread data on an idle connection"));
     char b;
     assert_int_equal(recv(fd, &b, 1, 0), 1);
     assert_int_equal(ops.check(ops.ctx, h), 0);
@@ -1009,6 +1082,7 @@ static void test_check_states(void **state)
     int64_t t0 = now_ns();
     assert_int_equal(ops.check(ops.ctx, h), -EPIPE);
     assert_true(now_ns() - t0 < NS_PER_S); /* never blocks */
+    assert_non_null(strstr(detail_take(), ": check: the peer closed the connection"));
     ops.close(ops.ctx, h);
 
     /* Reset by the peer. */
@@ -1018,11 +1092,10 @@ static void test_check_states(void **state)
     srv_do(s, SRV_RESET, 1);
     assert_true(wait_readable(fd) != 0);
     assert_int_equal(ops.check(ops.ctx, h), -ECONNRESET);
+    assert_non_null(strstr(detail_take(), ": check: Connection reset by peer"));
     ops.close(ops.ctx, h);
     log_stop();
-    assert_true(log_has("reason=unread_data"));
-    assert_true(log_has("reason=peer_closed"));
-    assert_true(log_has("reason=socket_error"));
+    assert_int_equal(log_count("failed"), 0); /* the adapter logs no failure */
 
     shp_tcp_ops_free(&ops);
     srv_stop(s);
@@ -1149,8 +1222,13 @@ static void pool_replaces_dead_peer(int op)
     fd = shp_tcp_fd(shp_conn_handle(conn));
     assert_true(echo_roundtrip(fd, "second"));
     assert_int_equal(srv_accepted(s), 2);
-    assert_true(log_has(op == SRV_RESET ? "reason=socket_error err=ECONNRESET"
-                                                    : "reason=peer_closed"));
+    /* one line, the pool's, with the adapter's reason */
+    assert_int_equal(log_count("event=check_failed"), 1);
+    assert_int_equal(log_count("failed"), 1);
+    assert_true(log_has(op == SRV_RESET ? "err=ECONNRESET msg=\"127.0.0.1:"
+                                        : "err=EPIPE msg=\"127.0.0.1:"));
+    assert_true(log_has(op == SRV_RESET ? ": check: Connection reset by peer\""
+                                        : ": check: the peer closed the connection\""));
     assert_int_equal(shp_release(conn), 0);
     assert_int_equal(shp_pool_destroy(pool, 0), 0);
     shp_tcp_ops_free(&ops);
@@ -1167,6 +1245,95 @@ static void test_pool_replaces_reset(void **state)
 {
     (void)state;
     pool_replaces_dead_peer(SRV_RESET);
+}
+
+/* A ping that blocks (a silent server) while an acquire validates the
+ * connection: its read timeout (5 s) is capped by the acquire's deadline,
+ * so the acquire fails with -ETIMEDOUT at its deadline and the pool closes
+ * the connection; the socket's own timeouts are restored after a ping that
+ * succeeds under a cap. */
+static void test_ping_capped_by_acquire_deadline(void **state)
+{
+    (void)state;
+    srv *s = srv_start_inet(SRV_SILENT, "127.0.0.1", NULL);
+    assert_non_null(s);
+    shp_tcp_config c = cfg_inet("127.0.0.1", s->port);
+    c.read_timeout_ns = 5 * NS_PER_S;
+    c.ping = ping_echo;
+    shp_ops ops = make_ops(&c);
+    shp_config pc;
+    shp_config_init(&pc);
+    pc.max_size = 1;
+    pc.validate_idle_ns = 0;
+    pc.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
+    pc.name = "tcpcap";
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *conn;
+    assert_int_equal(shp_acquire(pool, &conn, 5 * NS_PER_S), 0);
+    assert_int_equal(shp_release(conn), 0);
+
+    const int64_t deadline = 300 * NS_PER_MS;
+    log_start_level(SHP_LOG_INFO);
+    atomic_store(&ping_calls, 0);
+    int rc = 0;
+    int64_t took = 0;
+    /* Acquires hand the connection out unchecked until the idle clock has
+     * moved past the release; the first one that checks it pings. */
+    for (int i = 0; i < WAIT_MS && atomic_load(&ping_calls) == 0; i++) {
+        int64_t t0 = now_ns();
+        rc = shp_acquire(pool, &conn, deadline);
+        took = now_ns() - t0;
+        if (rc == 0) {
+            assert_int_equal(shp_release(conn), 0);
+            nap_ms(1);
+        }
+    }
+    log_stop();
+    print_message("ping capped: acquire gave %s after %.0f ms (deadline %d ms)\n", shp_err_name(rc),
+                  (double)took / NS_PER_MS, (int)(deadline / NS_PER_MS));
+    assert_int_equal(atomic_load(&ping_calls), 1);
+    assert_int_equal(rc, -ETIMEDOUT);
+    assert_true(took < deadline + 100 * NS_PER_MS);
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(pool, &st), 0);
+    assert_int_equal(st.health_failures, 1);
+    assert_int_equal(st.closed, 1);
+    assert_true(log_has("event=check_failed"));
+    assert_true(log_has("err=ETIMEDOUT msg=\"127.0.0.1:"));
+    assert_true(log_has(": ping: timed out at the acquire's deadline\""));
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_tcp_ops_free(&ops);
+    srv_stop(s);
+
+    /* Under a cap that the ping does not reach, the socket's own timeouts
+     * come back afterwards (an echo server answers the ping). */
+    s = srv_start_inet(SRV_ECHO, "127.0.0.1", NULL);
+    assert_non_null(s);
+    c = cfg_inet("127.0.0.1", s->port);
+    c.read_timeout_ns = 5 * NS_PER_S;
+    c.write_timeout_ns = 0;
+    c.ping = ping_echo;
+    ops = make_ops(&c);
+    pc.name = "tcpcap2";
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    assert_int_equal(shp_acquire(pool, &conn, 5 * NS_PER_S), 0);
+    int fd = shp_tcp_fd(shp_conn_handle(conn));
+    assert_int_equal(shp_release(conn), 0);
+    atomic_store(&ping_calls, 0);
+    for (int i = 0; i < WAIT_MS && atomic_load(&ping_calls) == 0; i++) {
+        assert_int_equal(shp_acquire(pool, &conn, deadline), 0);
+        assert_int_equal(shp_release(conn), 0);
+        if (atomic_load(&ping_calls) == 0)
+            nap_ms(1);
+    }
+    assert_int_equal(atomic_load(&ping_calls), 1);
+    int64_t rt = getopt_timeout_ns(fd, SO_RCVTIMEO), wt = getopt_timeout_ns(fd, SO_SNDTIMEO);
+    assert_true(rt >= 4990 * NS_PER_MS && rt <= 5020 * NS_PER_MS);
+    assert_int_equal(wt, 0);
+    assert_int_equal(shp_pool_destroy(pool, 0), 0);
+    shp_tcp_ops_free(&ops);
+    srv_stop(s);
 }
 
 /* 8 threads through a pool of 4 real connections to the echo server. */
@@ -1282,6 +1449,7 @@ int main(void)
         T(test_refused_tcp),
         T(test_refused_unix),
         T(test_resolve_failure),
+        T(test_unknown_host_fails_fast),
         T(test_connect_timeout_tcp),
         T(test_connect_timeout_unix),
         T(test_read_timeout_ping),
@@ -1291,6 +1459,7 @@ int main(void)
         T(test_check_ping),
         T(test_pool_replaces_closed),
         T(test_pool_replaces_reset),
+        T(test_ping_capped_by_acquire_deadline),
         T(test_pool_echo_threads),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

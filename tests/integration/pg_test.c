@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -31,6 +32,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "failtest.h"
 
 #include <libpq-fe.h>
 
@@ -43,6 +45,8 @@
 #define NS_PER_S  1000000000LL
 #define PASSWORD  "Tr0ub4dor-s3cret"
 #define WRONG_PW  "Wr0ng-h0rse-s3cret"
+/* no ~/.pgpass either: a connect without a password has none */
+#define NO_PASSFILE "passfile=/nonexistent/shp-test-pgpass"
 
 static pgserver srv;
 static bool srv_ok;
@@ -90,6 +94,11 @@ static long exec_ok(PGconn *pg, const char *sql)
     return v;
 }
 
+static int backend_pid_of(shp_conn *c)
+{
+    return PQbackendPID(shp_pg_conn(shp_conn_handle(c)));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -122,7 +131,29 @@ static void test_config(void **state)
     assert_int_equal(shp_pg_ops(&ops, &pc), -EINVAL);
     pc.conninfo = "postgresql://u:" WRONG_PW "@[::1/db"; /* libpq quotes the URI */
     assert_int_equal(shp_pg_ops(&ops, &pc), -EINVAL);
+    /* ports libpq would refuse only at connect (or read as a number) */
+    static const char *const bad_ports[] = {
+        "host=x port=99999", "host=x port=0", "host=x port=+5432", "host=x port=5432x",
+        "host=x,y port=5432,99999", "postgresql://u@x:99999/db", "host=x port=' 5432'",
+    };
+    for (size_t i = 0; i < sizeof bad_ports / sizeof bad_ports[0]; i++) {
+        pc.conninfo = bad_ports[i];
+        if (shp_pg_ops(&ops, &pc) != -EINVAL)
+            fail_msg("%s: accepted", bad_ports[i]);
+    }
+    assert_true(log_has("field=conninfo reason=\"port outside 1..65535\""));
+    assert_true(log_has("field=conninfo reason=\"port is not a number (digits only)\""));
     log_stop();
+    static const char *const good_ports[] = { "host=x port=5432", "host=x,y port=5432,",
+                                              "host=x port=1", "host=x port=65535",
+                                              "postgresql://u@x:6543/db", "host=x" };
+    for (size_t i = 0; i < sizeof good_ports / sizeof good_ports[0]; i++) {
+        shp_ops good;
+        pc.conninfo = good_ports[i];
+        if (shp_pg_ops(&good, &pc) != 0)
+            fail_msg("%s: refused", good_ports[i]);
+        shp_pg_ops_free(&good);
+    }
     assert_true(log_has("no_such_keyword"));
     assert_false(log_has(WRONG_PW));
     assert_true(log_has("field=connect_timeout_ns"));
@@ -250,6 +281,184 @@ static void test_bad_password(void **state)
     assert_false(log_has(PASSWORD));
 }
 
+/* A pool over the adapter, wrapped to count connects (connect_attempts and
+ * the breaker at their defaults). */
+static shp_pool *counted_pool(counted_ops *co, shp_ops *real, const char *conninfo)
+{
+    shp_pg_config pc;
+    shp_pg_config_init(&pc);
+    pc.conninfo = conninfo;
+    pc.name = "pgadapter"; /* not the pool's name: the line must be the pool's */
+    assert_int_equal(shp_pg_ops(real, &pc), 0);
+    shp_ops ops = counted_wrap(co, real);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.max_size = 2;
+    cfg.name = "pgperm";
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    return pool;
+}
+
+static counted_ops perm_co;
+
+/* One case of test_permanent_errors: conninfo fails with want at once. */
+static void expect_permanent(const char *conninfo, int want, const char *words)
+{
+    shp_ops real;
+    shp_pool *pool = counted_pool(&perm_co, &real, conninfo);
+    expect_permanent_failure(pool, &perm_co.calls, want, words, PASSWORD);
+    assert_false(log_has(WRONG_PW));
+    assert_int_equal(log_count("pool=pgadapter"), 0); /* the adapter logged nothing */
+    drop_pool(pool, &real);
+}
+
+/* Adds (line != NULL) or removes a first line of the server's pg_hba.conf
+ * and reloads it; then waits until a connect as user shows the change
+ * (probe: a substring of the message libpq gives once it applies). */
+static void hba_first_line(const char *line, const char *user, const char *probe)
+{
+    char path[160];
+    static char old[65536];
+    snprintf(path, sizeof path, "%s/pg_hba.conf", srv.datadir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(old, 1, sizeof old - 1, f);
+    old[n] = '\0';
+    fclose(f);
+    const char *rest = old;
+    if (!line && strncmp(old, "host all ghost", 14) == 0)
+        rest = strchr(old, '\n') + 1; /* drop the line added before */
+    f = fopen(path, "w"); /* keeps the file's owner */
+    assert_non_null(f);
+    fprintf(f, "%s%s%s", line ? line : "", line ? "\n" : "", rest);
+    assert_int_equal(fclose(f), 0);
+    char ci[256];
+    pgserver_conninfo(&srv, NULL, ci, sizeof ci);
+    PGconn *a = PQconnectdb(ci);
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    exec_ok(a, "SELECT pg_reload_conf()");
+    PQfinish(a);
+    /* the postmaster rereads the file on SIGHUP: poll until it did */
+    char probe_ci[256];
+    snprintf(probe_ci, sizeof probe_ci, "host=127.0.0.1 port=%d dbname=postgres user=%s %s",
+             srv.port, user, NO_PASSFILE);
+    bool seen = false;
+    char last[512] = "";
+    for (int i = 0; i < 2000 && !seen; i++) {
+        PGconn *p = PQconnectdb(probe_ci);
+        snprintf(last, sizeof last, "%s", PQerrorMessage(p));
+        seen = strstr(last, probe) != NULL;
+        PQfinish(p);
+        if (!seen)
+            nap_ms(5);
+    }
+    if (!seen)
+        fail_msg("pg_hba.conf change not seen after 10 s; last message: %s", last);
+}
+
+/* Permanent connect errors fail the acquire at once (one connect, no
+ * retry, no backoff) with their own errno, the backend's words in the last
+ * errors and in the pool's one log line, and the password nowhere. */
+static void test_permanent_errors(void **state)
+{
+    (void)state;
+    char ci[512];
+    pgserver_conninfo(&srv, WRONG_PW, ci, sizeof ci);
+    expect_permanent(ci, -EACCES, "password authentication failed for user 'shp'");
+
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=postgres user=%s %s", srv.port,
+             PGSERVER_USER, NO_PASSFILE);
+    expect_permanent(ci, -EACCES, "no password supplied");
+
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=no_such_db user=%s password=%s",
+             srv.port, PGSERVER_USER, PASSWORD);
+    expect_permanent(ci, -ENOENT, "database 'no_such_db' does not exist");
+
+    snprintf(ci, sizeof ci,
+             "host=127.0.0.1 port=%d dbname=postgres user=%s password=%s sslmode=require",
+             srv.port, PGSERVER_USER, PASSWORD);
+    expect_permanent(ci, -EPROTONOSUPPORT, "server does not support SSL, but SSL was required");
+
+    /* A role that does not exist: with password authentication the server
+     * says only "authentication failed" (-EACCES above); a trust line for
+     * it makes the server name the missing role. */
+    hba_first_line("host all ghost 127.0.0.1/32 trust", "ghost", "role \"ghost\" does not exist");
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=postgres user=ghost password=%s",
+             srv.port, PASSWORD);
+    expect_permanent(ci, -ENOENT, "role 'ghost' does not exist");
+    hba_first_line(NULL, "ghost", "no password supplied");
+
+    static const char host[] = "no-such-host-shp-test.invalid";
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(host, "5432", NULL, &res);
+    if (g == 0)
+        freeaddrinfo(res);
+    if (g == EAI_NONAME || g == EAI_NODATA) {
+        snprintf(ci, sizeof ci, "host=%s port=%d dbname=postgres user=%s password=%s", host,
+                 srv.port, PGSERVER_USER, PASSWORD);
+        expect_permanent(ci, -ENXIO, "could not translate host name");
+    } else {
+        print_message("host name typo not tested: the resolver answers %s\n", gai_strerror(g));
+    }
+}
+
+/* A health check that fails (the server ended the backend) is one line,
+ * the pool's, with libpq's words; the pool replaces the connection. */
+static void test_check_failure_one_line(void **state)
+{
+    (void)state;
+    char ci[256];
+    pgserver_conninfo(&srv, NULL, ci, sizeof ci);
+    shp_pg_config pc;
+    shp_pg_config_init(&pc);
+    pc.conninfo = ci;
+    pc.name = "pgadapter";
+    shp_ops ops;
+    assert_int_equal(shp_pg_ops(&ops, &pc), 0);
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.max_size = 1;
+    cfg.validate_idle_ns = 0;
+    cfg.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
+    cfg.name = "pgcheck";
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    shp_conn *c;
+    assert_int_equal(shp_acquire(pool, &c, 5 * NS_PER_S), 0);
+    int pid = backend_pid_of(c);
+    assert_int_equal(shp_release(c), 0);
+    PGconn *a = PQconnectdb(ci);
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", pid);
+    exec_ok(a, sql);
+    PQfinish(a);
+
+    log_start_level(SHP_LOG_INFO);
+    shp_stats st = { 0 };
+    /* acquires validate only once the idle clock passed the release */
+    for (int i = 0; i < 5000 && st.health_failures == 0; i++) {
+        assert_int_equal(shp_acquire(pool, &c, 5 * NS_PER_S), 0);
+        assert_int_equal(shp_pool_stats(pool, &st), 0);
+        if (st.health_failures == 0) {
+            assert_int_equal(shp_release(c), 0);
+            nap_ms(1);
+        }
+    }
+    log_stop();
+    assert_int_equal(st.health_failures, 1);
+    assert_int_not_equal(backend_pid_of(c), pid); /* a new connection */
+    assert_int_equal(shp_release(c), 0);
+    if (log_count("failed") != 1 || log_count("pool=pgcheck event=check_failed") != 1)
+        fail_msg("want one check_failed line, got:\n%s", log_buf);
+    if (!log_has("msg=\"shp@127.0.0.1:") || !log_has(": check read: "))
+        fail_msg("want libpq's words, got:\n%s", log_buf);
+    assert_int_equal(log_count("pool=pgadapter"), 0);
+    assert_false(log_has(PASSWORD));
+    drop_pool(pool, &ops);
+}
+
 static void test_backend_down(void **state)
 {
     (void)state;
@@ -328,11 +537,6 @@ static void test_connect_timeout(void **state)
     assert_true(log_has("err=ETIMEDOUT"));
     assert_false(log_has(PASSWORD));
     close(lfd);
-}
-
-static int backend_pid_of(shp_conn *c)
-{
-    return PQbackendPID(shp_pg_conn(shp_conn_handle(c)));
 }
 
 /* One connection (max_size 1), so each acquire gets the one released. */
@@ -738,6 +942,8 @@ int main(void)
         T(test_happy_conninfo),
         T(test_happy_uri_and_unix_socket),
         T(test_bad_password),
+        T(test_permanent_errors),
+        T(test_check_failure_one_line),
         T(test_backend_down),
         T(test_connect_timeout),
         T(test_dirty_release),

@@ -9,9 +9,14 @@
  * the worker threads moving), bounded by WAIT_MS.  Timing assertions are
  * bounds that fail only on a bug (a timeout that fires far too early or
  * far too late).  cmocka assertions are made on the main thread only.
+ *
+ * The adapter logs no failure of connect, check or prepare: it records why
+ * with shp_set_error_detail, which a test calling a callback directly reads
+ * with detail_take (failtest.h), and the pool logs one line per failure.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -30,6 +35,7 @@
 
 #include "fakeconn.h"
 #include "testutil.h"
+#include "failtest.h"
 
 #include <hiredis/hiredis.h>
 
@@ -327,19 +333,21 @@ static void test_unix_socket(void **state)
     expect_get(a, "where", "unix");
     redisFree(a);
 
-    /* A socket file that is not there. */
+    /* A socket file that is not there: no server there, refused. */
     snprintf(path, sizeof path, "%s/none.sock", srv.dir);
     ops = make_ops(&rc);
     log_start();
-    assert_int_equal(ops.connect(ops.ctx, &h), -ENOENT);
+    assert_int_equal(ops.connect(ops.ctx, &h), -ECONNREFUSED);
+    assert_non_null(strstr(detail_take(), "none.sock: connect: "));
     shp_redis_ops_free(&ops);
 
     /* A db the server does not have (16 by default). */
     rc = redis_cfg(srv.port, NULL, 99);
     ops = make_ops(&rc);
-    assert_int_equal(ops.connect(ops.ctx, &h), -EINVAL);
+    assert_int_equal(ops.connect(ops.ctx, &h), -ENOENT);
     log_stop();
-    assert_true(log_has("step=select"));
+    assert_non_null(strstr(detail_take(), ": select: ERR DB index is out of range"));
+    assert_int_equal(log_count("failed"), 0); /* the adapter logged nothing */
     shp_redis_ops_free(&ops);
     rsrv_stop(&srv);
 }
@@ -374,6 +382,7 @@ static void test_auth(void **state)
     ops = make_ops(&rc);
     void *h;
     assert_int_equal(ops.connect(ops.ctx, &h), -EACCES);
+    assert_non_null(strstr(detail_take(), ": ping: NOAUTH"));
     shp_redis_ops_free(&ops);
 
     /* A user with a wrong password (AUTH user password form). */
@@ -433,6 +442,175 @@ static void test_auth(void **state)
     assert_false(log_has(BAD_PW));
     assert_false(log_has("Gd-pw"));
     assert_false(log_has("App-pw1"));
+    rsrv_stop(&srv);
+}
+
+/* ---- permanent errors ------------------------------------------------------------------ */
+
+static counted_ops perm_co;
+
+/* A pool over the adapter for rc, wrapped to count connects (connect
+ * attempts and the breaker at their defaults); expects one acquire to fail
+ * with want at once (failtest.h), then frees it all. */
+static void expect_permanent(shp_redis_config rc, int want, const char *words)
+{
+    rc.name = "redisadapter"; /* not the pool's name: the line must be the pool's */
+    shp_ops real = make_ops(&rc);
+    shp_ops ops = counted_wrap(&perm_co, &real);
+    shp_config pc = pool_cfg(2, 5 * NS_PER_S);
+    pc.name = "redisperm";
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    expect_permanent_failure(pool, &perm_co.calls, want, words, GOOD_PW);
+    assert_false(log_has(BAD_PW));
+    assert_false(log_has("Gd-pw"));
+    assert_int_equal(log_count("pool=redisadapter"), 0); /* the adapter logged nothing */
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&real);
+}
+
+/* Permanent connect errors fail the acquire at once (one connect, no
+ * retry, no backoff) with their own errno, the server's words in the last
+ * errors and in the pool's one log line, and the password nowhere. */
+static void test_permanent_errors(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d: auth: WRONGPASS", srv.port);
+    expect_permanent(redis_cfg(srv.port, BAD_PW, 0), -EACCES, where);
+    expect_permanent(redis_cfg(srv.port, NULL, 0), -EACCES, ": ping: NOAUTH");
+    expect_permanent(redis_cfg(srv.port, GOOD_PW, 99), -ENOENT,
+                     ": select: ERR DB index is out of range");
+
+    /* An ACL user that may not SELECT: NOPERM on the handshake's SELECT. */
+    redisContext *a = admin(GOOD_PW, 0);
+    expect_status(a, "OK", "ACL SETUSER noselect on >Ns-pw5 ~* +@all -select");
+    redisFree(a);
+    shp_redis_config rc = redis_cfg(srv.port, "Ns-pw5", 1);
+    rc.user = "noselect";
+    expect_permanent(rc, -EACCES, ": select: NOPERM");
+    assert_false(log_has("Ns-pw5"));
+
+    static const char host[] = "no-such-host-shp-test.invalid";
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(host, "6379", NULL, &res);
+    if (g == 0)
+        freeaddrinfo(res);
+    if (g == EAI_NONAME || g == EAI_NODATA) {
+        rc = redis_cfg(srv.port, GOOD_PW, 0);
+        rc.host = host;
+        snprintf(where, sizeof where, "%s:%d: connect: ", host, srv.port);
+        expect_permanent(rc, -ENXIO, where);
+    } else {
+        print_message("host name typo not tested: the resolver answers %s\n", gai_strerror(g));
+    }
+    rsrv_stop(&srv);
+}
+
+/* The cleanup's answers are read when the pool hands a connection out
+ * (prepare), capped by the acquire's deadline: against a server that
+ * stopped answering, with two released connections whose cleanup is
+ * pending, shp_acquire(300 ms) fails with -ETIMEDOUT by its deadline (plus
+ * 100 ms), not after the 2 s command timeout per connection.  Needs the
+ * pool to pass the acquire's deadline to prepare (shp_connect_deadline_ns)
+ * and to keep it when prepare refuses a connection. */
+static void test_prepare_capped_by_acquire_deadline(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 0);
+    rc.command_timeout_ns = 2 * NS_PER_S;
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(2, 5 * NS_PER_S);
+    pc.validate_idle_ns = -1; /* prepare, not a check, reads the cleanup */
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *c1, *c2;
+    assert_int_equal(shp_acquire(pool, &c1, -1), 0);
+    assert_int_equal(shp_acquire(pool, &c2, -1), 0);
+    assert_int_equal(rsrv_sigstop(&srv), 0);
+    assert_int_equal(shp_release(c1), 0); /* the cleanup is written, its answers pending */
+    assert_int_equal(shp_release(c2), 0);
+
+    const int64_t deadline = 300 * NS_PER_MS;
+    log_start_level(SHP_LOG_INFO);
+    shp_conn *conn = NULL;
+    int64_t t0 = now_ns();
+    int err = shp_acquire(pool, &conn, deadline);
+    int64_t took = now_ns() - t0;
+    log_stop();
+    assert_int_equal(rsrv_sigcont(&srv), 0);
+    if (err == 0)
+        shp_release(conn);
+    print_message("prepare against a stopped server: acquire gave %s after %.0f ms "
+                  "(deadline %d ms, command timeout %d ms)\n",
+                  shp_err_name(err), (double)took / NS_PER_MS, (int)(deadline / NS_PER_MS),
+                  (int)(rc.command_timeout_ns / NS_PER_MS));
+    if (err != -ETIMEDOUT || took > deadline + 100 * NS_PER_MS)
+        print_message("log:\n%s", log_buf);
+    assert_int_equal(err, -ETIMEDOUT);
+    assert_true(took <= deadline + 100 * NS_PER_MS);
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    rsrv_stop(&srv);
+}
+
+/* The health check's PING while an acquire validates the connection is
+ * capped by that acquire's deadline, not the 2 s command timeout: against a
+ * server that stopped answering, shp_acquire(300 ms) fails with -ETIMEDOUT
+ * by its deadline (plus 100 ms), and the pool closes the connection.
+ * Tracked cleanup keeps prepare out of it (a clean release sends nothing). */
+static void test_check_capped_by_acquire_deadline(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+    shp_redis_config rc = redis_cfg(srv.port, NULL, 0);
+    rc.command_timeout_ns = 2 * NS_PER_S;
+    rc.cleanup = SHP_REDIS_CLEANUP_TRACKED;
+    shp_ops ops = make_ops(&rc);
+    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
+    pc.validate_idle_ns = 0;
+    pc.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_conn *conn;
+    assert_int_equal(shp_acquire(pool, &conn, -1), 0);
+    assert_int_equal(shp_release(conn), 0);
+    assert_int_equal(rsrv_sigstop(&srv), 0);
+
+    const int64_t deadline = 300 * NS_PER_MS;
+    log_start_level(SHP_LOG_INFO);
+    shp_stats st = { 0 };
+    int err = 0;
+    int64_t took = 0;
+    /* Acquires hand the connection out unchecked (and with no I/O) until
+     * the idle clock has moved past the release; the first that checks it
+     * sends PING. */
+    for (int i = 0; i < WAIT_MS && st.health_checks == 0; i++) {
+        int64_t t0 = now_ns();
+        err = shp_acquire(pool, &conn, deadline);
+        took = now_ns() - t0;
+        assert_int_equal(shp_pool_stats(pool, &st), 0);
+        if (err == 0) {
+            assert_int_equal(shp_release(conn), 0);
+            if (st.health_checks == 0)
+                poll_pause();
+        }
+    }
+    log_stop();
+    assert_int_equal(rsrv_sigcont(&srv), 0);
+    print_message("check against a stopped server: acquire gave %s after %.0f ms "
+                  "(deadline %d ms, command timeout %d ms)\n",
+                  shp_err_name(err), (double)took / NS_PER_MS, (int)(deadline / NS_PER_MS),
+                  (int)(rc.command_timeout_ns / NS_PER_MS));
+    assert_int_equal(st.health_failures, 1);
+    assert_int_equal(err, -ETIMEDOUT);
+    assert_true(took <= deadline + 100 * NS_PER_MS);
+    assert_true(log_has("event=check_failed"));
+    assert_true(log_has(": check: timed out at the acquire's deadline\""));
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
     rsrv_stop(&srv);
 }
 
@@ -997,7 +1175,7 @@ static void test_stopped_server(void **state)
     assert_true(took <= acq_tmo + conn_tmo + 150 * NS_PER_MS);
     log_stop();
     assert_true(log_has("event=check_failed"));
-    assert_true(log_has("step=handshake") || log_has("step=ping"));
+    assert_true(log_has(": handshake: ") || log_has(": ping: ") || log_has(": check: "));
 
     /* It answers again: the pool recovers. */
     assert_int_equal(rsrv_sigcont(&srv), 0);
@@ -1250,6 +1428,9 @@ int main(void)
         T(test_happy_path),
         T(test_unix_socket),
         T(test_auth),
+        T(test_permanent_errors),
+        T(test_check_capped_by_acquire_deadline),
+        T(test_prepare_capped_by_acquire_deadline),
         T(test_backend_down),
         T(test_dirty_release),
         T(test_tracked_cleanup),

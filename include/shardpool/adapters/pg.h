@@ -42,17 +42,29 @@
  * shp_release, the pool otherwise (libpq allows different PGconn objects on
  * different threads at once, never one PGconn on two threads).
  *
- * Errors are 0 or negative errno values.  A failed connect is logged (level
- * warn, event=connect_failed, with the target as user@host:port/dbname and
- * libpq's message on one line, masked by shp_mask_secrets; the password is
- * never logged) and returned by shp_acquire as:
- *   -EACCES        authentication failed (wrong or missing password, no
- *                  pg_hba.conf entry): no point in retrying;
- *   -ECONNREFUSED  the server cannot be reached (nothing listening, no socket
- *                  file, server starting up or shutting down);
- *   -ETIMEDOUT     connect_timeout_ns passed;
- *   -ENOMEM        libpq could not allocate;
- *   -EIO           anything else (see the log line).
+ * Errors are 0 or negative errno values.  A failed connect or health check
+ * is not logged by the adapter: it records why with shp_set_error_detail as
+ * "<user@host:port/dbname>: <step>: <libpq's message>" (the password is
+ * never part of it), which the pool's one log line for the failure,
+ * shp_pool_last_error and shp_acquire_last_error carry.  A failed reset
+ * (release) is logged by the adapter (level info, event=reset_failed).  A
+ * connect error is returned by shp_acquire as:
+ *   -EACCES           authentication failed (wrong or missing password, no
+ *                     pg_hba.conf entry, no CONNECT privilege);
+ *   -ENOENT           the database or the role does not exist;
+ *   -EPROTONOSUPPORT  sslmode requires TLS and the server does not offer it;
+ *   -ENXIO            the host name does not resolve;
+ *   -EINVAL           libpq refused a setting it reads itself (PGPORT);
+ *                     these five are permanent: the pool fails the acquire
+ *                     at once, without retries;
+ *   -ECONNREFUSED     the server cannot be reached (nothing listening, no
+ *                     socket file, server starting up or shutting down);
+ *   -EHOSTUNREACH     the resolver cannot answer now;
+ *   -ETIMEDOUT        connect_timeout_ns or the acquire's deadline passed;
+ *   -ENOMEM           libpq could not allocate;
+ *   -EIO              anything else (libpq's message is in the detail).
+ * The classification reads libpq's and the server's messages, in English
+ * unless the client's or the server's locale says otherwise (then -EIO).
  */
 #ifndef SHARDPOOL_ADAPTERS_PG_H
 #define SHARDPOOL_ADAPTERS_PG_H
@@ -100,7 +112,8 @@ SHP_API void shp_pg_config_init(shp_pg_config *cfg);
  * (PQconninfoParse), so a malformed one fails now rather than at every
  * connect; whether its values work is only known at connect.
  * Returns 0; -EINVAL if ops, cfg or cfg->conninfo is NULL, conninfo does not
- * parse (unknown keyword, bad URI; logged with secrets masked), or a timeout
+ * parse (unknown keyword, bad URI; logged with secrets masked), its port is
+ * not a number in 1..65535 (each of a comma-separated list), or a timeout
  * is negative; -ENOMEM.  On error *ops is left untouched.  Thread-safe.
  * Ownership: the caller owns the ctx and frees it with shp_pg_ops_free once
  * no pool uses the ops any more (after shp_pool_destroy returned 0). */

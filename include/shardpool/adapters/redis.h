@@ -97,18 +97,35 @@
  * time.  hiredis writes with write(2): a process using the adapter should
  * ignore SIGPIPE, or a write to a server that went away kills it.
  *
- * Errors are 0 or negative errno values.  A failed connect is logged (level
- * warn, event=connect_failed, with the target and the server's or hiredis'
- * message passed through shp_mask_secrets; the password is never part of
- * a log line or an error) and returned by shp_acquire:
- *   -EACCES        authentication refused (WRONGPASS, NOAUTH, NOPERM, AUTH
- *                  with no password configured on the server)
- *   -ECONNREFUSED  nothing listens (also a missing unix socket: -ENOENT)
- *   -ETIMEDOUT     the connect timeout expired (TCP connect or handshake)
- *   -EINVAL        the server refused SELECT db (index out of range)
+ * Errors are 0 or negative errno values.  A failed connect, check or
+ * prepare is not logged by the adapter: it records why with
+ * shp_set_error_detail as "<target>: <step>: <message>" (the server's or
+ * hiredis' words; the password is never part of it), which the pool's one
+ * log line for the failure, shp_pool_last_error and shp_acquire_last_error
+ * carry.  A failed reset (release) and a failed command call are logged by
+ * the adapter (level info, event=reset_failed / command_failed).  A
+ * connect error is returned by shp_acquire:
+ *   -EACCES        authentication refused (WRONGPASS, NOAUTH, AUTH with no
+ *                  password configured on the server) or an ACL that
+ *                  forbids AUTH, SELECT or PING (NOPERM)
+ *   -ENOENT        the server has no such db (SELECT index out of range)
+ *   -ENXIO         the host name does not resolve
+ *                  (these three are permanent: the pool fails the acquire
+ *                  at once, without retries)
+ *   -ECONNREFUSED  nothing listens (also a unix socket path with no socket
+ *                  file: no server there yet)
+ *   -EHOSTUNREACH  the resolver cannot answer now, or no route
+ *   -ETIMEDOUT     the connect timeout or the acquire's deadline expired
+ *                  (TCP connect or handshake)
  *   -ECONNRESET    the server closed or reset the connection
- *   -ENOMEM, -EHOSTUNREACH, -ENETUNREACH as their names say
- *   -EIO           anything else (the log line says what)
+ *   -ENOMEM, -ENETUNREACH as their names say
+ *   -EIO           anything else (the detail says what)
+ * The hooks that read replies while an acquire waits (check's PING, and
+ * the cleanup's answers read by prepare or check) cap the command timeout
+ * by that acquire's deadline and restore it afterwards: a read that hits
+ * the deadline fails the hook with -ETIMEDOUT and the pool closes the
+ * connection, so an acquire does not outlast its deadline by a server that
+ * stopped answering.
  */
 #ifndef SHARDPOOL_ADAPTERS_REDIS_H
 #define SHARDPOOL_ADAPTERS_REDIS_H

@@ -33,9 +33,22 @@
  * belongs to whoever holds the connection: the borrower between
  * shp_acquire and shp_release, the pool otherwise.
  *
- * Errors are 0 or negative errno values.  A connect callback failure is
- * logged (level warn, event=connect_failed, with the target) and returned by
- * shp_acquire unchanged.
+ * Errors are 0 or negative errno values.  A failed connect or check is not
+ * logged by the adapter: it records why with shp_set_error_detail
+ * ("<target>: <step>: <reason>", e.g. "db.internal:7000 ([::1]:7000):
+ * connect: Connection refused"), which the pool's one log line for the
+ * failure, shp_pool_last_error and shp_acquire_last_error carry.  A connect
+ * error is returned by shp_acquire unchanged:
+ *   -ENXIO         the host or service name does not resolve (not retried)
+ *   -EHOSTUNREACH  the resolver cannot answer now (retried), or no route
+ *   -ECONNREFUSED  nothing listens (also a unix socket path with no socket
+ *                  file: no server there yet)
+ *   -ETIMEDOUT     connect_timeout_ns or the acquire's deadline passed
+ *   others         the failing system call's errno
+ * The health check's ping runs with its read and write timeouts capped by
+ * the deadline of the acquire that validates the connection (then
+ * restored); a ping that hits that deadline fails the check with
+ * -ETIMEDOUT, and the pool closes the connection.
  */
 #ifndef SHARDPOOL_ADAPTERS_TCP_H
 #define SHARDPOOL_ADAPTERS_TCP_H
@@ -53,7 +66,10 @@ extern "C" {
 typedef struct shp_tcp_config {
     /* Where to connect: host and port_or_service, or unix_path (not both). */
     const char *host;             /* "10.0.0.5", "::1", "db.internal" */
-    const char *port_or_service;  /* "5432" or a service name ("http") */
+    const char *port_or_service;  /* "5432" (digits only, 1..65535) or a
+                                     service name ("http", resolved at
+                                     connect); "99999", "+80", "80x" are
+                                     refused by shp_tcp_ops */
     const char *unix_path;        /* a socket file; a leading '@' names the
                                      Linux abstract namespace */
     /* Timeouts; 0 = none. */
@@ -93,8 +109,11 @@ SHP_API void shp_tcp_config_init(shp_tcp_config *cfg);
  * above, reset NULL, and a ctx holding a private copy of *cfg (strings
  * included: cfg may be freed once this returns).
  * Returns 0; -EINVAL if ops or cfg is NULL, if neither a host and port nor a
- * unix path is given or both are, if a timeout is negative or a keepalive
- * setting is out of range; -ENAMETOOLONG if unix_path does not fit a
+ * unix path is given or both are, if port_or_service is neither a port
+ * number in 1..65535 (digits only: no sign, blank or trailing junk) nor a
+ * service name (a letter first), if a timeout is negative or a keepalive
+ * setting is out of range (each logged, level error, event=invalid_config,
+ * naming the field); -ENAMETOOLONG if unix_path does not fit a
  * sockaddr_un; -ENOMEM.  On error *ops is left untouched.  Thread-safe.
  * Ownership: the caller owns the ctx and frees it with shp_tcp_ops_free
  * once no pool uses the ops any more (after shp_pool_destroy returned 0). */
