@@ -31,6 +31,38 @@
  *   that were still borrowed at its deadline (see shp_pool_destroy); after
  *   shp_pool_shutdown every call is allowed and answers -ESHUTDOWN.
  *
+ * Misuse detected (a negative errno and one log line; nothing is lost or
+ * closed that should not be): a NULL pool, connection or output pointer, or
+ * a connection pointer in the first page (-EINVAL); a pointer to readable
+ * memory that is not a live connection struct (-EBADF, by its magic word);
+ * a second release of a connection not yet handed out again (-EALREADY); a
+ * connection released to another pool (shp_pool_release: -EXDEV); any call
+ * after shutdown (-ESHUTDOWN); a bad configuration (-EINVAL, naming the
+ * field); any call on a pool inherited across fork() (-ECHILD, below).  Not
+ * detected, and undefined behaviour as with free(): any other pointer the
+ * library never returned (it may crash on reading it), a pool used after
+ * shp_pool_destroy returned, two threads releasing one connection at the
+ * same instant.
+ *
+ * Deadlines: shp_acquire fixes its deadline once, at entry (now + timeout,
+ * saturating: INT64_MAX waits forever), and every step it takes - waiting,
+ * connect retries and their backoff, and the connect, check and prepare
+ * callbacks, which read it with shp_connect_deadline_ns() - gets what is left
+ * of it; nothing restarts it, and no callback is started after it.  With
+ * callbacks that honour it (the adapters do, signals included), an acquire
+ * returns within its timeout plus scheduling latency (README: "Guarantees").
+ * Every duration accepted, in shp_config and in the calls, may be INT64_MAX.
+ *
+ * fork(): in the child, every pool inherited from the parent is unusable
+ * and says so: every call on it and every release of one of its connections
+ * returns -ECHILD; the child runs none of its callbacks (its connections,
+ * borrowed or idle, belong to the parent) and frees none of its memory
+ * (dropped with the child).  Pools the child creates work fully, destroy
+ * and shp_quiesce included.  The parent is unaffected.  shardpool registers
+ * liburcu-bp's fork hooks itself (pthread_atfork, at the first
+ * shp_pool_create): a program that also uses liburcu-bp must not call them.
+ * Do not fork from inside a pool callback.
+ *
  * Connection states (each connection is in exactly one; an arrow is the only
  * way out of a state; '*' marks transitions made by CAS on the state word,
  * the others are made by the thread that solely owns the connection, which
@@ -124,12 +156,18 @@ typedef struct shp_config {
                                     default 100 ms */
     unsigned max_uses;           /* close after this many borrows; 0 = unlimited */
     unsigned max_connecting;     /* cap on concurrent connects; 0 = 4 */
-    const char *name;            /* for log lines; copied; default "pool" */
+    const char *name;            /* for log lines; copied; default "pool";
+                                    at most 63 bytes and no control characters
+                                    (bytes < 0x20 or 0x7f), else
+                                    shp_config_validate fails with -EINVAL and
+                                    logs which limit */
     /* Connect retry: an acquire whose connect fails with a transient error
      * (refused, timed out, unreachable, reset, EIO, EAGAIN) tries again after
      * a random pause in [0, min(cap, base * 2^attempt)] ("full jitter"),
-     * never past its deadline.  Other errors (EACCES: bad credentials) are
-     * returned at once. */
+     * never past its deadline.  Other errors are returned at once, among
+     * them the adapters' permanent ones (error.h): EACCES bad credentials,
+     * ENOENT no such database or user, EPROTONOSUPPORT TLS required but not
+     * offered, ENXIO unknown host. */
     unsigned connect_attempts;   /* tries per acquire; 0 = until the deadline;
                                     default 3 */
     int64_t retry_base_ns;       /* default 10 ms */
@@ -238,11 +276,16 @@ SHP_API int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
 SHP_API int shp_pool_shutdown(shp_pool *pool, int64_t drain_timeout_ns);
 
 /* Borrows a connection.  timeout_ns < 0: the pool's acquire_timeout_ns;
- * 0: never wait.  Returns 0 and sets *conn; -ETIMEDOUT (or -EAGAIN when
- * timeout_ns is 0 and the pool is at max_size); -ESHUTDOWN; the connect
+ * 0: never wait for a release (a connect or validation it must make still
+ * runs, bounded by the callback's own timeouts, shp_connect_deadline_ns()
+ * being -1); INT64_MAX: wait forever.  The deadline is end to end (see
+ * "Deadlines" above).  Returns 0 and sets *conn; -ETIMEDOUT (or -EAGAIN
+ * when timeout_ns is 0 and the pool is at max_size); -ESHUTDOWN; the connect
  * callback's error when this call tried to create a connection and that
- * failed; -EINVAL for NULL arguments.  Lock-free when an idle connection is
- * on any shard.  Thread-safe. */
+ * failed (shp_acquire_last_error says why); -EHOSTDOWN while the circuit
+ * breaker is open; -EINVAL for NULL arguments; -ECHILD for a pool inherited
+ * across fork().  Lock-free when an idle connection is on any shard.
+ * Thread-safe. */
 SHP_API int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
 
 /* Returns a borrowed connection: the reset hook runs, then it goes to the
@@ -250,7 +293,9 @@ SHP_API int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
  * lifetime or max_uses, or whose reset fails, is closed instead.  Returns 0;
  * -EALREADY if it is not borrowed (a second release, also after the pool
  * closed it: connection memory is reused, never freed, while the pool
- * lives); -EBADF if conn is not a connection handle; -EINVAL if NULL;
+ * lives); -EBADF if conn is not a connection handle; -EINVAL if NULL or in
+ * the first page; -ECHILD if its pool was inherited across fork() (nothing
+ * is closed: it is the parent's);
  * -ESHUTDOWN if the pool is being or was destroyed (it is closed).  A
  * second release cannot be told from a release by a new borrower once the
  * pool has handed the connection out again.  Thread-safe. */
@@ -271,12 +316,13 @@ SHP_API void *shp_conn_handle(const shp_conn *conn);
 /* The pool conn belongs to, or NULL.  Valid while conn is borrowed. */
 SHP_API shp_pool *shp_conn_pool(const shp_conn *conn);
 
-/* For ops.connect and ops.check callbacks: the absolute CLOCK_MONOTONIC
- * deadline (ns) of the shp_acquire that is connecting or validating on the
- * calling thread, or -1 when there is none (the reaper's connects and
- * checks, or an acquire that may not wait).  A callback that caps its own
- * timeout by it never makes an acquire overshoot its deadline; the adapters
- * do.  Thread-safe (per thread). */
+/* For ops.connect, ops.check and ops.prepare callbacks: the absolute
+ * CLOCK_MONOTONIC deadline (ns) of the shp_acquire that runs the callback on
+ * the calling thread, or -1 when there is none (the reaper's connects and
+ * checks, an acquire that may not wait, outside a callback).  INT64_MAX for
+ * an acquire that waits forever.  A callback that caps its own blocking by
+ * it never makes an acquire overshoot its deadline; the adapters do.
+ * Thread-safe (per thread). */
 SHP_API int64_t shp_connect_deadline_ns(void);
 
 /* Fills *out.  Returns 0 or -EINVAL.  Thread-safe; not during destroy. */
