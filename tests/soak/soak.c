@@ -22,7 +22,12 @@
  *   - hung: a request neither completed nor failed within its budget
  *     (acquire timeout + I/O timeouts + SOAK_MARGIN_NS; a watchdog thread
  *     reads per-worker progress timestamps);
- *   - late: shp_acquire returned more than SOAK_LATE_NS after its timeout;
+ *   - late: shp_acquire returned more than SOAK_LATE_NS after its timeout,
+ *     not counting the longest scheduler stall seen meanwhile (a thread
+ *     sleeping 5 ms at a time measures them: the machine is shared); each
+ *     is printed with the time its thread spent in connect, check and
+ *     prepare callbacks ("late raw" in the table counts them before the
+ *     stall discount);
  *   - dirty: a connection handed out inside a PG transaction, or a Redis
  *     connection not on the configured db, inside MULTI or with a name;
  *   - bad reply: a wrong answer (SELECT 1 not 1, echo mismatch, a Redis
@@ -129,6 +134,7 @@ struct pool_rt {
     _Atomic uint64_t started, ok, failed, broken;
     _Atomic uint64_t err_acq[EMAX], err_op[EMAX];
     _Atomic int64_t acq_max_ns, req_max_ns, late_max_ns;
+    _Atomic uint64_t late_raw;      /* acquires late by SOAK_LATE_NS, stalls or not */
     _Atomic int64_t last_ok_ns;
     /* main thread only */
     unsigned kills, restart_failures, recover_failures;
@@ -494,6 +500,126 @@ static int echo_cmd(int cmd)
     return done ? 0 : -ETIMEDOUT;
 }
 
+/* ---- attributing a late acquire ---------------------------------------------------- */
+
+/* Time spent in the adapters' callbacks by the calling thread: the pool is
+ * given a copy of each adapter's ops whose connect, check and prepare are
+ * timed here (the reaper's calls land in the reaper thread's copy). */
+enum { CB_CONNECT, CB_CHECK, CB_PREPARE, CB_N };
+static const char *const cb_names[CB_N] = { "connect", "check", "prepare" };
+struct cb_time {
+    int64_t ns[CB_N];
+    unsigned n[CB_N];
+};
+static _Thread_local struct cb_time cbt;
+static shp_ops real_ops[NPOOL]; /* ctx of the timed copies */
+
+#define TIMED(which, call)                                                                         \
+    do {                                                                                           \
+        int64_t t0_ = now_ns();                                                                    \
+        int r_ = (call);                                                                           \
+        cbt.ns[which] += now_ns() - t0_;                                                           \
+        cbt.n[which]++;                                                                            \
+        return r_;                                                                                 \
+    } while (0)
+
+static int timed_connect(void *ctx, void **h)
+{
+    const shp_ops *o = ctx;
+    TIMED(CB_CONNECT, o->connect(o->ctx, h));
+}
+static int timed_check(void *ctx, void *h)
+{
+    const shp_ops *o = ctx;
+    TIMED(CB_CHECK, o->check(o->ctx, h));
+}
+static int timed_prepare(void *ctx, void *h)
+{
+    const shp_ops *o = ctx;
+    TIMED(CB_PREPARE, o->prepare(o->ctx, h));
+}
+static void fwd_close(void *ctx, void *h)
+{
+    const shp_ops *o = ctx;
+    o->close(o->ctx, h);
+}
+static int fwd_reset(void *ctx, void *h)
+{
+    const shp_ops *o = ctx;
+    return o->reset(o->ctx, h);
+}
+
+/* The timed copy of real (which must outlive the pool). */
+static shp_ops timed_ops(const shp_ops *real)
+{
+    shp_ops t = {
+        .connect = timed_connect,
+        .close = fwd_close,
+        .check = real->check ? timed_check : NULL,
+        .reset = real->reset ? fwd_reset : NULL,
+        .ctx = (void *)real,
+        .prepare = real->prepare ? timed_prepare : NULL,
+    };
+    return t;
+}
+
+/* Scheduler stalls: a thread that sleeps STALL_TICK at a time records how
+ * much later than asked it woke, per STALL_BUCKET of time (the last
+ * STALL_NBUCKETS buckets are kept).  A late acquire is judged against the
+ * longest stall seen while it ran: time the process demonstrably did not
+ * get a CPU is the machine's, not the pool's. */
+#define STALL_TICK     (5 * MS)
+#define STALL_BUCKET   (100 * MS)
+#define STALL_NBUCKETS 256
+static struct {
+    _Atomic int64_t epoch, max, sum;
+} stalls[STALL_NBUCKETS];
+static _Atomic int64_t stall_max_ns;
+static _Atomic uint64_t stalls_100ms, stalls_500ms;
+
+static void *stall_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_aux)) {
+        int64_t t0 = now_ns();
+        pause_ns(STALL_TICK);
+        int64_t t1 = now_ns(), over = t1 - t0 - STALL_TICK;
+        if (over < 0)
+            over = 0;
+        int64_t ep = t1 / STALL_BUCKET;
+        unsigned b = (unsigned)(ep % STALL_NBUCKETS);
+        if (atomic_load(&stalls[b].epoch) != ep) {
+            atomic_store(&stalls[b].max, 0);
+            atomic_store(&stalls[b].sum, 0);
+            atomic_store(&stalls[b].epoch, ep);
+        }
+        max_store(&stalls[b].max, over);
+        atomic_fetch_add(&stalls[b].sum, over);
+        max_store(&stall_max_ns, over);
+        if (over >= 100 * MS)
+            atomic_fetch_add(&stalls_100ms, 1);
+        if (over >= 500 * MS)
+            atomic_fetch_add(&stalls_500ms, 1);
+    }
+    return NULL;
+}
+
+/* The longest stall and the sum of stalls recorded in [t0, t1] (whole
+ * buckets; a stall is recorded when it ends, so the bucket after t1 too). */
+static void stalls_during(int64_t t0, int64_t t1, int64_t *max, int64_t *sum)
+{
+    *max = *sum = 0;
+    for (int64_t ep = t0 / STALL_BUCKET; ep <= t1 / STALL_BUCKET + 1; ep++) {
+        unsigned b = (unsigned)(ep % STALL_NBUCKETS);
+        if (atomic_load(&stalls[b].epoch) != ep)
+            continue;
+        int64_t m = atomic_load(&stalls[b].max);
+        if (m > *max)
+            *max = m;
+        *sum += atomic_load(&stalls[b].sum);
+    }
+}
+
 /* ---- the requests --------------------------------------------------------------- */
 
 /* Runs sql on pg until deadline (no query in flight before).  Returns 0
@@ -731,13 +857,27 @@ static void one_request(struct worker *w, int pi)
     atomic_fetch_add(&P->started, 1);
 
     shp_conn *c = NULL;
+    memset(&cbt, 0, sizeof cbt);
     int err = shp_acquire(P->pool, &c, tmo);
     int64_t t1 = now_ns();
     max_store(&P->acq_max_ns, t1 - t0);
     if (t1 - t0 > eff + SOAK_LATE_NS) {
+        int64_t smax, ssum;
+        stalls_during(t0, t1, &smax, &ssum);
+        atomic_fetch_add(&P->late_raw, 1);
         max_store(&P->late_max_ns, t1 - t0 - eff);
-        failure(F_LATE, "%s: shp_acquire(timeout %.0f ms) returned %s after %.0f ms",
-                pool_names[pi], msecs(eff), errname(err), msecs(t1 - t0));
+        if (t1 - t0 > eff + SOAK_LATE_NS + smax) {
+            char cb[160];
+            int o = 0;
+            for (int k = 0; k < CB_N; k++)
+                o += snprintf(cb + o, sizeof cb - (size_t)o, "%s %u in %.0f ms%s", cb_names[k],
+                              cbt.n[k], msecs(cbt.ns[k]), k + 1 < CB_N ? ", " : "");
+            failure(F_LATE,
+                    "%s: shp_acquire(timeout %.0f ms) returned %s after %.0f ms; callbacks "
+                    "on this thread: %s; scheduler stalls meanwhile: longest %.0f ms, sum %.0f ms",
+                    pool_names[pi], msecs(eff), errname(err), msecs(t1 - t0), cb, msecs(smax),
+                    msecs(ssum));
+        }
     }
     if (err) {
         atomic_fetch_add(&P->err_acq[eidx(err)], 1);
@@ -907,8 +1047,9 @@ static int make_pools(int pg_port, int redis_port)
     pc.connect_timeout_ns = SOAK_ACQ_TMO_NS;
     pc.query_timeout_ns = PG_QUERY_NS;
     pc.name = "pg";
-    if ((err = shp_pg_ops(&pools[P_PG].ops, &pc)))
+    if ((err = shp_pg_ops(&real_ops[P_PG], &pc)))
         return err;
+    pools[P_PG].ops = timed_ops(&real_ops[P_PG]);
     pool_cfg(&cfg, P_PG);
     if ((err = shp_pool_create(&pools[P_PG].pool, &cfg, &pools[P_PG].ops)))
         return err;
@@ -923,8 +1064,9 @@ static int make_pools(int pg_port, int redis_port)
     rc.command_timeout_ns = REDIS_CMD_NS;
     rc.cleanup = SHP_REDIS_CLEANUP_TRACKED;
     rc.name = "redis";
-    if ((err = shp_redis_ops(&pools[P_REDIS].ops, &rc)))
+    if ((err = shp_redis_ops(&real_ops[P_REDIS], &rc)))
         return err;
+    pools[P_REDIS].ops = timed_ops(&real_ops[P_REDIS]);
     pool_cfg(&cfg, P_REDIS);
     if ((err = shp_pool_create(&pools[P_REDIS].pool, &cfg, &pools[P_REDIS].ops)))
         return err;
@@ -942,8 +1084,9 @@ static int make_pools(int pg_port, int redis_port)
     tc.read_timeout_ns = tc.write_timeout_ns = TCP_IO_NS;
     tc.ping = tcp_ping;
     tc.name = "tcp";
-    if ((err = shp_tcp_ops(&pools[P_TCP].ops, &tc)))
+    if ((err = shp_tcp_ops(&real_ops[P_TCP], &tc)))
         return err;
+    pools[P_TCP].ops = timed_ops(&real_ops[P_TCP]);
     pool_cfg(&cfg, P_TCP);
     if ((err = shp_pool_create(&pools[P_TCP].pool, &cfg, &pools[P_TCP].ops)))
         return err;
@@ -953,9 +1096,9 @@ static int make_pools(int pg_port, int redis_port)
 
 static void free_ops(void)
 {
-    shp_pg_ops_free(&pools[P_PG].ops);
-    shp_redis_ops_free(&pools[P_REDIS].ops);
-    shp_tcp_ops_free(&pools[P_TCP].ops);
+    shp_pg_ops_free(&real_ops[P_PG]);
+    shp_redis_ops_free(&real_ops[P_REDIS]);
+    shp_tcp_ops_free(&real_ops[P_TCP]);
 }
 
 static PGconn *pg_direct(void)
@@ -1235,7 +1378,8 @@ int main(int argc, char **argv)
         workers[i].rng = (seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1))) | 1;
         pthread_create(&workers[i].th, NULL, worker_main, &workers[i]);
     }
-    pthread_t wd, ev;
+    pthread_t wd, ev, sm;
+    pthread_create(&sm, NULL, stall_main, NULL);
     pthread_create(&wd, NULL, watchdog_main, NULL);
     pthread_create(&ev, NULL, evictor_main, (void *)(uintptr_t)(seed * 31));
 
@@ -1294,6 +1438,7 @@ int main(int argc, char **argv)
     atomic_store(&stop_aux, true);
     pthread_join(ev, NULL);
     pthread_join(wd, NULL);
+    pthread_join(sm, NULL);
     if (stuck) {
         say("RESULT: FAIL (%d workers hung; no end checks)", stuck);
         fflush(NULL);
@@ -1382,15 +1527,17 @@ int main(int argc, char **argv)
         printf("%-6s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64 "  %s\n", pool_names[pi],
                st, ok, fl, atomic_load(&P->broken), errs[0] ? errs : "-");
     }
-    printf("\n%-6s %6s %6s %12s %12s %12s %14s %12s %10s\n", "pool", "kills", "down", "outage max",
-           "recover max", "acquire max", "request max", "budget", "late max");
+    printf("\n%-6s %6s %6s %12s %12s %12s %14s %12s %10s %9s\n", "pool", "kills", "down",
+           "outage max", "recover max", "acquire max", "request max", "budget", "late max",
+           "late raw");
     for (int pi = 0; pi < NPOOL; pi++) {
         struct pool_rt *P = &pools[pi];
-        printf("%-6s %6u %6u %10.0fms %10.0fms %10.0fms %12.0fms %10.0fms %8.0fms\n",
+        printf("%-6s %6u %6u %10.0fms %10.0fms %10.0fms %12.0fms %10.0fms %8.0fms %9" PRIu64 "\n",
                pool_names[pi], P->kills, P->recover_failures + P->restart_failures,
                msecs(P->outage_max_ns), msecs(P->recover_max_ns),
                msecs(atomic_load(&P->acq_max_ns)), msecs(atomic_load(&P->req_max_ns)),
-               msecs(P->budget_ns), msecs(atomic_load(&P->late_max_ns)));
+               msecs(P->budget_ns), msecs(atomic_load(&P->late_max_ns)),
+               atomic_load(&P->late_raw));
     }
     printf("\n%-6s %9s %9s %6s %6s %9s %10s %9s %9s\n", "pool", "created", "closed", "live", "idle",
            "backend", "lent", "destroy", "after");
@@ -1404,6 +1551,10 @@ int main(int argc, char **argv)
     }
     printf("\nevicts %" PRIu64 " (longest %.0f ms)\n", atomic_load(&evicts),
            msecs(atomic_load(&evict_max_ns)));
+    printf("stalls (a %lld ms sleep woke late): longest %.0f ms, >= 100 ms %" PRIu64
+           ", >= 500 ms %" PRIu64 "\n",
+           (long long)(STALL_TICK / MS), msecs(atomic_load(&stall_max_ns)),
+           atomic_load(&stalls_100ms), atomic_load(&stalls_500ms));
     printf("rss   first %.1f MiB  last %.1f MiB  max %.1f MiB  (limit %.1f MiB: +%d %% or +%lld MiB)  %s\n",
            (double)s_rss.first / (1 << 20), (double)s_rss.last / (1 << 20),
            (double)s_rss.max / (1 << 20), (double)rss_limit / (1 << 20), SOAK_RSS_PCT,
