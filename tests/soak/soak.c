@@ -23,11 +23,11 @@
  *     (acquire timeout + I/O timeouts + SOAK_MARGIN_NS; a watchdog thread
  *     reads per-worker progress timestamps);
  *   - late: shp_acquire returned more than SOAK_LATE_NS after its timeout,
- *     not counting the longest scheduler stall seen meanwhile (a thread
- *     sleeping 5 ms at a time measures them: the machine is shared); each
- *     is printed with the time its thread spent in connect, check and
- *     prepare callbacks ("late raw" in the table counts them before the
- *     stall discount);
+ *     not counting the time its thread waited for a CPU meanwhile (its
+ *     run-queue wait, /proc/thread-self/schedstat: the machine is shared);
+ *     each is printed with the time its thread spent in the connect, check
+ *     and prepare callbacks ("late raw" in the table counts the acquires
+ *     late before that deduction, "net max" is the largest overshoot after);
  *   - dirty: a connection handed out inside a PG transaction, or a Redis
  *     connection not on the configured db, inside MULTI or with a name;
  *   - bad reply: a wrong answer (SELECT 1 not 1, echo mismatch, a Redis
@@ -134,7 +134,8 @@ struct pool_rt {
     _Atomic uint64_t started, ok, failed, broken;
     _Atomic uint64_t err_acq[EMAX], err_op[EMAX];
     _Atomic int64_t acq_max_ns, req_max_ns, late_max_ns;
-    _Atomic uint64_t late_raw;      /* acquires late by SOAK_LATE_NS, stalls or not */
+    _Atomic int64_t late_net_max_ns; /* overshoot minus the thread's run-queue wait */
+    _Atomic uint64_t late_raw;      /* acquires late by SOAK_LATE_NS, CPU waits included */
     _Atomic int64_t last_ok_ns;
     /* main thread only */
     unsigned kills, restart_failures, recover_failures;
@@ -563,17 +564,27 @@ static shp_ops timed_ops(const shp_ops *real)
     return t;
 }
 
-/* Scheduler stalls: a thread that sleeps STALL_TICK at a time records how
- * much later than asked it woke, per STALL_BUCKET of time (the last
- * STALL_NBUCKETS buckets are kept).  A late acquire is judged against the
- * longest stall seen while it ran: time the process demonstrably did not
- * get a CPU is the machine's, not the pool's. */
-#define STALL_TICK     (5 * MS)
-#define STALL_BUCKET   (100 * MS)
-#define STALL_NBUCKETS 256
-static struct {
-    _Atomic int64_t epoch, max, sum;
-} stalls[STALL_NBUCKETS];
+/* The calling thread's time spent runnable but not running (the second
+ * field of /proc/thread-self/schedstat), or -1: an acquire's overshoot
+ * minus this wait is the pool's, the rest the machine's (it is shared). */
+static _Thread_local int sched_fd = -1;
+
+static int64_t runq_wait_ns(void)
+{
+    if (sched_fd < 0)
+        sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    char b[96];
+    ssize_t n = sched_fd >= 0 ? pread(sched_fd, b, sizeof b - 1, 0) : -1;
+    if (n <= 0)
+        return -1;
+    b[n] = 0;
+    unsigned long long run, wait;
+    return sscanf(b, "%llu %llu", &run, &wait) == 2 ? (int64_t)wait : -1;
+}
+
+/* Scheduler stalls, for the table's picture of the machine: a thread that
+ * sleeps STALL_TICK at a time records how much later than asked it woke. */
+#define STALL_TICK (5 * MS)
 static _Atomic int64_t stall_max_ns;
 static _Atomic uint64_t stalls_100ms, stalls_500ms;
 
@@ -583,18 +594,7 @@ static void *stall_main(void *arg)
     while (!atomic_load(&stop_aux)) {
         int64_t t0 = now_ns();
         pause_ns(STALL_TICK);
-        int64_t t1 = now_ns(), over = t1 - t0 - STALL_TICK;
-        if (over < 0)
-            over = 0;
-        int64_t ep = t1 / STALL_BUCKET;
-        unsigned b = (unsigned)(ep % STALL_NBUCKETS);
-        if (atomic_load(&stalls[b].epoch) != ep) {
-            atomic_store(&stalls[b].max, 0);
-            atomic_store(&stalls[b].sum, 0);
-            atomic_store(&stalls[b].epoch, ep);
-        }
-        max_store(&stalls[b].max, over);
-        atomic_fetch_add(&stalls[b].sum, over);
+        int64_t over = now_ns() - t0 - STALL_TICK;
         max_store(&stall_max_ns, over);
         if (over >= 100 * MS)
             atomic_fetch_add(&stalls_100ms, 1);
@@ -602,22 +602,6 @@ static void *stall_main(void *arg)
             atomic_fetch_add(&stalls_500ms, 1);
     }
     return NULL;
-}
-
-/* The longest stall and the sum of stalls recorded in [t0, t1] (whole
- * buckets; a stall is recorded when it ends, so the bucket after t1 too). */
-static void stalls_during(int64_t t0, int64_t t1, int64_t *max, int64_t *sum)
-{
-    *max = *sum = 0;
-    for (int64_t ep = t0 / STALL_BUCKET; ep <= t1 / STALL_BUCKET + 1; ep++) {
-        unsigned b = (unsigned)(ep % STALL_NBUCKETS);
-        if (atomic_load(&stalls[b].epoch) != ep)
-            continue;
-        int64_t m = atomic_load(&stalls[b].max);
-        if (m > *max)
-            *max = m;
-        *sum += atomic_load(&stalls[b].sum);
-    }
 }
 
 /* ---- the requests --------------------------------------------------------------- */
@@ -858,25 +842,25 @@ static void one_request(struct worker *w, int pi)
 
     shp_conn *c = NULL;
     memset(&cbt, 0, sizeof cbt);
+    int64_t rq0 = runq_wait_ns();
     int err = shp_acquire(P->pool, &c, tmo);
-    int64_t t1 = now_ns();
+    int64_t t1 = now_ns(), rq1 = runq_wait_ns();
     max_store(&P->acq_max_ns, t1 - t0);
     if (t1 - t0 > eff + SOAK_LATE_NS) {
-        int64_t smax, ssum;
-        stalls_during(t0, t1, &smax, &ssum);
+        int64_t rq = rq0 >= 0 && rq1 >= rq0 ? rq1 - rq0 : 0;
         atomic_fetch_add(&P->late_raw, 1);
         max_store(&P->late_max_ns, t1 - t0 - eff);
-        if (t1 - t0 > eff + SOAK_LATE_NS + smax) {
+        max_store(&P->late_net_max_ns, t1 - t0 - eff - rq);
+        if (t1 - t0 - rq > eff + SOAK_LATE_NS) {
             char cb[160];
             int o = 0;
             for (int k = 0; k < CB_N; k++)
                 o += snprintf(cb + o, sizeof cb - (size_t)o, "%s %u in %.0f ms%s", cb_names[k],
                               cbt.n[k], msecs(cbt.ns[k]), k + 1 < CB_N ? ", " : "");
             failure(F_LATE,
-                    "%s: shp_acquire(timeout %.0f ms) returned %s after %.0f ms; callbacks "
-                    "on this thread: %s; scheduler stalls meanwhile: longest %.0f ms, sum %.0f ms",
-                    pool_names[pi], msecs(eff), errname(err), msecs(t1 - t0), cb, msecs(smax),
-                    msecs(ssum));
+                    "%s: shp_acquire(timeout %.0f ms) returned %s after %.0f ms, of which "
+                    "%.0f ms waiting for a CPU; in callbacks: %s",
+                    pool_names[pi], msecs(eff), errname(err), msecs(t1 - t0), msecs(rq), cb);
         }
     }
     if (err) {
@@ -925,6 +909,8 @@ static void *worker_main(void *arg)
             think = 100 * MS;
         pause_ns(think);
     }
+    if (sched_fd >= 0)
+        close(sched_fd);
     return NULL;
 }
 
@@ -1527,17 +1513,18 @@ int main(int argc, char **argv)
         printf("%-6s %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " %8" PRIu64 "  %s\n", pool_names[pi],
                st, ok, fl, atomic_load(&P->broken), errs[0] ? errs : "-");
     }
-    printf("\n%-6s %6s %6s %12s %12s %12s %14s %12s %10s %9s\n", "pool", "kills", "down",
+    printf("\n%-6s %6s %6s %12s %12s %12s %14s %12s %10s %9s %9s\n", "pool", "kills", "down",
            "outage max", "recover max", "acquire max", "request max", "budget", "late max",
-           "late raw");
+           "net max", "late raw");
     for (int pi = 0; pi < NPOOL; pi++) {
         struct pool_rt *P = &pools[pi];
-        printf("%-6s %6u %6u %10.0fms %10.0fms %10.0fms %12.0fms %10.0fms %8.0fms %9" PRIu64 "\n",
+        printf("%-6s %6u %6u %10.0fms %10.0fms %10.0fms %12.0fms %10.0fms %8.0fms %7.0fms %9" PRIu64
+               "\n",
                pool_names[pi], P->kills, P->recover_failures + P->restart_failures,
                msecs(P->outage_max_ns), msecs(P->recover_max_ns),
                msecs(atomic_load(&P->acq_max_ns)), msecs(atomic_load(&P->req_max_ns)),
                msecs(P->budget_ns), msecs(atomic_load(&P->late_max_ns)),
-               atomic_load(&P->late_raw));
+               msecs(atomic_load(&P->late_net_max_ns)), atomic_load(&P->late_raw));
     }
     printf("\n%-6s %9s %9s %6s %6s %9s %10s %9s %9s\n", "pool", "created", "closed", "live", "idle",
            "backend", "lent", "destroy", "after");
