@@ -22,7 +22,9 @@
  *   - hung: a request neither completed nor failed within its budget
  *     (acquire timeout + I/O timeouts + SOAK_MARGIN_NS; a watchdog thread
  *     reads per-worker progress timestamps);
- *   - late: shp_acquire returned more than SOAK_LATE_NS after its timeout,
+ *   - late: shp_acquire returned more than SOAK_LATE_NS after its timeout
+ *     (for timeout 0: after the adapter's connect + check timeouts, which
+ *     bound an acquire that may not wait, see shp_connect_deadline_ns),
  *     not counting the time its thread waited for a CPU meanwhile (its
  *     run-queue wait, /proc/thread-self/schedstat: the machine is shared);
  *     each is printed with the time its thread spent in the connect, check
@@ -130,6 +132,7 @@ struct pool_rt {
     shp_pool *pool;
     shp_ops ops;
     int64_t budget_ns;              /* a request's watchdog budget */
+    int64_t nowait_ns;              /* bound of an acquire with timeout 0 */
     _Atomic uint64_t started, ok, failed, broken;
     _Atomic uint64_t err_acq[EMAX], err_op[EMAX];
     _Atomic int64_t acq_max_ns, req_max_ns, late_max_ns;
@@ -831,7 +834,11 @@ static void one_request(struct worker *w, int pi)
     struct pool_rt *P = &pools[pi];
     unsigned t = (unsigned)(rnd(&w->rng) % 100);
     int64_t tmo = t < 90 ? SOAK_ACQ_TMO_NS : t < 95 ? -1 : 0; /* -1: the config's (same) */
-    int64_t eff = tmo < 0 ? SOAK_ACQ_TMO_NS : tmo;
+    /* The longest this acquire may take: its timeout; for a no-wait acquire
+     * the adapter's own connect and check timeouts, which bound a connect
+     * or a validation made without an acquire deadline (pool.h,
+     * shp_connect_deadline_ns). */
+    int64_t eff = tmo < 0 ? SOAK_ACQ_TMO_NS : tmo == 0 ? P->nowait_ns : tmo;
     atomic_store(&w->pool, pi);
     atomic_store(&w->phase, PH_ACQUIRE);
     atomic_fetch_add(&w->seq, 1);
@@ -857,10 +864,10 @@ static void one_request(struct worker *w, int pi)
                 o += snprintf(cb + o, sizeof cb - (size_t)o, "%s %u in %.0f ms%s", cb_names[k],
                               cbt.n[k], msecs(cbt.ns[k]), k + 1 < CB_N ? ", " : "");
             failure(F_LATE,
-                    "%s: shp_acquire(timeout %.0f ms) returned %s after %.0f ms, of which "
-                    "%.0f ms waiting for a CPU; in callbacks: %s",
-                    pool_names[pi], msecs(eff), err ? errname(err) : "0", msecs(t1 - t0),
-                    msecs(rq), cb);
+                    "%s: shp_acquire(timeout %.0f ms, bound %.0f ms) returned %s after %.0f ms, "
+                    "of which %.0f ms waiting for a CPU; in callbacks: %s",
+                    pool_names[pi], tmo < 0 ? msecs(SOAK_ACQ_TMO_NS) : msecs(tmo), msecs(eff),
+                    err ? errname(err) : "0", msecs(t1 - t0), msecs(rq), cb);
         }
     }
     if (err) {
@@ -1040,6 +1047,7 @@ static int make_pools(int pg_port, int redis_port)
     if ((err = shp_pool_create(&pools[P_PG].pool, &cfg, &pools[P_PG].ops)))
         return err;
     pools[P_PG].budget_ns = SOAK_ACQ_TMO_NS + PG_QUERY_NS + PG_QUERY_NS + SOAK_MARGIN_NS;
+    pools[P_PG].nowait_ns = SOAK_ACQ_TMO_NS + PG_QUERY_NS; /* connect, check */
 
     shp_redis_config rc;
     shp_redis_config_init(&rc);
@@ -1059,6 +1067,7 @@ static int make_pools(int pg_port, int redis_port)
     /* acquire, the commands, the release's cleanup write */
     pools[P_REDIS].budget_ns =
         SOAK_ACQ_TMO_NS + (REDIS_MAX_CMDS + 1) * REDIS_CMD_NS + SOAK_MARGIN_NS;
+    pools[P_REDIS].nowait_ns = 2 * REDIS_CMD_NS; /* connect; or check (cleanup read, PING) */
 
     char port[16];
     snprintf(port, sizeof port, "%d", echo.port);
@@ -1077,6 +1086,7 @@ static int make_pools(int pg_port, int redis_port)
     if ((err = shp_pool_create(&pools[P_TCP].pool, &cfg, &pools[P_TCP].ops)))
         return err;
     pools[P_TCP].budget_ns = SOAK_ACQ_TMO_NS + 2 * TCP_IO_NS + SOAK_MARGIN_NS;
+    pools[P_TCP].nowait_ns = 3 * TCP_IO_NS; /* connect, check (ping: write, read) */
     return 0;
 }
 
