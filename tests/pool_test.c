@@ -755,6 +755,10 @@ static void test_null_args(void **state)
     assert_int_equal(shp_pool_stats(NULL, &s), -EINVAL);
     assert_int_equal(shp_pool_stats(f->pool, NULL), -EINVAL);
     assert_int_equal(shp_pool_destroy(NULL, 0), -EINVAL);
+    /* pointers in the first page are rejected like NULL, never read */
+    assert_int_equal(shp_release((shp_conn *)0x10), -EINVAL);
+    assert_int_equal(shp_release_broken((shp_conn *)0x10), -EINVAL);
+    assert_int_equal(shp_pool_release(f->pool, (shp_conn *)0xff8), -EINVAL);
     assert_int_equal(stats_of(f).live, 0);
     assert_int_equal(atomic_load(&f->fb.connect_calls), 0);
     fx_finish(f);
