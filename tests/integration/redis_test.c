@@ -500,7 +500,7 @@ static void test_permanent_errors(void **state)
     if (g == EAI_NONAME || g == EAI_NODATA) {
         rc = redis_cfg(srv.port, GOOD_PW, 0);
         rc.host = host;
-        snprintf(where, sizeof where, "%s:%d: connect: ", host, srv.port);
+        snprintf(where, sizeof where, "%s:%d: resolve: ", host, srv.port);
         expect_permanent(rc, -ENXIO, where);
     } else {
         print_message("host name typo not tested: the resolver answers %s\n", gai_strerror(g));
