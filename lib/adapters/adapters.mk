@@ -21,3 +21,13 @@ endif
 # ADAPTER_LIBS / ADAPTER_DEB_PKGS for what it links and installs).
 -include lib/adapters/pg.mk
 -include lib/adapters/redis.mk
+
+# Shared socket helpers (lib/adapters/net.c) for whichever adapters are
+# built.  The adapters' internal headers are not in $(ADAPTER_HDR), which
+# is installed: each adapter object depends on them here instead.
+ifneq ($(strip $(ADAPTER_SRC)),)
+ADAPTER_SRC += lib/adapters/net.c
+ADAPTER_INTERNAL_HDR := lib/adapters/common.h lib/adapters/net.h
+$(foreach v,release asan tsan broken,$(foreach s,$(ADAPTER_SRC),\
+  $(eval $(B)/$(v)/$(s:lib/%.c=lib/%.o): $(ADAPTER_INTERNAL_HDR))))
+endif

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,21 @@ static inline int shp__adapter_failed(int err, const char *target, const char *s
     const char *m = msg ? msg : (err < 0 ? strerrordesc_np(-err) : NULL);
     shp_set_error_detail("%s: %s: %s", target, step, m ? m : "unknown error");
     return err;
+}
+
+/* As shp__adapter_failed, with the address tried shown after the target
+ * ("<target> (<addr>): <step>: <msg>") when it says more than the target
+ * itself (a host name and the address it resolved to).  addr may be NULL
+ * or "".  Returns err. */
+static inline int shp__adapter_failed_at(int err, const char *target, const char *addr,
+                                         const char *step, const char *msg)
+{
+    if (addr && addr[0] && strcmp(addr, target) != 0) {
+        char where[320];
+        snprintf(where, sizeof where, "%s (%s)", target, addr);
+        return shp__adapter_failed(err, where, step, msg);
+    }
+    return shp__adapter_failed(err, target, step, msg);
 }
 
 #endif

@@ -1,5 +1,6 @@
 /* pg.c - the PostgreSQL adapter over libpq (include/shardpool/adapters/pg.h). */
 #include "adapters/common.h"
+#include "adapters/net.h"
 
 #include <shardpool/adapters/pg.h>
 #include <shardpool/error.h>
@@ -109,32 +110,6 @@ static int failed(const struct pg_ctx *t, int err, const char *step, const char 
     return shp__adapter_failed(err, t->target, step, msg);
 }
 
-/* Milliseconds left until deadline for poll(), rounded up; -1 = none. */
-static int poll_ms_left(int64_t deadline, int64_t now)
-{
-    if (deadline < 0)
-        return -1;
-    int64_t ms = (deadline - now + 999999) / 1000000;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
-}
-
-/* Waits until fd is ready for events or deadline (< 0: none) passes.
- * Returns 0, -ETIMEDOUT or a poll error. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    for (;;) {
-        int64_t now = shp__now_ns();
-        if (deadline >= 0 && now >= deadline)
-            return -ETIMEDOUT;
-        struct pollfd p = { .fd = fd, .events = events };
-        int n = poll(&p, 1, poll_ms_left(deadline, now));
-        if (n > 0)
-            return 0; /* ready, or POLLERR/POLLHUP: libpq reports which */
-        if (n < 0 && errno != EINTR)
-            return -errno;
-    }
-}
-
 /* Sends sql and reads every result, waiting at most until deadline.
  * Returns 0 if each result is a success; -EPIPE if the connection broke;
  * -ETIMEDOUT (the query is then still in flight: close the connection);
@@ -148,7 +123,7 @@ static int run_query(PGconn *pg, const char *sql, int64_t deadline, const char *
     int err = 0;
     for (;;) {
         while (PQisBusy(pg)) {
-            int w = wait_fd(PQsocket(pg), POLLIN, deadline);
+            int w = shp__wait_fd(PQsocket(pg), POLLIN, deadline);
             if (w) {
                 *why = "wait";
                 return w;
@@ -205,7 +180,7 @@ static int pg_connect_until(const struct pg_ctx *t, PGconn **out)
             st = PGRES_POLLING_FAILED;
             break;
         }
-        int w = wait_fd(fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+        int w = shp__wait_fd(fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
         if (w) {
             PQfinish(pg);
             return failed(t, w, step,
@@ -479,9 +454,13 @@ int shp_pg_ops(shp_ops *ops, const shp_pg_config *cfg)
         return oom ? -ENOMEM : err;
     }
     if (cfg->connect_timeout_ns > 0) {
-        /* libpq: whole seconds, rounded up; values below 2 count as 2. */
-        int64_t s = (cfg->connect_timeout_ns + SHP_NS_PER_S - 1) / SHP_NS_PER_S;
-        snprintf(t->timeout_s, sizeof t->timeout_s, "%lld", (long long)(s < 2 ? 2 : s));
+        /* libpq: whole seconds, rounded up (without overflow, INT64_MAX
+         * included); values below 2 count as 2; libpq refuses a value
+         * beyond INT_MAX, and 68 years is as good as none. */
+        int64_t s = cfg->connect_timeout_ns / SHP_NS_PER_S +
+                    (cfg->connect_timeout_ns % SHP_NS_PER_S != 0);
+        s = s < 2 ? 2 : s > INT_MAX ? INT_MAX : s;
+        snprintf(t->timeout_s, sizeof t->timeout_s, "%lld", (long long)s);
     }
     t->cfg.conninfo = t->conninfo;
     t->cfg.application_name = t->app;

@@ -1,18 +1,25 @@
 /* redis.c - the Redis adapter on hiredis (include/shardpool/adapters/redis.h). */
 #include "adapters/common.h"
+#include "adapters/net.h"
 
 #include <shardpool/adapters/redis.h>
 #include <shardpool/error.h>
 
 #include <errno.h>
-#include <netdb.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define REDIS_CTX_MAGIC  0x72656478u /* "redx" */
 #define REDIS_CONN_MAGIC 0x7265646eu /* "redn" */
@@ -22,6 +29,10 @@
  * pub/sub messages); beyond this the connection is closed instead. */
 #define RESET_DRAIN_MAX 4096
 
+/* A written-out hiredis output buffer larger than this is given back to
+ * the allocator (as hiredis does with every one); a smaller one is kept. */
+#define OBUF_KEEP (16 * 1024)
+
 /* The ops' ctx: a private, read-only copy of the config. */
 struct redis_ctx {
     uint32_t magic;
@@ -29,6 +40,9 @@ struct redis_ctx {
     char *host, *unix_path, *user, *password, *name;
     char *target;          /* "host:port", "[v6]:port" or "unix:path", for logs */
     char dbarg[16];        /* cfg.db as text, for SELECT */
+    char portarg[8];       /* cfg.port as text, for getaddrinfo */
+    struct sockaddr_un sun; /* unix_path's address (sun_len 0: TCP) */
+    socklen_t sun_len;
 };
 
 /* What the command calls know of a connection's state (bits of
@@ -53,24 +67,15 @@ struct redis_conn {
 
 /* ---- errors ------------------------------------------------------------- */
 
-/* errno values whose text hiredis puts in errstr (strerror, sometimes with
- * a prefix) and what the adapter returns for them.  A unix socket path
- * with no socket file means no server there (yet): refused, as over TCP. */
+/* errno values whose text is in a failed context's errstr (hiredis puts
+ * strerror() there, the adapter's own I/O below too) and what the adapter
+ * returns for them. */
 static const struct { int in, out; } io_errors[] = {
     { ECONNREFUSED, -ECONNREFUSED }, { ETIMEDOUT, -ETIMEDOUT },
     { EAGAIN, -ETIMEDOUT },          /* SO_RCVTIMEO / SO_SNDTIMEO expired */
-    { EINPROGRESS, -ETIMEDOUT },     { ECONNRESET, -ECONNRESET },
-    { EPIPE, -ECONNRESET },          { EHOSTUNREACH, -EHOSTUNREACH },
-    { ENETUNREACH, -ENETUNREACH },   { ENOENT, -ECONNREFUSED },
+    { ECONNRESET, -ECONNRESET },     { EPIPE, -ECONNRESET },
+    { EHOSTUNREACH, -EHOSTUNREACH }, { ENETUNREACH, -ENETUNREACH },
     { ENOMEM, -ENOMEM },
-};
-
-/* getaddrinfo errors whose gai_strerror() text hiredis puts in errstr
- * (REDIS_ERR_OTHER): a name that does not exist is permanent (-ENXIO), a
- * resolver that cannot answer now is not (-EHOSTUNREACH, retried). */
-static const struct { int gai, out; } gai_errors[] = {
-    { EAI_NONAME, -ENXIO }, { EAI_NODATA, -ENXIO }, { EAI_ADDRFAMILY, -ENXIO },
-    { EAI_SERVICE, -ENXIO }, { EAI_AGAIN, -EHOSTUNREACH },
 };
 
 /* A failed context as a negative errno value. */
@@ -90,11 +95,26 @@ static int ctx_errno(const redisContext *rc)
                 return io_errors[i].out;
         }
         return -EIO;
-    case REDIS_ERR_OTHER:
-        for (size_t i = 0; i < sizeof gai_errors / sizeof gai_errors[0]; i++)
-            if (!strcmp(rc->errstr, gai_strerror(gai_errors[i].gai)))
-                return gai_errors[i].out;
+    default:
         return -EIO;
+    }
+}
+
+/* A connect error (shp__net_connect's) as one of the values redis.h
+ * documents; anything else is -EIO, its own text kept in the detail. */
+static int connect_errno(int err)
+{
+    switch (-err) {
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+    case ECONNRESET:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENOMEM:
+    case ENXIO:
+        return err;
+    case EPIPE:
+        return -ECONNRESET;
     default:
         return -EIO;
     }
@@ -133,25 +153,153 @@ static int failed(const struct redis_ctx *t, int err, const char *step, const ch
     return shp__adapter_failed(err, t->target, step, msg);
 }
 
-static struct timeval ns_to_tv(int64_t ns)
+/* ---- deadline-bound I/O ----------------------------------------------------- */
+
+/* hiredis' blocking calls (redisGetReply, redisCommand) cannot keep a
+ * deadline under signals: a read or write that EINTR interrupts is tried
+ * again with a fresh SO_RCVTIMEO / SO_SNDTIMEO, so a signal every few ms
+ * keeps them waiting forever.  The adapter's own I/O (the handshake, the
+ * hooks, the command calls) therefore runs through hiredis' buffer API
+ * instead, every wait a poll() bounded by one deadline per operation
+ * (shp__wait_fd: signals retried with the time left):
+ *   writes  send(MSG_DONTWAIT | MSG_NOSIGNAL) of the output buffer, and a
+ *           full socket buffer waited for with POLLOUT.  The fd itself stays
+ *           blocking, as hiredis' REDIS_BLOCK contract wants for the
+ *           borrower's raw use of the context; a non-blocking fd would need
+ *           REDIS_BLOCK cleared and both restored around every operation
+ *           (two fcntl calls each), and an fd left non-blocking by a failure
+ *           half way would turn the borrower's next redisCommand into an
+ *           I/O error.  MSG_NOSIGNAL: a peer gone is EPIPE, not SIGPIPE.
+ *   reads   a reply already parsed or buffered first; else POLLIN, then
+ *           redisBufferRead, whose read() on the blocking fd does not block
+ *           after POLLIN (data, end of stream or an error is there, and no
+ *           one else reads the fd meanwhile).
+ * A deadline that passes, like any failed write or read, sets the
+ * context's err: a reply may still come, so the connection is out of step
+ * and is never used again (the reset hook and the check refuse it; the
+ * pool closes it). */
+
+/* One operation's I/O: all it writes and reads is done by deadline. */
+struct io {
+    redisContext *rc;
+    int64_t deadline;  /* absolute CLOCK_MONOTONIC ns; -1: none */
+    const char *bound; /* what set the deadline, for messages */
+    bool acquire;      /* the deadline is the acquire's */
+};
+
+/* The I/O of an operation bounded by own_ns from now (0: none; INT64_MAX
+ * saturates), named own_name; a hook's (hook true) also by the deadline
+ * of the shp_acquire it serves on this thread (shp_connect_deadline_ns),
+ * whichever comes first. */
+static struct io io_start(redisContext *rc, int64_t own_ns, const char *own_name, bool hook)
 {
-    /* Rounded up to whole microseconds: a zero timeval means "none". */
-    int64_t us = ns > 0 ? (ns + 999) / 1000 : 0;
-    return (struct timeval){ .tv_sec = (time_t)(us / 1000000),
-                             .tv_usec = (suseconds_t)(us % 1000000) };
+    int64_t own = own_ns > 0 ? shp__add_sat(shp__now_ns(), own_ns) : -1;
+    int64_t acq = hook ? shp_connect_deadline_ns() : -1;
+    if (acq >= 0 && (own < 0 || acq <= own))
+        return (struct io){ .rc = rc, .deadline = acq, .bound = "the acquire's deadline",
+                            .acquire = true };
+    return (struct io){ .rc = rc, .deadline = own, .bound = own_name, .acquire = false };
+}
+
+/* Whether io's deadline has passed already. */
+static bool io_expired(const struct io *io)
+{
+    return io->deadline >= 0 && shp__now_ns() >= io->deadline;
+}
+
+/* Sets the context's error as hiredis does for a failed read: err is a
+ * negative errno of the adapter's own send or poll, or -ETIMEDOUT when
+ * io's deadline passed.  Returns the context's error (ctx_errno). */
+static int io_fail(const struct io *io, int err)
+{
+    redisContext *rc = io->rc;
+    const char *s = strerrordesc_np(-err);
+    rc->err = REDIS_ERR_IO;
+    if (err == -ETIMEDOUT)
+        snprintf(rc->errstr, sizeof rc->errstr, "%s (%s)", s, io->bound);
+    else
+        snprintf(rc->errstr, sizeof rc->errstr, "%s", s ? s : "I/O error");
+    return ctx_errno(rc);
+}
+
+/* The words for a failed operation of io: "timed out at the acquire's
+ * deadline" for that, else the context's errstr (or NULL: err's text). */
+static const char *io_msg(const struct io *io, int err)
+{
+    if (err == -ETIMEDOUT && io->acquire)
+        return "timed out at the acquire's deadline";
+    return io->rc->err ? io->rc->errstr : NULL;
+}
+
+/* A failed operation of io, recorded for the pool's one log line.
+ * Returns the context's error. */
+static int io_failed(const struct redis_ctx *t, const struct io *io, const char *step)
+{
+    int err = io->rc->err ? ctx_errno(io->rc) : -EIO;
+    return failed(t, err, step, io_msg(io, err));
+}
+
+/* Writes out the context's output buffer (commands appended with
+ * redisAppend*) by io's deadline (see above).  Returns 0, or the error
+ * with the context's err set. */
+static int io_flush(const struct io *io)
+{
+    redisContext *rc = io->rc;
+    if (rc->err)
+        return ctx_errno(rc);
+    while (sdslen(rc->obuf) > 0) {
+        size_t len = sdslen(rc->obuf);
+        if (len > INT_MAX) /* sdsrange takes int offsets (as hiredis' own write) */
+            return io_fail(io, -EMSGSIZE);
+        ssize_t n = send(rc->fd, rc->obuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0 && (size_t)n == len) {
+            sds fresh = sdsalloc(rc->obuf) > OBUF_KEEP ? sdsempty() : NULL;
+            if (fresh) {
+                sdsfree(rc->obuf);
+                rc->obuf = fresh;
+            } else {
+                sdsclear(rc->obuf);
+            }
+        } else if (n > 0) {
+            sdsrange(rc->obuf, (int)n, -1);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            return io_fail(io, -errno);
+        } else {
+            int err = shp__wait_fd(rc->fd, POLLOUT, io->deadline);
+            if (err)
+                return io_fail(io, err);
+        }
+    }
+    return 0;
+}
+
+/* Reads one reply by io's deadline (see above).  Returns 0 and sets *out
+ * (the caller frees it), or the error with the context's err set. */
+static int io_reply(const struct io *io, redisReply **out)
+{
+    redisContext *rc = io->rc;
+    if (rc->err)
+        return ctx_errno(rc);
+    for (;;) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(rc, &r) != REDIS_OK)
+            return ctx_errno(rc);
+        if (r) {
+            *out = r;
+            return 0;
+        }
+        int err = shp__wait_fd(rc->fd, POLLIN, io->deadline);
+        if (err)
+            return io_fail(io, err);
+        /* EINTR inside it reads nothing and returns REDIS_OK: poll again. */
+        if (redisBufferRead(rc) != REDIS_OK)
+            return ctx_errno(rc);
+    }
 }
 
 /* ---- replies ------------------------------------------------------------- */
-
-/* Reads one reply.  Returns 0 and sets *out, or the context's error. */
-static int get_reply(redisContext *rc, redisReply **out)
-{
-    void *r = NULL;
-    if (redisGetReply(rc, &r) != REDIS_OK || !r)
-        return rc->err ? ctx_errno(rc) : -EIO;
-    *out = r;
-    return 0;
-}
 
 /* Whether r is the status or error reply text. */
 static bool reply_is(const redisReply *r, int type, const char *text)
@@ -179,10 +327,10 @@ static int append_auth_select(const struct redis_ctx *t, redisContext *rc)
     return n;
 }
 
-/* Reads the replies of append_auth_select's commands: each must be +OK.
- * On failure returns the error and sets *step and *msg (msg points into a
- * reply copied to msgbuf). */
-static int read_auth_select(const struct redis_ctx *t, redisContext *rc, const char **step,
+/* Reads the replies of append_auth_select's commands by io's deadline:
+ * each must be +OK.  On failure returns the error and sets *step and
+ * msgbuf (the server's or the I/O's words). */
+static int read_auth_select(const struct redis_ctx *t, const struct io *io, const char **step,
                             char *msgbuf, size_t msglen)
 {
     const char *steps[2];
@@ -195,12 +343,13 @@ static int read_auth_select(const struct redis_ctx *t, redisContext *rc, const c
     int err = 0;
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
-        int e = get_reply(rc, &r);
+        int e = io_reply(io, &r);
         if (e) {
             if (!err) {
                 err = e;
                 *step = steps[i];
-                snprintf(msgbuf, msglen, "%s", rc->errstr);
+                const char *m = io_msg(io, e);
+                snprintf(msgbuf, msglen, "%s", m ? m : "I/O error");
             }
             return err;
         }
@@ -217,50 +366,52 @@ static int read_auth_select(const struct redis_ctx *t, redisContext *rc, const c
 
 /* ---- the callbacks --------------------------------------------------------- */
 
-/* TCP or unix connect, bounded by deadline (-1: none). */
-static redisContext *open_context(const struct redis_ctx *t, int64_t deadline)
+/* shp__net_target's sockopts for a TCP socket: TCP_NODELAY, as hiredis
+ * sets it. */
+static int set_nodelay(int fd, const void *ud, const char **step)
 {
-    if (deadline >= 0) {
-        int64_t left = deadline - shp__now_ns();
-        struct timeval tv = ns_to_tv(left > 1000 ? left : 1000);
-        return t->unix_path ? redisConnectUnixWithTimeout(t->unix_path, tv)
-                            : redisConnectWithTimeout(t->host, t->cfg.port, tv);
-    }
-    return t->unix_path ? redisConnectUnix(t->unix_path) : redisConnect(t->host, t->cfg.port);
+    (void)ud;
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+        return 0;
+    *step = "TCP_NODELAY";
+    return -errno;
 }
 
-/* The handshake, one round trip: [AUTH] [SELECT] PING, under what is left
- * of the connect timeout (or the command timeout if there is none). */
-static int handshake(const struct redis_ctx *t, redisContext *rc, int64_t deadline)
+/* Frees a context and closes its socket (redisFree closes only an fd > 0). */
+static void free_context(redisContext *rc)
 {
+    int fd = redisFreeKeepFd(rc);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The handshake, one round trip: [AUTH] [SELECT] PING, within io, then the
+ * command timeout as the socket's SO_RCVTIMEO / SO_SNDTIMEO for the
+ * borrower's raw use of the context. */
+static int handshake(const struct redis_ctx *t, const struct io *io)
+{
+    redisContext *rc = io->rc;
     char msg[256];
     const char *step = "handshake";
-    int64_t tmo = t->cfg.command_timeout_ns;
-    if (deadline >= 0) {
-        tmo = deadline - shp__now_ns();
-        if (tmo <= 0)
-            return failed(t, -ETIMEDOUT, step,
-                          "connect_timeout_ns or the acquire's deadline passed");
-    }
-    if (redisSetTimeout(rc, ns_to_tv(tmo)) != REDIS_OK)
-        return failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
-
     int n = append_auth_select(t, rc);
     const char *ping[1] = { "PING" };
     if (n < 0 || redisAppendCommandArgv(rc, 1, ping, NULL) != REDIS_OK)
         return failed(t, -ENOMEM, step, NULL);
-    int err = read_auth_select(t, rc, &step, msg, sizeof msg);
+    if (io_flush(io))
+        return io_failed(t, io, step);
+    int err = read_auth_select(t, io, &step, msg, sizeof msg);
     if (err) {
         if (!rc->err) { /* the PING reply is still to be read */
             redisReply *r = NULL;
-            if (get_reply(rc, &r) == 0)
+            if (io_reply(io, &r) == 0)
                 freeReplyObject(r);
         }
         return failed(t, err, step, msg);
     }
     redisReply *r = NULL;
-    if ((err = get_reply(rc, &r)))
-        return failed(t, err, "ping", rc->errstr);
+    if (io_reply(io, &r))
+        return io_failed(t, io, "ping");
     if (!reply_is(r, REDIS_REPLY_STATUS, "PONG")) {
         err = r->type == REDIS_REPLY_ERROR && r->str ? reply_errno(r->str) : -EPROTO;
         snprintf(msg, sizeof msg, "%s",
@@ -269,33 +420,60 @@ static int handshake(const struct redis_ctx *t, redisContext *rc, int64_t deadli
         return failed(t, err, "ping", msg);
     }
     freeReplyObject(r);
-    if (redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns)) != REDIS_OK)
-        return failed(t, ctx_errno(rc), "set_timeout", rc->errstr);
+    if (redisSetTimeout(rc, shp__ns_to_timeval(t->cfg.command_timeout_ns)) != REDIS_OK)
+        return failed(t, rc->err ? ctx_errno(rc) : -EIO, "set_timeout", rc->errstr);
     return 0;
 }
 
+/* The socket connect (shp__net_connect: host:port, every address in turn,
+ * or the unix socket; connect_timeout_ns capped by the acquire's deadline,
+ * name resolution excepted), then hiredis on the connected fd and the
+ * handshake, which keeps to the same deadline (or, with neither a connect
+ * timeout nor an acquire's deadline, to command_timeout_ns). */
 static int redis_connect(void *ctx, void **handle)
 {
     const struct redis_ctx *t = ctx;
-    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
     struct redis_conn *c = malloc(sizeof *c);
     if (!c)
         return failed(t, -ENOMEM, "alloc", NULL);
-    redisContext *rc = open_context(t, deadline);
-    int err = 0;
-    if (!rc)
-        err = failed(t, -ENOMEM, "connect", NULL);
-    else if (rc->err)
-        err = failed(t, ctx_errno(rc), "connect", rc->errstr);
-    else
-        err = handshake(t, rc, deadline);
+    shp__net_target nt = {
+        .host = t->sun_len ? NULL : t->host, .port = t->portarg,
+        .sun = &t->sun, .sun_len = t->sun_len,
+        .timeout_ns = t->cfg.connect_timeout_ns,
+        .sockopts = t->sun_len ? NULL : set_nodelay,
+        .log_name = t->name, .log_target = t->target,
+    };
+    shp__net_conn nc;
+    int err = shp__net_connect(&nt, &nc);
     if (err) {
-        if (rc)
-            redisFree(rc);
+        free(c);
+        return shp__adapter_failed_at(connect_errno(err), t->target, nc.addr, nc.step,
+                                      nc.msg ? nc.msg : strerrordesc_np(-err));
+    }
+    redisContext *rc = redisConnectFd(nc.fd);
+    if (!rc) {
+        close(nc.fd);
+        free(c);
+        return failed(t, -ENOMEM, "connect", NULL);
+    }
+    struct io io;
+    if (nc.deadline >= 0) {
+        bool acq = nc.deadline == shp_connect_deadline_ns();
+        io = (struct io){ .rc = rc, .deadline = nc.deadline, .acquire = acq,
+                          .bound = acq ? "the acquire's deadline" : "connect_timeout_ns" };
+    } else {
+        io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", false);
+    }
+    if ((err = handshake(t, &io))) {
+        free_context(rc);
         free(c);
         return err;
     }
-    shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, rc->fd);
+    if (nc.addr[0])
+        shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s addr=%s fd=%d", t->target,
+                 nc.addr, rc->fd);
+    else
+        shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, rc->fd);
     c->magic = REDIS_CONN_MAGIC;
     c->rc = rc;
     c->t = t;
@@ -312,7 +490,7 @@ static void redis_close(void *ctx, void *handle)
     if (!c)
         return;
     c->magic = REDIS_DEAD_MAGIC;
-    redisFree(c->rc);
+    free_context(c->rc);
     free(c);
 }
 
@@ -329,46 +507,12 @@ static int reset_failed(const struct redis_ctx *t, const struct redis_conn *c, i
     return failed(t, err, "reset", why);
 }
 
-/* Caps rc's timeouts for a hook's I/O by the deadline of the acquire the
- * hook serves (shp__hook_timeout_ns); undo with restore_timeout.  Returns 0,
- * or -ETIMEDOUT (that deadline has passed: do no I/O) with the detail set. */
-static int cap_timeout(const struct redis_ctx *t, redisContext *rc, const char *step, bool *capped)
-{
-    int64_t tmo = shp__hook_timeout_ns(t->cfg.command_timeout_ns, capped);
-    if (tmo < 0)
-        return failed(t, (int)tmo, step, "the acquire's deadline passed before the I/O");
-    if (*capped && redisSetTimeout(rc, ns_to_tv(tmo)) != REDIS_OK)
-        return failed(t, rc->err ? ctx_errno(rc) : -EIO, step, rc->errstr);
-    return 0;
-}
+static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, const struct io *io);
 
-/* Puts back the command timeout after cap_timeout (a context that failed
- * is left alone: it is closed).  Returns err, or the failure to restore. */
-static int restore_timeout(const struct redis_ctx *t, redisContext *rc, const char *step,
-                           bool capped, int err)
-{
-    if (!capped || rc->err)
-        return err;
-    if (redisSetTimeout(rc, ns_to_tv(t->cfg.command_timeout_ns)) != REDIS_OK && !err)
-        return failed(t, rc->err ? ctx_errno(rc) : -EIO, step, rc->errstr);
-    return err;
-}
-
-/* A read of the hook that failed: -ETIMEDOUT, said so, when it was capped
- * by the acquire's deadline; else the context's error. */
-static int io_failed(const struct redis_ctx *t, redisContext *rc, const char *step, bool capped)
-{
-    int err = rc->err ? ctx_errno(rc) : -EIO;
-    if (capped && err == -ETIMEDOUT)
-        return failed(t, err, step, "timed out at the acquire's deadline");
-    return failed(t, err, step, rc->err ? rc->errstr : NULL);
-}
-
-static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, bool capped);
-
-/* PING -> PONG under the command timeout, capped by the deadline of the
+/* PING -> PONG within command_timeout_ns, capped by the deadline of the
  * acquire validating the connection; a cleanup still pending is collected
- * first.  A failure is not logged here: the pool logs it, with the detail. */
+ * first, within the same bound.  A failure is not logged here: the pool
+ * logs it, with the detail. */
 static int redis_check(void *ctx, void *handle)
 {
     const struct redis_ctx *t = ctx;
@@ -376,39 +520,36 @@ static int redis_check(void *ctx, void *handle)
     redisContext *rc = c->rc;
     if (rc->err)
         return failed(t, ctx_errno(rc), "check", rc->errstr);
-    bool capped;
-    int err = cap_timeout(t, rc, "check", &capped);
+    struct io io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
+    if (io_expired(&io)) /* a round trip cannot make it: send nothing */
+        return failed(t, -ETIMEDOUT, "check", "the acquire's deadline passed before the I/O");
+    int err = c->reset_pending ? finish_reset(t, c, &io) : 0;
     if (err)
         return err;
-    if (c->reset_pending)
-        err = finish_reset(t, c, capped);
+    const char *ping[1] = { "PING" };
+    if (redisAppendCommandArgv(rc, 1, ping, NULL) != REDIS_OK)
+        return failed(t, -ENOMEM, "check", NULL);
     redisReply *r = NULL;
-    if (!err && !(r = redisCommand(rc, "PING")))
-        err = io_failed(t, rc, "check", capped);
-    if (r) {
-        if (!reply_is(r, REDIS_REPLY_STATUS, "PONG"))
-            err = failed(t, -EPROTO, "check",
-                         r->type == REDIS_REPLY_ERROR && r->str ? r->str
-                                                                : "unexpected reply to PING");
-        freeReplyObject(r);
-    }
-    return restore_timeout(t, rc, "check", capped, err);
+    if (io_flush(&io) || io_reply(&io, &r))
+        return io_failed(t, &io, "check");
+    if (!reply_is(r, REDIS_REPLY_STATUS, "PONG"))
+        err = failed(t, -EPROTO, "check",
+                     r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply to PING");
+    freeReplyObject(r);
+    return err;
 }
 
-/* Collects the answers to the cleanup that redis_reset sent: replies
- * before "+RESET" are the last borrower's leftovers and are dropped, then
- * AUTH and SELECT must have succeeded.  Returns 0 or a negative errno (the
- * connection is then closed) with the detail set; capped: the caller capped
- * the timeout by an acquire's deadline. */
-static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, bool capped)
+/* Collects the answers to the cleanup that redis_reset sent, within io:
+ * replies before "+RESET" are the last borrower's leftovers and are
+ * dropped, then AUTH and SELECT must have succeeded.  Returns 0 or a
+ * negative errno (the connection is then closed) with the detail set. */
+static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, const struct io *io)
 {
-    redisContext *rc = c->rc;
-    int err;
     c->reset_pending = false;
     for (int dropped = 0;; dropped++) {
         redisReply *r = NULL;
-        if ((err = get_reply(rc, &r)))
-            return io_failed(t, rc, "cleanup", capped);
+        if (io_reply(io, &r))
+            return io_failed(t, io, "cleanup");
         bool done = reply_is(r, REDIS_REPLY_STATUS, "RESET");
         /* A server without RESET answers an error: the state is unknown. */
         bool unknown = r->type == REDIS_REPLY_ERROR && r->str &&
@@ -423,9 +564,8 @@ static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, bool ca
     }
     const char *step = "cleanup";
     char msg[256];
-    if ((err = read_auth_select(t, rc, &step, msg, sizeof msg))) {
-        if (capped && err == -ETIMEDOUT)
-            snprintf(msg, sizeof msg, "timed out at the acquire's deadline");
+    int err = read_auth_select(t, io, &step, msg, sizeof msg);
+    if (err) {
         char where[32];
         snprintf(where, sizeof where, "cleanup %s", step);
         return failed(t, err, where, msg);
@@ -441,12 +581,12 @@ static bool buffers_busy(const redisContext *rc)
            (rc->reader && rc->reader->pos < rc->reader->len);
 }
 
-/* On release: RESET [AUTH] [SELECT] as one pipeline (see the header), sent
- * but not waited for: the answers are collected by redis_prepare when the
- * connection is next handed out (or by a health check first), by which time
- * they have usually arrived, so neither side waits a round trip.  Under
- * SHP_REDIS_CLEANUP_TRACKED a clean connection is kept as it is, with no
- * I/O. */
+/* On release: RESET [AUTH] [SELECT] as one pipeline (see the header),
+ * written within command_timeout_ns but not waited for: the answers are
+ * collected by redis_prepare when the connection is next handed out (or by
+ * a health check first), by which time they have usually arrived, so
+ * neither side waits a round trip.  Under SHP_REDIS_CLEANUP_TRACKED a clean
+ * connection is kept as it is, with no I/O. */
 static int redis_reset(void *ctx, void *handle)
 {
     const struct redis_ctx *t = ctx;
@@ -468,30 +608,26 @@ static int redis_reset(void *ctx, void *handle)
     const char *reset[1] = { "RESET" };
     if (redisAppendCommandArgv(rc, 1, reset, NULL) != REDIS_OK || append_auth_select(t, rc) < 0)
         return reset_failed(t, c, -ENOMEM, "out of memory");
-    for (int done = 0; !done;)
-        if (redisBufferWrite(rc, &done) != REDIS_OK)
-            return reset_failed(t, c, ctx_errno(rc), rc->errstr);
+    struct io io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
+    if (io_flush(&io))
+        return reset_failed(t, c, ctx_errno(rc), rc->errstr);
     c->reset_pending = true;
     c->state = 0; /* prepare closes it unless RESET and the rest answered */
     return 0;
 }
 
-/* On hand-out: collects a pending cleanup (see redis_reset), its reads
- * capped by the deadline of the acquire handing the connection out.  A
- * failure is not logged here: the pool logs it, with the detail. */
+/* On hand-out: collects a pending cleanup (see redis_reset) within
+ * command_timeout_ns, capped by the deadline of the acquire handing the
+ * connection out.
+ * A failure is not logged here: the pool logs it, with the detail. */
 static int redis_prepare(void *ctx, void *handle)
 {
     const struct redis_ctx *t = ctx;
     struct redis_conn *c = handle;
     if (!c->reset_pending)
         return 0;
-    bool capped;
-    int err = cap_timeout(t, c->rc, "cleanup", &capped);
-    if (err) {
-        c->reset_pending = false; /* answers left unread: the pool closes it */
-        return err;
-    }
-    return restore_timeout(t, c->rc, "cleanup", capped, finish_reset(t, c, capped));
+    struct io io = io_start(c->rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
+    return finish_reset(t, c, &io);
 }
 
 /* ---- the command calls ------------------------------------------------------------ */
@@ -611,7 +747,9 @@ static struct redis_conn *conn_of(shp_conn *conn)
 }
 
 /* Sends cmd (len bytes, or len < 0 if formatting failed; freed here) on c
- * and reads its reply, keeping c->state up to date (see the header). */
+ * and reads its reply, all within command_timeout_ns, signals or not (the
+ * deadline-bound I/O above), keeping c->state up to date (see the
+ * header). */
 static redisReply *run_command(struct redis_conn *c, const char *call, char *cmd, int len)
 {
     if (len < 0 || !cmd) {
@@ -625,7 +763,8 @@ static redisReply *run_command(struct redis_conn *c, const char *call, char *cmd
         free(cmd);
         return bad_arg(c, call, "empty command");
     }
-    if (c->reset_pending && finish_reset(t, c, false) != 0) {
+    struct io io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", false);
+    if (c->reset_pending && finish_reset(t, c, &io) != 0) {
         /* Only when the hooks are called directly, without prepare: not a
          * pool callback, so the adapter logs it. */
         char m[SHP_ERROR_DETAIL_MAX];
@@ -647,8 +786,8 @@ static redisReply *run_command(struct redis_conn *c, const char *call, char *cmd
     bool in_multi = c->state & ST_MULTI;
     int ok = redisAppendFormattedCommand(rc, cmd, (size_t)len);
     free(cmd);
-    void *r = NULL;
-    if (ok != REDIS_OK || redisGetReply(rc, &r) != REDIS_OK || !r) {
+    redisReply *rep = NULL;
+    if (ok != REDIS_OK || io_flush(&io) != 0 || io_reply(&io, &rep) != 0) {
         c->state |= ST_CLOSE;
         char m[256];
         int err = rc->err ? ctx_errno(rc) : -EIO;
@@ -657,7 +796,6 @@ static redisReply *run_command(struct redis_conn *c, const char *call, char *cmd
                  t->target, rc->fd, shp_err_name(err), m);
         return NULL;
     }
-    redisReply *rep = r;
     bool error = rep->type == REDIS_REPLY_ERROR;
     switch (cls) {
     case CMD_EXEC:
@@ -833,6 +971,13 @@ int shp_redis_ops(shp_ops *ops, const shp_redis_config *cfg)
     else
         snprintf(t->target, (size_t)n + 1, v6 ? "[%s]:%d" : "%s:%d", t->host, cfg->port);
     snprintf(t->dbarg, sizeof t->dbarg, "%d", cfg->db);
+    snprintf(t->portarg, sizeof t->portarg, "%d", cfg->port);
+    if (t->unix_path) {
+        size_t len = strlen(t->unix_path); /* < sizeof sun_path: validate */
+        t->sun.sun_family = AF_UNIX;
+        memcpy(t->sun.sun_path, t->unix_path, len + 1);
+        t->sun_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+    }
     t->cfg.host = t->host;
     t->cfg.unix_path = t->unix_path;
     t->cfg.user = t->user;

@@ -1,16 +1,13 @@
 /* tcp.c - the TCP / unix-socket adapter (include/shardpool/adapters/tcp.h). */
 #include "adapters/common.h"
+#include "adapters/net.h"
 
 #include <shardpool/adapters/tcp.h>
 #include <shardpool/error.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,24 +44,13 @@ struct tcp_conn {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static const char *errdesc(int err)
-{
-    const char *s = err < 0 ? strerrordesc_np(-err) : NULL;
-    return s ? s : "unknown error";
-}
-
 /* Records why a connect or check failed (the pool logs it, once) and
  * returns err.  addr: the resolved address tried, shown when it is not the
- * target itself (a host name). */
+ * target itself (a host name); msg NULL: err's text. */
 static int failed(const struct tcp_ctx *t, int err, const char *step, const char *addr,
                   const char *msg)
 {
-    if (addr && strcmp(addr, t->target) != 0) {
-        char where[320];
-        snprintf(where, sizeof where, "%s (%s)", t->target, addr);
-        return shp__adapter_failed(err, where, step, msg ? msg : errdesc(err));
-    }
-    return shp__adapter_failed(err, t->target, step, msg ? msg : errdesc(err));
+    return shp__adapter_failed_at(err, t->target, addr, step, msg);
 }
 
 static int setopt_int(int fd, int level, int opt, int val)
@@ -72,29 +58,12 @@ static int setopt_int(int fd, int level, int opt, int val)
     return setsockopt(fd, level, opt, &val, sizeof val) == 0 ? 0 : -errno;
 }
 
-/* Sets SO_RCVTIMEO or SO_SNDTIMEO; ns 0 = no timeout.  Rounded up to whole
- * microseconds: a zero timeval would mean "no timeout". */
-static int set_timeout(int fd, int opt, int64_t ns)
+/* The options of a TCP socket, set before connect (shp__net_target's
+ * sockopts; ud is the shp_tcp_config).  Returns 0 or the failing
+ * setsockopt's error with *step naming the option. */
+static int set_tcp_options(int fd, const void *ud, const char **step)
 {
-    int64_t us = ns > 0 ? (ns + 999) / 1000 : 0;
-    struct timeval tv = { .tv_sec = (time_t)(us / 1000000),
-                          .tv_usec = (suseconds_t)(us % 1000000) };
-    return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0 ? 0 : -errno;
-}
-
-/* Milliseconds left until deadline for poll(), rounded up; -1 = none. */
-static int poll_ms_left(int64_t deadline, int64_t now)
-{
-    if (deadline < 0)
-        return -1;
-    int64_t ms = (deadline - now + 999999) / 1000000;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
-}
-
-/* The options of a TCP socket, set before connect.  Returns 0 or the
- * failing setsockopt's error with *step naming the option. */
-static int set_tcp_options(const shp_tcp_config *c, int fd, const char **step)
-{
+    const shp_tcp_config *c = ud;
     int err = 0;
     if (c->nodelay && (err = setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1))) {
         *step = "TCP_NODELAY";
@@ -114,200 +83,47 @@ static int set_tcp_options(const shp_tcp_config *c, int fd, const char **step)
     return err;
 }
 
-/* Read and write timeouts of a connected socket (also clears the send
- * timeout a unix connect used as its connect timeout). */
+/* Read and write timeouts of a connected socket (any int64_t saturates:
+ * shp__ns_to_timeval). */
 static int set_io_timeouts(const shp_tcp_config *c, int fd, const char **step)
 {
-    int err = set_timeout(fd, SO_RCVTIMEO, c->read_timeout_ns);
+    int err = shp__set_sock_timeout(fd, SO_RCVTIMEO, c->read_timeout_ns);
     if (err) {
         *step = "SO_RCVTIMEO";
         return err;
     }
-    if ((err = set_timeout(fd, SO_SNDTIMEO, c->write_timeout_ns)))
+    if ((err = shp__set_sock_timeout(fd, SO_SNDTIMEO, c->write_timeout_ns)))
         *step = "SO_SNDTIMEO";
     return err;
 }
 
-/* getaddrinfo's error as a negative errno value: -ENXIO (permanent, not
- * retried) for a name that does not exist, -EHOSTUNREACH (retried) for a
- * resolver that cannot answer now. */
-static int gai_errno(int g, int sys_errno)
-{
-    switch (g) {
-    case EAI_NONAME:
-    case EAI_SERVICE:
-#ifdef EAI_NODATA
-    case EAI_NODATA:
-#endif
-#ifdef EAI_ADDRFAMILY
-    case EAI_ADDRFAMILY:
-#endif
-        return -ENXIO;        /* no such host or service */
-    case EAI_AGAIN:
-        return -EHOSTUNREACH; /* the name cannot be resolved now */
-    case EAI_MEMORY:
-        return -ENOMEM;
-    case EAI_SYSTEM:
-        return sys_errno > 0 ? -sys_errno : -EIO;
-    default:
-        return -EIO;
-    }
-}
-
-static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
-{
-    char host[INET6_ADDRSTRLEN], serv[16];
-    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(out, outlen, "?");
-    else if (sa->sa_family == AF_INET6)
-        snprintf(out, outlen, "[%s]:%s", host, serv);
-    else
-        snprintf(out, outlen, "%s:%s", host, serv);
-}
-
 /* ---- connect ------------------------------------------------------------- */
 
-/* Non-blocking connect of fd, waiting in poll() until deadline (< 0: none).
- * Returns 0, -ETIMEDOUT or the connect error. */
-static int connect_until(int fd, const struct sockaddr *sa, socklen_t len, int64_t deadline)
+/* host:port (every resolved address in turn) or the unix socket, within
+ * connect_timeout_ns capped by the acquire's deadline (shp__net_connect),
+ * then the I/O timeouts.  Returns 0 with *out set, or a negative errno
+ * with the detail set. */
+static int connect_target(const struct tcp_ctx *t, int *out)
 {
-    if (connect(fd, sa, len) == 0)
-        return 0;
-    /* EINTR: the connect goes on asynchronously, as with EINPROGRESS. */
-    if (errno != EINPROGRESS && errno != EINTR)
-        return -errno;
-    for (;;) {
-        int64_t now = shp__now_ns();
-        if (deadline >= 0 && now >= deadline)
-            return -ETIMEDOUT;
-        struct pollfd p = { .fd = fd, .events = POLLOUT };
-        int n = poll(&p, 1, poll_ms_left(deadline, now));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue; /* signal or timeout: the deadline check decides */
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-            return -errno;
-        return -soerr;
-    }
-}
-
-/* One resolved address: socket, options, connect, back to blocking with
- * the I/O timeouts.  Returns 0 and sets *out, or an error with *step. */
-static int connect_addr(const struct tcp_ctx *t, const struct addrinfo *ai, int64_t deadline,
-                        int *out, const char **step)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-        *step = "socket";
-        return -errno;
-    }
-    int err = set_tcp_options(&t->cfg, fd, step);
-    if (!err && (err = connect_until(fd, ai->ai_addr, ai->ai_addrlen, deadline)))
-        *step = "connect";
-    if (!err) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-            err = -errno;
-            *step = "fcntl";
-        }
-    }
-    if (!err)
-        err = set_io_timeouts(&t->cfg, fd, step);
-    if (err) {
-        close(fd);
-        return err;
-    }
-    *out = fd;
-    return 0;
-}
-
-/* Resolves host and port, then tries each address in order until one
- * connects, the deadline passes, or an error that another address cannot
- * cure (out of fds or memory) comes. */
-static int connect_inet(const struct tcp_ctx *t, int *out)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_protocol = IPPROTO_TCP };
-    struct addrinfo *res = NULL;
-    int g = getaddrinfo(t->host, t->port, &hints, &res);
-    if (g != 0)
-        return failed(t, gai_errno(g, errno), "resolve", NULL, gai_strerror(g));
-
-    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
-    int err = -EHOSTUNREACH;
-    const char *step = "resolve";
-    char addr[INET6_ADDRSTRLEN + 32] = "-";
-    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        format_addr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
-        err = connect_addr(t, ai, deadline, out, &step);
-        if (err == 0) {
-            shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s addr=%s fd=%d",
-                     t->target, addr, *out);
-            break;
-        }
-        if (err == -ETIMEDOUT || err == -EMFILE || err == -ENFILE || err == -ENOMEM ||
-            err == -ENOBUFS || !ai->ai_next)
-            break;
-        shp__log(SHP_LOG_DEBUG, t->name,
-                 "event=connect_attempt_failed target=%s addr=%s step=%s err=%s", t->target, addr,
-                 step, shp_err_name(err));
-    }
-    freeaddrinfo(res);
-    return err ? failed(t, err, step, addr, NULL) : 0;
-}
-
-/* A unix-domain connect is synchronous except when the listener's backlog
- * is full; the kernel then waits for room for up to SO_SNDTIMEO, which
- * therefore serves as the connect timeout (EAGAIN when it expires). */
-static int connect_unix(const struct tcp_ctx *t, int *out)
-{
-    int64_t deadline = shp__connect_deadline(t->cfg.connect_timeout_ns);
-    const char *step = "socket";
-    int err = 0;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return failed(t, -errno, step, NULL, NULL);
-    for (;;) {
-        if (deadline >= 0) {
-            int64_t left = deadline - shp__now_ns();
-            if (left <= 0) {
-                err = -ETIMEDOUT;
-                break;
-            }
-            if ((err = set_timeout(fd, SO_SNDTIMEO, left))) {
-                step = "SO_SNDTIMEO";
-                break;
-            }
-        }
-        step = "connect";
-        if (connect(fd, (const struct sockaddr *)&t->sun, t->sun_len) == 0) {
-            err = 0;
-            break;
-        }
-        err = -errno;
-        if (err == -EINTR)
-            continue;
-        if (err == -EISCONN)
-            err = 0;
-        else if (err == -EAGAIN || err == -EWOULDBLOCK)
-            err = -ETIMEDOUT;
-        break;
-    }
-    if (!err)
-        err = set_io_timeouts(&t->cfg, fd, &step);
-    if (err) {
-        close(fd);
-        /* No socket file: no server there (yet), as a refused TCP connect. */
-        if (err == -ENOENT)
-            return failed(t, -ECONNREFUSED, step, NULL, "no socket file (no server listening)");
-        return failed(t, err, step, NULL, NULL);
-    }
-    shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, fd);
-    *out = fd;
+    shp__net_target nt = {
+        .host = t->sun_len ? NULL : t->host, .port = t->port,
+        .sun = &t->sun, .sun_len = t->sun_len,
+        .timeout_ns = t->cfg.connect_timeout_ns,
+        .sockopts = t->sun_len ? NULL : set_tcp_options, .sockopts_ud = &t->cfg,
+        .log_name = t->name, .log_target = t->target,
+    };
+    shp__net_conn nc;
+    int err = shp__net_connect(&nt, &nc);
+    if (!err && (err = set_io_timeouts(&t->cfg, nc.fd, &nc.step)))
+        close(nc.fd);
+    if (err)
+        return failed(t, err, nc.step, nc.addr, nc.msg);
+    if (nc.addr[0])
+        shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s addr=%s fd=%d", t->target,
+                 nc.addr, nc.fd);
+    else
+        shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, nc.fd);
+    *out = nc.fd;
     return 0;
 }
 
@@ -320,7 +136,7 @@ static int tcp_connect(void *ctx, void **handle)
     if (!c)
         return failed(t, -ENOMEM, "alloc", NULL, NULL);
     int fd = -1;
-    int err = t->sun_len ? connect_unix(t, &fd) : connect_inet(t, &fd);
+    int err = connect_target(t, &fd);
     if (err) {
         free(c);
         return err;
@@ -355,8 +171,8 @@ static int run_ping(const struct tcp_ctx *t, int fd)
         return failed(t, -ETIMEDOUT, "check", NULL,
                       "the acquire's deadline passed before the ping");
     int err = 0;
-    if ((rcap && (err = set_timeout(fd, SO_RCVTIMEO, rt))) ||
-        (wcap && (err = set_timeout(fd, SO_SNDTIMEO, wt))))
+    if ((rcap && (err = shp__set_sock_timeout(fd, SO_RCVTIMEO, rt))) ||
+        (wcap && (err = shp__set_sock_timeout(fd, SO_SNDTIMEO, wt))))
         return failed(t, err, "check", NULL, "could not cap the ping's timeouts");
     int r = t->cfg.ping(fd, t->cfg.ping_ud);
     r = r > 0 ? -EIO : r;
@@ -364,8 +180,8 @@ static int run_ping(const struct tcp_ctx *t, int fd)
         return failed(t, -ETIMEDOUT, "ping", NULL, "timed out at the acquire's deadline");
     if (r)
         return failed(t, r, "ping", NULL, NULL);
-    if ((rcap && (err = set_timeout(fd, SO_RCVTIMEO, t->cfg.read_timeout_ns))) ||
-        (wcap && (err = set_timeout(fd, SO_SNDTIMEO, t->cfg.write_timeout_ns))))
+    if ((rcap && (err = shp__set_sock_timeout(fd, SO_RCVTIMEO, t->cfg.read_timeout_ns))) ||
+        (wcap && (err = shp__set_sock_timeout(fd, SO_SNDTIMEO, t->cfg.write_timeout_ns))))
         return failed(t, err, "check", NULL, "could not restore the socket timeouts");
     return 0;
 }

@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -958,6 +959,116 @@ static void test_connect_timeout_unix(void **state)
     unix_cleanup(dir, path);
 }
 
+/* ---- signal storm -------------------------------------------------------------------- */
+
+/* A 10 kHz SIGALRM storm at the calling thread, from a timer of its own
+ * (SIGEV_THREAD_ID), with a handler installed without SA_RESTART: every
+ * blocking system call a signal lands in fails with EINTR.  It ends by
+ * itself STORM_MAX_NS after it started, so that a call the storm keeps
+ * from returning shows up as late instead of hanging the test.  One storm
+ * at a time; storm_stop is safe when none runs (the teardown calls it). */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+#define STORM_PERIOD_NS (100 * 1000LL)
+#define STORM_MAX_NS    (5 * NS_PER_S)
+#define STORM_MARGIN_NS (100 * NS_PER_MS) /* allowed past a deadline under the storm */
+
+static timer_t storm_timer;
+static bool storm_on;
+static int64_t storm_until;
+static atomic_long storm_signals;
+
+static void storm_handler(int sig)
+{
+    (void)sig;
+    int saved = errno; /* the interrupted code reads errno next */
+    atomic_fetch_add_explicit(&storm_signals, 1, memory_order_relaxed);
+    if (now_ns() >= storm_until) {
+        struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+        timer_settime(storm_timer, 0, &off, NULL); /* async-signal-safe */
+    }
+    errno = saved;
+}
+
+static void storm_start(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = storm_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART */
+    assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGALRM;
+    sev.sigev_notify_thread_id = gettid();
+    assert_int_equal(timer_create(CLOCK_MONOTONIC, &sev, &storm_timer), 0);
+    storm_until = now_ns() + STORM_MAX_NS;
+    storm_on = true;
+    struct itimerspec on = { { 0, STORM_PERIOD_NS }, { 0, STORM_PERIOD_NS } };
+    assert_int_equal(timer_settime(storm_timer, 0, &on, NULL), 0);
+}
+
+static void storm_stop(void)
+{
+    if (!storm_on)
+        return;
+    storm_on = false;
+    timer_delete(storm_timer);
+}
+
+/* Signals handled so far (all storms). */
+static long storm_count(void)
+{
+    return atomic_load_explicit(&storm_signals, memory_order_relaxed);
+}
+
+/* The unix connect's wait for room in a full backlog, under a 10 kHz
+ * signal storm: every signal ends the kernel's wait with EINTR, and the
+ * adapter connects again with SO_SNDTIMEO set to what is left, so the
+ * connect still fails with -ETIMEDOUT at its timeout (never -EINTR, never
+ * a fresh full timeout per signal). */
+static void test_connect_timeout_unix_signals(void **state)
+{
+    (void)state;
+    char dir[64] = "", path[100] = "";
+    int lfd = listen_unix(dir, sizeof dir, path, sizeof path, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    int filler = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(filler, (struct sockaddr *)&sun, sizeof sun), 0);
+
+    const int64_t timeout = 200 * NS_PER_MS;
+    shp_tcp_config c = cfg_unix(path);
+    c.connect_timeout_ns = timeout;
+    shp_ops ops = make_ops(&c);
+    void *h;
+    log_start_level(SHP_LOG_INFO);
+    long sig0 = storm_count();
+    storm_start();
+    int64_t t0 = now_ns();
+    int rc = do_connect(&ops, &h);
+    int64_t took = now_ns() - t0;
+    storm_stop();
+    long sigs = storm_count() - sig0;
+    log_stop();
+    print_message("unix connect to a full backlog under %ld signals: %s after %.1f ms "
+                  "(timeout %d ms)\n", sigs, shp_err_name(rc), (double)took / NS_PER_MS,
+                  (int)(timeout / NS_PER_MS));
+    assert_int_equal(rc, -ETIMEDOUT);
+    assert_true(sigs >= 100); /* the storm was on */
+    assert_true(took >= timeout - 20 * NS_PER_MS); /* jiffies, as above */
+    assert_true(took <= timeout + STORM_MARGIN_NS);
+    assert_non_null(strstr(detail_take(), "s.sock: connect: "));
+    shp_tcp_ops_free(&ops);
+    close(filler);
+    close(lfd);
+    unix_cleanup(dir, path);
+}
+
 /* ---- read and write timeouts ---------------------------------------------------------------- */
 
 static atomic_int ping_calls;
@@ -1336,6 +1447,72 @@ static void test_ping_capped_by_acquire_deadline(void **state)
     srv_stop(s);
 }
 
+/* ---- INT64_MAX timeouts ----------------------------------------------------------------- */
+
+/* INT64_MAX is a legal duration: connect, read and write timeouts at
+ * INT64_MAX (and an acquire timeout of INT64_MAX) connect, carry requests
+ * and run the ping, capped by the acquire's deadline or not, without a
+ * signed overflow (the ASan+UBSan build aborts on one); over TCP and a
+ * unix socket. */
+static void test_timeouts_int64_max(void **state)
+{
+    (void)state;
+    for (int unix_sock = 0; unix_sock < 2; unix_sock++) {
+        srv *s = unix_sock ? srv_start_unix(SRV_ECHO) : srv_start_inet(SRV_ECHO, "127.0.0.1", NULL);
+        assert_non_null(s);
+        shp_tcp_config c = unix_sock ? cfg_unix(s->path) : cfg_inet("127.0.0.1", s->port);
+        c.connect_timeout_ns = c.read_timeout_ns = c.write_timeout_ns = INT64_MAX;
+        c.ping = ping_echo;
+        shp_ops ops = make_ops(&c);
+
+        /* The callbacks on their own: no acquire's deadline caps the ping. */
+        void *h;
+        assert_int_equal(do_connect(&ops, &h), 0);
+        int fd = shp_tcp_fd(h);
+        /* About 292 years, as the kernel keeps it (read back as a timeval:
+         * in ns it would not fit an int64_t). */
+        for (int k = 0; k < 2; k++) {
+            struct timeval tv;
+            socklen_t l = sizeof tv;
+            assert_int_equal(getsockopt(fd, SOL_SOCKET, k ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, &l), 0);
+            assert_true(tv.tv_sec > 1000000000L);
+        }
+        assert_true(echo_roundtrip(fd, "int64 max"));
+        atomic_store(&ping_calls, 0);
+        assert_int_equal(ops.check(ops.ctx, h), 0);
+        assert_int_equal(atomic_load(&ping_calls), 1);
+        ops.close(ops.ctx, h);
+
+        /* Through a pool that validates every acquire: the ping runs capped
+         * by the acquire's deadline (INT64_MAX from now: saturated). */
+        shp_config pc;
+        shp_config_init(&pc);
+        pc.max_size = 1;
+        pc.validate_idle_ns = 0;
+        pc.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
+        pc.name = "tcpmax";
+        shp_pool *pool;
+        assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+        atomic_store(&ping_calls, 0);
+        for (int i = 0; i < WAIT_MS && atomic_load(&ping_calls) < 2; i++) {
+            shp_conn *conn;
+            assert_int_equal(shp_acquire(pool, &conn, INT64_MAX), 0);
+            assert_true(echo_roundtrip(shp_tcp_fd(shp_conn_handle(conn)), "pooled"));
+            assert_int_equal(shp_release(conn), 0);
+            if (atomic_load(&ping_calls) < 2)
+                nap_ms(1);
+        }
+        assert_true(atomic_load(&ping_calls) >= 2);
+        shp_stats st;
+        assert_int_equal(shp_pool_stats(pool, &st), 0);
+        assert_int_equal(st.health_failures, 0);
+        assert_int_equal(st.created, 1);
+        assert_int_equal(shp_pool_destroy(pool, 0), 0);
+        shp_tcp_ops_free(&ops);
+        srv_stop(s);
+    }
+}
+
 /* 8 threads through a pool of 4 real connections to the echo server. */
 #define ECHO_THREADS 8
 #define ECHO_ROUNDS 400
@@ -1422,6 +1599,7 @@ static void test_pool_echo_threads(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    storm_stop();
     for (int i = 0; i < SRV_LIVE_MAX; i++)
         if (srv_live[i])
             srv_stop(srv_live[i]);
@@ -1452,6 +1630,7 @@ int main(void)
         T(test_unknown_host_fails_fast),
         T(test_connect_timeout_tcp),
         T(test_connect_timeout_unix),
+        T(test_connect_timeout_unix_signals),
         T(test_read_timeout_ping),
         T(test_write_timeout),
         T(test_check_states),
@@ -1461,6 +1640,7 @@ int main(void)
         T(test_pool_replaces_reset),
         T(test_ping_capped_by_acquire_deadline),
         T(test_pool_echo_threads),
+        T(test_timeouts_int64_max),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     shp_quiesce();

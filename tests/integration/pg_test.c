@@ -918,6 +918,66 @@ static void test_kill9_restart(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
+/* ---- INT64_MAX timeouts ---------------------------------------------------------------- */
+
+/* INT64_MAX is a legal duration ("no timeout" in practice): connect_timeout_ns
+ * and query_timeout_ns at INT64_MAX (and an acquire timeout of INT64_MAX)
+ * must connect, run queries, check and reset without a signed overflow
+ * (the ASan+UBSan build aborts on one) and without libpq refusing the
+ * connect_timeout derived from it. */
+static void test_timeouts_int64_max(void **state)
+{
+    (void)state;
+    char ci[256];
+    pgserver_conninfo(&srv, NULL, ci, sizeof ci);
+    shp_pg_config pc;
+    shp_pg_config_init(&pc);
+    pc.conninfo = ci;
+    pc.name = "pgmax";
+    pc.connect_timeout_ns = INT64_MAX;
+    pc.query_timeout_ns = INT64_MAX;
+    shp_ops ops;
+    assert_int_equal(shp_pg_ops(&ops, &pc), 0);
+
+    /* The callbacks on their own (no acquire's deadline to cap them). */
+    void *h = NULL;
+    assert_int_equal(ops.connect(ops.ctx, &h), 0);
+    assert_int_equal(exec_ok(shp_pg_conn(h), "SELECT 41 + 1"), 42);
+    assert_int_equal(ops.check(ops.ctx, h), 0);
+    exec_ok(shp_pg_conn(h), "BEGIN");
+    assert_int_equal(ops.reset(ops.ctx, h), 0); /* the ROLLBACK, under the query deadline */
+    assert_int_equal(PQtransactionStatus(shp_pg_conn(h)), PQTRANS_IDLE);
+    ops.close(ops.ctx, h);
+
+    /* Through a pool whose every acquire validates (check under the
+     * acquire's deadline), with INT64_MAX acquire timeouts. */
+    shp_config cfg;
+    shp_config_init(&cfg);
+    cfg.max_size = 1;
+    cfg.validate_idle_ns = 0;
+    cfg.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
+    cfg.name = "pgmax";
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    shp_stats st = { 0 };
+    for (int i = 0; i < 5000 && st.health_checks < 2; i++) {
+        shp_conn *c;
+        assert_int_equal(shp_acquire(pool, &c, INT64_MAX), 0);
+        PGconn *pg = shp_pg_conn(shp_conn_handle(c));
+        assert_int_equal(exec_ok(pg, "SELECT 7"), 7);
+        exec_ok(pg, "BEGIN"); /* rolled back by the release */
+        assert_int_equal(shp_release(c), 0);
+        assert_int_equal(shp_pool_stats(pool, &st), 0);
+        if (st.health_checks < 2)
+            nap_ms(1);
+    }
+    assert_true(st.health_checks >= 2);
+    assert_int_equal(st.health_failures, 0);
+    assert_int_equal(st.created, 1); /* the same connection throughout */
+    assert_int_equal(st.closed, 0);
+    drop_pool(pool, &ops);
+}
+
 /* A failed test must not leave the server frozen for the next ones. */
 static int teardown(void **state)
 {
@@ -950,6 +1010,7 @@ int main(void)
         T(test_reset_query),
         T(test_stopped_server),
         T(test_kill9_restart),
+        T(test_timeouts_int64_max),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     if (failed && srv.logfile[0])

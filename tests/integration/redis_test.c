@@ -14,9 +14,12 @@
  * with shp_set_error_detail, which a test calling a callback directly reads
  * with detail_take (failtest.h), and the pool logs one line per failure.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -500,7 +504,7 @@ static void test_permanent_errors(void **state)
     if (g == EAI_NONAME || g == EAI_NODATA) {
         rc = redis_cfg(srv.port, GOOD_PW, 0);
         rc.host = host;
-        snprintf(where, sizeof where, "%s:%d: connect: ", host, srv.port);
+        snprintf(where, sizeof where, "%s:%d: resolve: ", host, srv.port);
         expect_permanent(rc, -ENXIO, where);
     } else {
         print_message("host name typo not tested: the resolver answers %s\n", gai_strerror(g));
@@ -1193,6 +1197,428 @@ static void test_stopped_server(void **state)
     rsrv_stop(&srv);
 }
 
+/* ---- signal storm -------------------------------------------------------------------- */
+
+/* A 10 kHz SIGALRM storm at the calling thread, from a timer of its own
+ * (SIGEV_THREAD_ID), with a handler installed without SA_RESTART: every
+ * blocking system call a signal lands in fails with EINTR.  It ends by
+ * itself STORM_MAX_NS after it started, so that a call the storm keeps
+ * from returning shows up as late instead of hanging the test.  One storm
+ * at a time; storm_stop is safe when none runs (the teardown calls it). */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+#define STORM_PERIOD_NS (100 * 1000LL)
+#define STORM_MAX_NS    (5 * NS_PER_S)
+#define STORM_MARGIN_NS (100 * NS_PER_MS) /* allowed past a deadline under the storm */
+
+static timer_t storm_timer;
+static bool storm_on;
+static int64_t storm_until;
+static atomic_long storm_signals;
+
+static void storm_handler(int sig)
+{
+    (void)sig;
+    int saved = errno; /* the interrupted code reads errno next */
+    atomic_fetch_add_explicit(&storm_signals, 1, memory_order_relaxed);
+    if (now_ns() >= storm_until) {
+        struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+        timer_settime(storm_timer, 0, &off, NULL); /* async-signal-safe */
+    }
+    errno = saved;
+}
+
+static void storm_start(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = storm_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART */
+    assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGALRM;
+    sev.sigev_notify_thread_id = gettid();
+    assert_int_equal(timer_create(CLOCK_MONOTONIC, &sev, &storm_timer), 0);
+    storm_until = now_ns() + STORM_MAX_NS;
+    storm_on = true;
+    struct itimerspec on = { { 0, STORM_PERIOD_NS }, { 0, STORM_PERIOD_NS } };
+    assert_int_equal(timer_settime(storm_timer, 0, &on, NULL), 0);
+}
+
+static void storm_stop(void)
+{
+    if (!storm_on)
+        return;
+    storm_on = false;
+    timer_delete(storm_timer);
+}
+
+/* Signals handled so far (all storms). */
+static long storm_count(void)
+{
+    return atomic_load_explicit(&storm_signals, memory_order_relaxed);
+}
+
+/* A listener on 127.0.0.1 with backlog 0 that never accepts, its accept
+ * queue held full by one connection (*filler): the kernel drops every
+ * further SYN, so a connect to *port waits in SYN_SENT.  Returns the
+ * listener, or -1 (then the test skips) if the queue never showed the
+ * filler. */
+static int full_accept_queue(int *filler, int *port)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t l = sizeof sin;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &l), 0);
+    *port = ntohs(sin.sin_port);
+    *filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(*filler, (struct sockaddr *)&sin, sizeof sin), 0);
+    /* tcpi_unacked of a listener is its accept queue's length. */
+    for (int i = 0; i < WAIT_MS; i++) {
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+        assert_int_equal(getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &tl), 0);
+        if (ti.tcpi_unacked >= 1)
+            return lfd;
+        poll_pause();
+    }
+    close(*filler);
+    close(lfd);
+    return -1;
+}
+
+/* Asserts a call that timed out under the storm: it returned err (want
+ * -ETIMEDOUT) no earlier than its deadline (from) and at most
+ * STORM_MARGIN_NS after it, while signals kept coming. */
+static void expect_storm_timeout(const char *what, int err, int64_t took, int64_t deadline_ns,
+                                 long sigs)
+{
+    print_message("%s under %ld signals: %s after %.1f ms (deadline %.0f ms)\n", what, sigs,
+                  shp_err_name(err), (double)took / NS_PER_MS, (double)deadline_ns / NS_PER_MS);
+    assert_int_equal(err, -ETIMEDOUT);
+    assert_true(sigs >= 100); /* the storm was on */
+    assert_true(took >= deadline_ns - NS_PER_MS); /* poll rounds up: never early */
+    assert_true(took <= deadline_ns + STORM_MARGIN_NS);
+}
+
+/* Under a 10 kHz signal storm (no SA_RESTART), everything that has a
+ * server to talk to still works: connects and handshakes (over TCP with
+ * AUTH and SELECT, and over the unix socket), borrows whose every release
+ * runs the cleanup and every hand-out collects it, and commands through
+ * the wrapper.  (hiredis' own connect failed under a signal with EIO.) */
+static void test_signals_normal_work(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/redis.sock", srv.dir);
+    shp_redis_config rc = redis_cfg(srv.port, GOOD_PW, 4);
+    shp_redis_config ru = rc;
+    ru.unix_path = path;
+    shp_ops ops = make_ops(&rc), uops = make_ops(&ru);
+    shp_config pc = pool_cfg(2, 5 * NS_PER_S);
+    pc.validate_idle_ns = 0; /* every hand-out checks too */
+    pc.reaper_interval_ns = NS_PER_MS;
+    shp_pool *pool;
+    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+
+    /* Each part runs for at least 200 ms of storm (thousands of signals,
+     * many landing in the adapter's waits for replies). */
+    const int64_t part_ns = 200 * NS_PER_MS;
+    int connects = 0, cycles = 0, bad = 0, n_connect = 0, n_cycle = 0;
+    char first_bad[320] = "";
+    long sig0 = storm_count();
+    storm_start();
+    int64_t until = now_ns() + part_ns;
+    for (int i = 0; i < 20 || (now_ns() < until && i < 100000); i++, n_connect++) {
+        void *h = NULL;
+        int err = (i % 2 ? uops : ops).connect((i % 2 ? uops : ops).ctx, &h);
+        if (err == 0) {
+            connects++;
+            ops.close(ops.ctx, h);
+        } else if (!bad++) {
+            snprintf(first_bad, sizeof first_bad, "connect %s: %s", shp_err_name(err), detail_take());
+        }
+    }
+    until = now_ns() + part_ns;
+    for (int i = 0; i < 100 || (now_ns() < until && i < 100000); i++, n_cycle++) {
+        shp_conn *conn;
+        int err = shp_acquire(pool, &conn, -1);
+        if (err) {
+            if (!bad++)
+                snprintf(first_bad, sizeof first_bad, "acquire %s", shp_err_name(err));
+            continue;
+        }
+        redisReply *r1 = shp_redis_command(conn, "SET k%d v%d", i % 4, i);
+        redisReply *r2 = shp_redis_command(conn, "GET k%d", i % 4);
+        char want[16];
+        snprintf(want, sizeof want, "v%d", i);
+        bool ok = r1 && r1->type == REDIS_REPLY_STATUS && r2 && r2->type == REDIS_REPLY_STRING &&
+                  !strcmp(r2->str, want);
+        if (r1)
+            freeReplyObject(r1);
+        if (r2)
+            freeReplyObject(r2);
+        if (ok) {
+            cycles++;
+        } else if (!bad++) {
+            redisContext *c = shp_redis_ctx(shp_conn_handle(conn));
+            snprintf(first_bad, sizeof first_bad, "command: %s", c && c->err ? c->errstr : "-");
+        }
+        shp_release(conn);
+    }
+    storm_stop();
+    long sigs = storm_count() - sig0;
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(pool, &st), 0);
+    print_message("under %ld signals: %d/%d connects, %d/%d borrows with 2 commands each, "
+                  "%llu health checks, %llu created%s%s\n", sigs, connects, n_connect, cycles,
+                  n_cycle, (unsigned long long)st.health_checks, (unsigned long long)st.created,
+                  bad ? "; first failure: " : "", first_bad);
+    assert_true(sigs >= 1000);
+    assert_int_equal(bad, 0);
+    assert_int_equal(connects, n_connect);
+    assert_int_equal(cycles, n_cycle);
+    assert_int_equal(st.health_failures, 0);
+    assert_int_equal(st.closed, 0); /* every cleanup was collected */
+    assert_int_equal(shp_pool_destroy(pool, -1), 0);
+    shp_redis_ops_free(&ops);
+    shp_redis_ops_free(&uops);
+    rsrv_stop(&srv);
+}
+
+/* Under a 10 kHz signal storm, every wait of the adapter ends at its
+ * deadline with -ETIMEDOUT, never -EINTR, -EIO or a fresh timeout per
+ * signal: a connect to a full accept queue (connect_timeout_ns); a
+ * handshake, a check, the cleanup's answers and a command whose replies
+ * never come (a stopped server: connect_timeout_ns, command_timeout_ns,
+ * or the acquire's deadline when it is sooner). */
+static void test_signals_deadlines(void **state)
+{
+    (void)state;
+    const int64_t tmo = 200 * NS_PER_MS, acq = 300 * NS_PER_MS, long_tmo = 5 * NS_PER_S;
+    int64_t t0, took;
+    long sig0;
+    int err;
+
+    /* connect: SYNs dropped */
+    int filler, port;
+    int lfd = full_accept_queue(&filler, &port);
+    if (lfd < 0) {
+        print_message("skip: the listener's accept queue never showed the filler\n");
+        skip();
+    }
+    shp_redis_config rc = redis_cfg(port, NULL, 0);
+    rc.connect_timeout_ns = tmo;
+    shp_ops ops = make_ops(&rc);
+    void *h = NULL;
+    sig0 = storm_count();
+    storm_start();
+    t0 = now_ns();
+    err = ops.connect(ops.ctx, &h);
+    took = now_ns() - t0;
+    storm_stop();
+    expect_storm_timeout("connect to a full accept queue", err, took, tmo, storm_count() - sig0);
+    assert_non_null(strstr(detail_take(), ": connect: Connection timed out"));
+    shp_redis_ops_free(&ops);
+    close(filler);
+    close(lfd);
+
+    assert_int_equal(rsrv_start(&srv, NULL), 0);
+
+    /* Connections made while the server answers: two for the pool whose
+     * cleanup is pending (prepare), one checked on every hand-out
+     * (check), one borrowed (command), one for a direct check. */
+    rc = redis_cfg(srv.port, NULL, 0);
+    rc.connect_timeout_ns = tmo;
+    rc.command_timeout_ns = tmo;
+    shp_ops cops = make_ops(&rc);
+    shp_redis_config rl = rc;
+    rl.command_timeout_ns = long_tmo; /* the acquire's deadline is sooner */
+    rl.cleanup = SHP_REDIS_CLEANUP_TRACKED;
+    shp_ops vops = make_ops(&rl); /* for the check through a pool */
+    rl.cleanup = SHP_REDIS_CLEANUP_ALWAYS;
+    shp_ops pops = make_ops(&rl); /* for prepare through a pool */
+
+    shp_config pc = pool_cfg(1, long_tmo);
+    pc.validate_idle_ns = 0;
+    pc.reaper_interval_ns = NS_PER_MS;
+    shp_pool *vpool;
+    assert_int_equal(shp_pool_create(&vpool, &pc, &vops), 0);
+    shp_conn *conn;
+    assert_int_equal(shp_acquire(vpool, &conn, -1), 0);
+    assert_int_equal(shp_release(conn), 0); /* clean: no cleanup sent */
+    pc = pool_cfg(2, long_tmo);
+    pc.validate_idle_ns = -1; /* prepare alone reads the cleanup */
+    shp_pool *ppool;
+    assert_int_equal(shp_pool_create(&ppool, &pc, &pops), 0);
+    shp_conn *p1, *p2;
+    assert_int_equal(shp_acquire(ppool, &p1, -1), 0);
+    assert_int_equal(shp_acquire(ppool, &p2, -1), 0);
+    pc = pool_cfg(1, long_tmo);
+    shp_pool *cpool;
+    assert_int_equal(shp_pool_create(&cpool, &pc, &cops), 0);
+    shp_conn *borrowed;
+    assert_int_equal(shp_acquire(cpool, &borrowed, -1), 0);
+    void *direct = NULL;
+    assert_int_equal(cops.connect(cops.ctx, &direct), 0);
+
+    assert_int_equal(rsrv_sigstop(&srv), 0);
+    assert_int_equal(shp_release(p1), 0); /* cleanup written, answers pending */
+    assert_int_equal(shp_release(p2), 0);
+    log_start_level(SHP_LOG_INFO);
+
+    /* handshake: the connect succeeds (the kernel accepts), PING is never
+     * answered */
+    sig0 = storm_count();
+    storm_start();
+    t0 = now_ns();
+    err = cops.connect(cops.ctx, &h);
+    took = now_ns() - t0;
+    storm_stop();
+    expect_storm_timeout("handshake with a stopped server", err, took, tmo, storm_count() - sig0);
+    assert_non_null(strstr(detail_take(), ": ping: Connection timed out (connect_timeout_ns)"));
+
+    /* a command through the wrapper: command_timeout_ns for the whole call */
+    sig0 = storm_count();
+    storm_start();
+    t0 = now_ns();
+    redisReply *r = shp_redis_command(borrowed, "GET x");
+    took = now_ns() - t0;
+    storm_stop();
+    redisContext *bc = shp_redis_ctx(shp_conn_handle(borrowed));
+    expect_storm_timeout("shp_redis_command to a stopped server", r ? 0 : -ETIMEDOUT, took, tmo,
+                         storm_count() - sig0);
+    assert_null(r);
+    assert_int_equal(bc->err, REDIS_ERR_IO);
+    assert_string_equal(bc->errstr, "Connection timed out (command_timeout_ns)");
+    assert_true(log_has("event=command_failed") && log_has("err=ETIMEDOUT"));
+    assert_int_equal(shp_release(borrowed), 0); /* the reset refuses it: closed */
+    shp_stats st;
+    assert_int_equal(shp_pool_stats(cpool, &st), 0);
+    assert_int_equal(st.closed, 1);
+
+    /* a direct check (no acquire): its own command_timeout_ns */
+    sig0 = storm_count();
+    storm_start();
+    t0 = now_ns();
+    err = cops.check(cops.ctx, direct);
+    took = now_ns() - t0;
+    storm_stop();
+    expect_storm_timeout("direct check of a stopped server", err, took, tmo, storm_count() - sig0);
+    assert_non_null(strstr(detail_take(), ": check: Connection timed out (command_timeout_ns)"));
+    assert_int_not_equal(shp_redis_ctx(direct)->err, 0); /* never used again */
+    cops.close(cops.ctx, direct);
+
+    /* the check of a validating acquire: the acquire's deadline, not the
+     * 5 s command timeout (the first acquire past the idle clock checks) */
+    err = 0;
+    took = 0;
+    for (int i = 0; i < WAIT_MS && st.health_checks == 0; i++) {
+        sig0 = storm_count();
+        storm_start();
+        t0 = now_ns();
+        err = shp_acquire(vpool, &conn, acq);
+        took = now_ns() - t0;
+        storm_stop();
+        assert_int_equal(shp_pool_stats(vpool, &st), 0);
+        if (err == 0) {
+            assert_int_equal(st.health_checks, 0); /* handed out unchecked */
+            assert_int_equal(shp_release(conn), 0);
+            poll_pause();
+        }
+    }
+    expect_storm_timeout("validating acquire on a stopped server", err, took, acq,
+                         storm_count() - sig0);
+    assert_int_equal(st.health_failures, 1);
+    assert_true(log_has(": check: timed out at the acquire's deadline\""));
+
+    /* prepare collecting the cleanup of two connections: the acquire's
+     * deadline for both together */
+    sig0 = storm_count();
+    storm_start();
+    t0 = now_ns();
+    err = shp_acquire(ppool, &conn, acq);
+    took = now_ns() - t0;
+    storm_stop();
+    expect_storm_timeout("acquire collecting cleanups from a stopped server", err, took, acq,
+                         storm_count() - sig0);
+    log_stop();
+
+    assert_int_equal(rsrv_sigcont(&srv), 0);
+    assert_int_equal(shp_pool_destroy(vpool, -1), 0);
+    assert_int_equal(shp_pool_destroy(ppool, -1), 0);
+    assert_int_equal(shp_pool_destroy(cpool, -1), 0);
+    shp_redis_ops_free(&cops);
+    shp_redis_ops_free(&vops);
+    shp_redis_ops_free(&pops);
+    rsrv_stop(&srv);
+}
+
+/* ---- INT64_MAX timeouts ----------------------------------------------------------------- */
+
+/* INT64_MAX is a legal duration: connect and command timeouts at INT64_MAX
+ * (and acquires with an INT64_MAX timeout) connect, handshake, run
+ * commands, checks, cleanups, over TCP and the unix socket, without a
+ * signed overflow (the ASan+UBSan build aborts on one). */
+static void test_timeouts_int64_max(void **state)
+{
+    (void)state;
+    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/redis.sock", srv.dir);
+    for (int unix_sock = 0; unix_sock < 2; unix_sock++) {
+        shp_redis_config rc = redis_cfg(srv.port, GOOD_PW, 2);
+        rc.unix_path = unix_sock ? path : NULL;
+        rc.connect_timeout_ns = rc.command_timeout_ns = INT64_MAX;
+        shp_ops ops = make_ops(&rc);
+
+        /* The hooks on their own: no acquire's deadline caps them. */
+        void *h = NULL;
+        assert_int_equal(ops.connect(ops.ctx, &h), 0);
+        expect_status(shp_redis_ctx(h), "OK", "SET max %d", unix_sock); /* raw, SO_RCVTIMEO */
+        assert_int_equal(ops.check(ops.ctx, h), 0);
+        assert_int_equal(ops.reset(ops.ctx, h), 0);
+        assert_int_equal(ops.prepare(ops.ctx, h), 0);
+        expect_get(shp_redis_ctx(h), "max", unix_sock ? "1" : "0"); /* still on db 2 */
+        ops.close(ops.ctx, h);
+
+        /* A pool that validates every hand-out and cleans every release. */
+        shp_config pc = pool_cfg(1, INT64_MAX);
+        pc.validate_idle_ns = 0;
+        pc.reaper_interval_ns = NS_PER_MS;
+        shp_pool *pool;
+        assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+        shp_stats st = { 0 };
+        for (int i = 0; i < WAIT_MS && st.health_checks < 2; i++) {
+            shp_conn *conn;
+            assert_int_equal(shp_acquire(pool, &conn, INT64_MAX), 0);
+            redisReply *r = shp_redis_command(conn, "INCR maxn");
+            assert_non_null(r);
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            freeReplyObject(r);
+            assert_int_equal(shp_release(conn), 0);
+            assert_int_equal(shp_pool_stats(pool, &st), 0);
+            if (st.health_checks < 2)
+                poll_pause();
+        }
+        assert_true(st.health_checks >= 2);
+        assert_int_equal(st.health_failures, 0);
+        assert_int_equal(st.created, 1);
+        assert_int_equal(st.closed, 0);
+        assert_int_equal(shp_pool_destroy(pool, -1), 0);
+        shp_redis_ops_free(&ops);
+    }
+    rsrv_stop(&srv);
+}
+
 /* ---- kill -9 under load, then restart --------------------------------------------------- */
 
 /* A counting wrapper around the adapter's ops: how many connect callbacks
@@ -1409,6 +1835,7 @@ static void test_kill9_restart(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    storm_stop();
     if (srv.pid > 0)
         rsrv_sigcont(&srv);
     rsrv_stop(&srv);
@@ -1437,6 +1864,9 @@ int main(void)
         T(test_always_cleanup),
         T(test_command_bad_args),
         T(test_stopped_server),
+        T(test_signals_normal_work),
+        T(test_signals_deadlines),
+        T(test_timeouts_int64_max),
         T(test_kill9_restart),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

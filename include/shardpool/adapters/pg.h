@@ -88,13 +88,15 @@ typedef struct shp_pg_config {
                                      conninfo's; default "shardpool" */
     int64_t connect_timeout_ns;   /* bounds the whole connect, startup and
                                      authentication included (not host name
-                                     resolution); 0 = none; default 5 s */
+                                     resolution); 0 = none; up to
+                                     INT64_MAX (libpq's own connect_timeout
+                                     is capped at INT_MAX s); default 5 s */
     const char *check_query;      /* health-check round trip; default ";"
                                      (an empty query: no parse, no plan) */
     int64_t query_timeout_ns;     /* bounds the health check's round trip and
                                      the ROLLBACK / reset_query of release;
                                      the connection is closed when it passes;
-                                     0 = none; default 5 s */
+                                     0 = none; up to INT64_MAX; default 5 s */
     const char *reset_query;      /* run on release after any rollback, e.g.
                                      "DISCARD ALL"; a failure closes the
                                      connection; NULL (default) = none */

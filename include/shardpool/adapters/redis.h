@@ -1,12 +1,14 @@
 /*
  * shardpool/adapters/redis.h - a ready shp_ops for Redis, on hiredis.
  *
- * The adapter opens blocking hiredis contexts to host:port or to a unix
- * socket, with a connect timeout that bounds the TCP connect and the
- * handshake (AUTH password or AUTH user password, SELECT db, PING, sent as
- * one pipeline: one round trip), then a command timeout on every read and
- * write.  Its health check is PING -> PONG.  On release it restores a clean
- * connection (see "Cleanup on release") or has the pool close it.
+ * The adapter connects the socket itself (host:port, every resolved
+ * address in turn, or a unix socket) and hands it to hiredis as a blocking
+ * context (redisConnectFd), within a connect timeout that bounds the
+ * connect and the handshake (AUTH password or AUTH user password, SELECT
+ * db, PING, sent as one pipeline: one round trip); then a command timeout
+ * bounds each of its operations.  Its health check is PING -> PONG.  On
+ * release it restores a clean connection (see "Cleanup on release") or has
+ * the pool close it.
  *
  *   shp_redis_config rc;
  *   shp_redis_config_init(&rc);          (127.0.0.1:6379, db 0)
@@ -94,8 +96,32 @@
  * belongs to whoever holds the connection: the borrower between
  * shp_acquire and shp_release, the pool otherwise; hiredis contexts are
  * not thread-safe, so a borrower uses its context from one thread at a
- * time.  hiredis writes with write(2): a process using the adapter should
- * ignore SIGPIPE, or a write to a server that went away kills it.
+ * time.  The adapter's own writes never raise SIGPIPE (MSG_NOSIGNAL), but
+ * hiredis' raw calls write with write(2): a process using the raw context
+ * should ignore SIGPIPE, or a write to a server that went away kills it.
+ *
+ * Deadlines and signals.  Every blocking step of the adapter's own - the
+ * connect, the handshake, the check's PING, the cleanup's write at release
+ * and its answers at hand-out, and the command calls (shp_redis_command
+ * and friends) - waits in poll() for what is left until one deadline per
+ * operation: the connect: connect_timeout_ns (from after name resolution);
+ * the others: command_timeout_ns, for the call as a whole (write and reply
+ * together, not per read).  A hook that serves an shp_acquire (connect,
+ * check, prepare) is further capped by that acquire's deadline
+ * (shp_connect_deadline_ns).  A signal does not stretch a wait (poll() is
+ * called again with the time left, also under handlers installed without
+ * SA_RESTART) and no call returns -EINTR.  At the deadline the operation
+ * fails with -ETIMEDOUT (a command call: NULL with the context's err set,
+ * errstr "Connection timed out (command_timeout_ns)"), and the connection,
+ * whose reply may still arrive, is closed on release (a hook's: at once,
+ * by the pool).  Name resolution (getaddrinfo) is not bounded by either:
+ * it follows the resolver's own timeouts (resolv.conf).
+ * The raw context (shp_redis_ctx) stays hiredis' own: redisCommand and
+ * redisGetReply block in read(2) and write(2) bounded by SO_RCVTIMEO and
+ * SO_SNDTIMEO (command_timeout_ns) per call, and hiredis restarts a call
+ * that a signal interrupts with a fresh timeout, so under frequent signals
+ * a raw command can wait past command_timeout_ns.  Send commands through
+ * the command calls where that matters.
  *
  * Errors are 0 or negative errno values.  A failed connect, check or
  * prepare is not logged by the adapter: it records why with
@@ -121,11 +147,10 @@
  *   -ENOMEM, -ENETUNREACH as their names say
  *   -EIO           anything else (the detail says what)
  * The hooks that read replies while an acquire waits (check's PING, and
- * the cleanup's answers read by prepare or check) cap the command timeout
- * by that acquire's deadline and restore it afterwards: a read that hits
- * the deadline fails the hook with -ETIMEDOUT and the pool closes the
- * connection, so an acquire does not outlast its deadline by a server that
- * stopped answering.
+ * the cleanup's answers read by prepare or check) stop at that acquire's
+ * deadline (see "Deadlines and signals"): the hook fails with -ETIMEDOUT
+ * and the pool closes the connection, so an acquire does not outlast its
+ * deadline by a server that stopped answering.
  */
 #ifndef SHARDPOOL_ADAPTERS_REDIS_H
 #define SHARDPOOL_ADAPTERS_REDIS_H
@@ -162,14 +187,19 @@ typedef struct shp_redis_config {
     const char *password;         /* default NULL */
     int db;                       /* SELECT db after connect (and after each
                                      reset) when != 0; >= 0; default 0 */
-    /* Timeouts; 0 = none. */
+    /* Timeouts; 0 = none; any value up to INT64_MAX (no overflow: a
+     * deadline that far is "none"). */
     int64_t connect_timeout_ns;   /* bounds the TCP or unix connect and then
                                      the handshake round trip; not name
                                      resolution; default 5 s */
-    int64_t command_timeout_ns;   /* every read and write afterwards (the
-                                     borrower's commands, check and reset):
-                                     one that waits this long fails and
-                                     sets the context's err; default 5 s */
+    int64_t command_timeout_ns;   /* bounds each command call (its write
+                                     and reply together), the check's PING
+                                     and the cleanup's write and answers,
+                                     signals or not; and, as SO_RCVTIMEO /
+                                     SO_SNDTIMEO, each read and write of the
+                                     borrower's raw hiredis calls.  One that
+                                     runs out fails and sets the context's
+                                     err; default 5 s */
     /* For log lines ("pool=<name>"); copied; NULL = "redis". */
     const char *name;
     /* When a release cleans the connection; default ALWAYS. */
@@ -206,9 +236,12 @@ SHP_API void shp_redis_ops_free(shp_ops *ops);
  * adapter's mark (a best-effort check against handles made by other ops;
  * handle must still point to live memory).  The context stays owned by the
  * connection: use it while the connection is borrowed, never free it, never
- * call redisSetTimeout or redisReconnect on it (release the connection with
- * shp_release_broken instead, or just shp_release: a context whose err is
- * set is closed by the reset hook).  Thread-safe. */
+ * call redisSetTimeout or redisReconnect on it, never make its fd
+ * non-blocking (release the connection with shp_release_broken instead, or
+ * just shp_release: a context whose err is set is closed by the reset
+ * hook).  Calls on it are hiredis' own: their timeouts are per read and
+ * write, and restart after a signal (see "Deadlines and signals").
+ * Thread-safe. */
 SHP_API redisContext *shp_redis_ctx(void *handle);
 
 /* Runs one command on a borrowed connection made by the adapter and
@@ -217,9 +250,12 @@ SHP_API redisContext *shp_redis_ctx(void *handle);
  * arguments of argvlen[i] bytes, or NUL-terminated strings when argvlen is
  * NULL), and records what the command does to the connection's state (see
  * "What the calls track" above): use these calls, not the raw context,
- * under SHP_REDIS_CLEANUP_TRACKED.  Blocks until the reply arrives or the
- * command timeout expires.  The caller owns the reply (freeReplyObject);
- * an error reply (REDIS_REPLY_ERROR) is a reply, not a failure.
+ * under SHP_REDIS_CLEANUP_TRACKED.  Blocks until the reply arrives or
+ * command_timeout_ns (counted from the call, for its write and reply
+ * together) has passed, whatever signals arrive meanwhile (see "Deadlines
+ * and signals"); never fails with EINTR.  The caller owns the reply
+ * (freeReplyObject); an error reply (REDIS_REPLY_ERROR) is a reply, not a
+ * failure.
  * Returns NULL when no reply was read: then either
  *   - an argument is bad (conn NULL or not the adapter's, fmt NULL, argc
  *     < 1, argv or one of its strings NULL) or fmt does not format (a bad

@@ -49,6 +49,11 @@
  * the deadline of the acquire that validates the connection (then
  * restored); a ping that hits that deadline fails the check with
  * -ETIMEDOUT, and the pool closes the connection.
+ * Signals: the connect's waits (poll() for a TCP connect, the kernel's
+ * wait for room in a full unix backlog) go on after a signal with the time
+ * then left, also under handlers installed without SA_RESTART, so a signal
+ * neither stretches the connect timeout nor makes a callback return
+ * -EINTR.
  */
 #ifndef SHARDPOOL_ADAPTERS_TCP_H
 #define SHARDPOOL_ADAPTERS_TCP_H
@@ -72,7 +77,8 @@ typedef struct shp_tcp_config {
                                      refused by shp_tcp_ops */
     const char *unix_path;        /* a socket file; a leading '@' names the
                                      Linux abstract namespace */
-    /* Timeouts; 0 = none. */
+    /* Timeouts; 0 = none; any value up to INT64_MAX (no overflow: a
+     * timeout that long is kept as the kernel's longest). */
     int64_t connect_timeout_ns;   /* bounds the whole connect (every address
                                      tried) but not name resolution, which
                                      follows the resolver's own timeouts
@@ -93,7 +99,12 @@ typedef struct shp_tcp_config {
      * errno value (a positive value is reported as -EIO).  Called from the
      * pool's threads, concurrently for different connections; must leave no
      * unread bytes behind; should send with MSG_NOSIGNAL (a write to a
-     * closed socket otherwise raises SIGPIPE). */
+     * closed socket otherwise raises SIGPIPE).  The socket timeouts are
+     * set once, before the call: a ping that retries a recv or send
+     * interrupted by a signal (EINTR) gets the full timeout again, so
+     * under frequent signals it should bound its retries itself, e.g. by
+     * waiting in poll() until shp_connect_deadline_ns() (the acquire's
+     * deadline; -1: none) or a deadline of its own. */
     int (*ping)(int fd, void *ud);
     void *ping_ud;
     /* For log lines ("pool=<name>"); copied; NULL = "tcp". */
