@@ -84,9 +84,9 @@ $(B)/fuzz/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-ok
 # depend on it; the archive's copy of that adapter is then not linked in.
 FUZZ_OBJ_shpbench_opts := $(FUZZ_SHPB_OBJ)
 FUZZ_CFLAGS_shpbench_opts := $(SHPB_DEFS) -I bench -I tools
-# tcp_config counts the adapter's socket, connect and getaddrinfo calls, and
-# fails them: the connect callback runs without touching the network.
-FUZZ_LD_tcp_config := -Wl,--wrap=socket,--wrap=connect,--wrap=getaddrinfo
+# tcp_config wraps the adapter's socket, connect, poll and getaddrinfo calls:
+# its connect callback runs without a resolver or a connection.
+FUZZ_LD_tcp_config := -Wl,--wrap=socket,--wrap=connect,--wrap=getaddrinfo,--wrap=freeaddrinfo,--wrap=poll
 $(B)/fuzz/bin/fuzz_pg_config: lib/adapters/pg.c
 $(B)/fuzz/bin/fuzz_redis_config $(B)/fuzz/bin/fuzz_redis_reply: lib/adapters/redis.c
 $(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench.c $(FUZZ_SHPB_OBJ)
