@@ -81,21 +81,23 @@ fz_known_at(const char *file, int line, const char *name, bool holds, const char
     static const char *seen[16];
     if (holds)
         return true;
-    if (fz_strict) {
-        char msg[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (fz_strict)
         fz_fail(file, line, name, "(known bug, SHP_FUZZ_STRICT=1) %s", msg);
-    }
+    for (char *p = msg; *p; p++) /* one line in the run's log */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
         if (seen[i] && strcmp(seen[i], name) == 0)
             return false;
         if (!seen[i]) {
             seen[i] = name;
-            fprintf(stderr, "fuzz: known bug %s hit at %s:%d (skipped; SHP_FUZZ_STRICT=1 fails on it)\n",
-                    name, file, line);
+            fprintf(stderr, "fuzz: known bug %s hit at %s:%d (skipped; SHP_FUZZ_STRICT=1 fails on it): %s\n",
+                    name, file, line, msg);
             return false;
         }
     }
