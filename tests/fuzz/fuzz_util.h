@@ -89,7 +89,7 @@ fz_known_at(const char *file, int line, const char *name, bool holds, const char
     if (fz_strict)
         fz_fail(file, line, name, "(known bug, SHP_FUZZ_STRICT=1) %s", msg);
     for (char *p = msg; *p; p++) /* one line in the run's log */
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
             *p = '?';
     for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
         if (seen[i] && strcmp(seen[i], name) == 0)

@@ -10,6 +10,7 @@
 # target reported a finding (crash, leak, timeout, failed property), after
 # printing the end of its log; the reproducer is WORKDIR/artifacts/*.
 set -u
+export LC_ALL=C
 bin=$1 corpus=$2 work=$3 secs=$4
 shift 4
 name=$(basename "$bin")
