@@ -6,7 +6,7 @@
 #   make fuzz          builds every target, runs each for FUZZ_SECONDS (60)
 #                      on a scratch copy of its corpus, prints execs/s,
 #                      coverage and findings per target
-#   make fuzz-smoke    the same for FUZZ_SMOKE_SECONDS (5) each; fails on any
+#   make fuzz-smoke    the same for FUZZ_SMOKE_SECONDS (4) each; fails on any
 #                      finding (part of make check)
 #   make fuzz-crashers replays the committed crash-* reproducers of known,
 #                      reported bugs with SHP_FUZZ_STRICT=1 and says which
@@ -34,7 +34,7 @@
 FUZZ_CC      ?= clang-14
 DEB_PKGS     += clang-14 libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
-FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_SMOKE_SECONDS ?= 4
 
 CFLAGS_fuzz  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
                 -fno-sanitize-recover=all
