@@ -9,7 +9,7 @@
  *
  * Known bugs.  A property that today's library is known to break (reported
  * to the lead, fixed elsewhere) is checked through fz_known(name, holds):
- * by default a break is counted and skipped, and one line
+ * by default a break is skipped, and one line
  * "fuzz: known bug NAME ..." is printed per process (run.sh lists them);
  * with SHP_FUZZ_STRICT=1 in the environment it fails like any property.
  * Each such bug has its reproducer in the target's corpus as crash-NAME
@@ -31,6 +31,10 @@
  *                    overflows (the lead's known bug 4; fz_take)
  *   tcp-timeout-ovf  the TCP adapter's set_timeout rounds ns up to us with
  *                    ns + 999: overflows for timeouts near INT64_MAX (fz_take)
+ *   redis-timeout-ovf the Redis adapter's ns_to_tv rounds ns up to us with
+ *                    ns + 999: overflows for timeouts near INT64_MAX (fz_take)
+ *   redis-status-nul the Redis adapter's reply_is compares a status reply
+ *                    with strcmp: "+RESET\0x" passes for "+RESET"
  * Bugs a sanitizer reports (an abort the harness cannot skip after the
  * fact) are avoided beforehand with fz_take(name, would_trigger).
  */
@@ -130,14 +134,6 @@ static uint8_t fz_u8(fz_in *in)
         return 0;
     in->n--;
     return *in->p++;
-}
-
-static uint32_t fz_u32(fz_in *in)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 8 | fz_u8(in);
-    return v;
 }
 
 /* One of the n values of table, chosen by the next byte. */
