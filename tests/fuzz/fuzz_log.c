@@ -108,8 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fz_shows_secret(line, &sec, fuzzed, 4) && cut_inside_secret(line, &sec))
             fz_known("log-trunc-leak", false, "secret %s, line: %s", sec.s, line);
         else
-            FZ_CHECK(!fz_shows_secret(line, &sec, fuzzed, 4), "secret %s shown in log line: %s",
-                     sec.s, line);
+            fz_check_hidden(line, "(the log line)", &sec, fuzzed, 4);
     }
     fz_log_clear();
     free(value.s);

@@ -59,8 +59,9 @@ static const char pg_kw_chars[] = "-._~!$*+:/@%^()[]{}|<>=#?&;,";
 static const char pg_quoted_chars[] = " \t-._~!$*+:/@%^()[]{}|<>=#?&;,\"'\\";
 static const char pg_uri_chars[] = "-._~!$'()*+,;=:";
 
-/* Makes the secret for form: as written in the conninfo (sec->s) and as
- * libpq reads it back (plain, after unquoting or percent-decoding). */
+/* Makes the secret for form, between two markers (fuzz_util.h): as written
+ * in the conninfo (sec->s) and as libpq reads it back (plain, after
+ * unquoting or percent-decoding). */
 static void make_pg_secret(fz_in *in, enum pg_form form, fz_secret *sec, char *plain,
                            size_t plainlen)
 {
@@ -72,7 +73,8 @@ static void make_pg_secret(fz_in *in, enum pg_form form, fz_secret *sec, char *p
         sec->s[o++] = plain[q++] = c;
     }
     size_t more = 4 + fz_u8(in) % 20;
-    while (more-- > 0 && o + 7 < sizeof sec->s && q + 2 < plainlen) { /* room for %XX, the bad escape, NUL */
+    /* Room for a %XX, the bad escape, the end marker and the NUL. */
+    while (more-- > 0 && o + 11 < sizeof sec->s && q + 6 < plainlen) {
         uint8_t b = fz_u8(in), v = b >> 2;
         if (b & 3) {
             sec->s[o++] = plain[q++] = fz_alnum[v % (sizeof fz_alnum - 1)];
@@ -100,6 +102,10 @@ static void make_pg_secret(fz_in *in, enum pg_form form, fz_secret *sec, char *p
         sec->s[o++] = '%';
         sec->s[o++] = fz_u8(in) & 1 ? 'G' : '4';
         sec->s[o++] = 'z';
+    }
+    for (int i = 0; i < 4; i++) { /* the end marker */
+        char c = (char)(i % 2 ? 'A' + fz_u8(in) % 26 : '0' + fz_u8(in) % 10);
+        sec->s[o++] = plain[q++] = c;
     }
     sec->s[o] = plain[q] = '\0';
     sec->len = o;
