@@ -67,9 +67,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The fuzzed text before the planted piece: pool name, v2 (format 0)
      * and the value's start.  (Format 0's own msg=" quote is the harness's:
-     * the piece stands alone inside it, as in the adapters' lines.) */
-    sec.checkable = sec.checkable && !fz_quote_open(pool) && !fz_quote_open(before) &&
-                    !(fmt == 0 && fz_quote_open(v2));
+     * the piece stands alone inside it, as in the adapters' lines; format
+     * 2's "a=" would make it a's value when the value's start is empty.) */
+    sec.checkable = sec.checkable && fz_stands_alone(pool) && fz_stands_alone(before) &&
+                    !(fmt == 0 && !fz_stands_alone(v2)) && !(fmt == 2 && !before[0]);
     fz_buf value = { 0 };
     fz_puts(&value, before);
     if (form != FZ_NONE)

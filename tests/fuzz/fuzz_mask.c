@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *before = fz_str(&in);
     char *after = fz_str(&in);
 
-    sec.checkable = sec.checkable && !fz_quote_open(before);
+    sec.checkable = sec.checkable && fz_stands_alone(before);
     fz_buf b = { 0 };
     fz_puts(&b, before);
     if (form != FZ_NONE)

@@ -190,7 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (parses)
         sec.checkable = form != PG_NONE && pw && strcmp(pw, plain) == 0;
     else if (form == PG_KW || form == PG_KW_QUOTED)
-        sec.checkable = !fz_quote_open(before);
+        sec.checkable = fz_stands_alone(before);
     else
         sec.checkable = form != PG_NONE && !strpbrk(before, ":@/?#'\" \t\n\r\f\v");
     bool bad_timeout = cfg.connect_timeout_ns < 0 || cfg.query_timeout_ns < 0;

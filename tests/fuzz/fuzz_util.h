@@ -210,10 +210,11 @@ static void fz_putc(fz_buf *b, char c)
  *     writes a space or tab) and a separator follows it (whitespace, or for
  *     a URL one of / ? #, or '&' in a URL query), so that no fuzzed byte
  *     can join the key or the URL's authority;
- *   - the text before it holds no quote: in "a='x password=SECRET" the
- *     password is part of a's value, and as quoted values nest in log
- *     text (a libpq message quoted in msg="...") no quote before it can be
- *     told closed for sure (fz_quote_open; the check is skipped);
+ *   - the text before it holds no quote and does not end in '=': in
+ *     "a='x password=SECRET" or "a= password=SECRET" the password is part
+ *     of a's value, and as quoted values nest in log text (a libpq message
+ *     quoted in msg="...") no quote before it can be told closed for sure
+ *     (fz_stands_alone; the check is skipped otherwise);
  *   - an unquoted value has no whitespace and no quote (libpq reads a
  *     conninfo value up to whitespace, "a;b,c&d" included); in a URL query
  *     it has no '&' or '#' either (they end it; ';' and ',' do not);
@@ -368,13 +369,20 @@ static void fz_put_planted(fz_buf *b, fz_in *in, const fz_secret *sec)
     }
 }
 
-/* Whether the text before a planted piece leaves its standing open: it
- * holds a quote.  Quoted values nest ambiguously in log text: in
+/* Whether a planted piece stands alone after the fuzzed text before (see
+ * above): that text holds no quote, and does not end in '=' (blanks
+ * allowed after it).  Quoted values nest ambiguously in log text: in
  * msg="x password=" y=" 7Q2X..." the password's quote may close msg's value
- * or open its own, so neither reading makes the piece stand alone. */
-static bool fz_quote_open(const char *before)
+ * or open its own.  And after "key=" (or "key= ") the piece is key's value:
+ * in "x= password=7Q2X" libpq reads x as "password=7Q2X". */
+static bool fz_stands_alone(const char *before)
 {
-    return strpbrk(before, "'\"") != NULL;
+    if (strpbrk(before, "'\""))
+        return false;
+    size_t n = strlen(before);
+    while (n > 0 && (before[n - 1] == ' ' || (before[n - 1] >= '\t' && before[n - 1] <= '\r')))
+        n--;
+    return n == 0 || before[n - 1] != '=';
 }
 
 /* Whether text shows the secret: its first or its last 4 characters (both
