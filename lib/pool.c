@@ -458,11 +458,6 @@ static inline void put_idle_to(shp_pool *p, shp_conn *c, struct shp__shard *sh)
         shp__wake_waiters(p);
 }
 
-static inline void put_idle(shp_pool *p, shp_conn *c)
-{
-    put_idle_to(p, c, &p->shards[shp__home(p)]);
-}
-
 bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 {
     if (shp__stale(p, c))

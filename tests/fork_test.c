@@ -162,11 +162,24 @@ static int reap_child(pid_t pid, int64_t timeout_ns)
     int st;
     for (;;) {
         pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
+        if (r == pid) {
+            if (!WIFEXITED(st))
+                fprintf(stderr, "fork_test: child %d died of signal %d\n", (int)pid,
+                        WIFSIGNALED(st) ? WTERMSIG(st) : -1);
             return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
         if (r < 0)
             return -1;
         if (now_ns() >= give_up) {
+            /* Show where it hangs (gdb is on every machine this runs on;
+             * without it the line just fails). */
+            char cmd[160];
+            snprintf(cmd, sizeof cmd,
+                     "gdb -p %d -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#|^Thread' >&2",
+                     (int)pid);
+            fprintf(stderr, "fork_test: child %d hung; its threads:\n", (int)pid);
+            if (system(cmd) != 0)
+                fprintf(stderr, "fork_test: (no backtrace)\n");
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             atomic_fetch_add(&sh->hung, 1);
