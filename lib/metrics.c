@@ -402,6 +402,8 @@ int shp_conn_error(shp_conn *c, int err)
         shp__log(SHP_LOG_WARN, NULL, "event=conn_error_bad_arg conn=%p err_arg=%d", (void *)c, err);
         return -EINVAL;
     }
+    if (shp__inherited(c->pool))
+        return shp__bad_pool(c->pool, "conn_error_inherited");
     if (atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE)
         return shp__misuse(c->pool, -EALREADY, "conn_error_not_borrowed", c);
     atomic_store_explicit(&c->errors, atomic_load_explicit(&c->errors, memory_order_relaxed) + 1,

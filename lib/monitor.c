@@ -84,12 +84,18 @@ static void at_exit(void)
     pthread_mutex_unlock(&mon_lock);
 }
 
-static void before_fork(void) { pthread_mutex_lock(&mon_lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&mon_lock); }
-/* The child does not publish into its parent's segment: it starts disabled. */
-static void after_fork_child(void)
+/* fork() brackets, called by fork.c's handlers (one global lock order:
+ * this lock comes first, as code under it logs).  The child does not
+ * publish into its parent's segment: it starts disabled, and forgets the
+ * pools it inherited (they are unusable there). */
+void shp__monitor_before_fork(void) { pthread_mutex_lock(&mon_lock); }
+
+void shp__monitor_after_fork(bool child)
 {
-    drop_locked(false);
+    if (child) {
+        drop_locked(false);
+        npools = 0;
+    }
     pthread_mutex_unlock(&mon_lock);
 }
 
@@ -98,11 +104,9 @@ static int enable_locked(void)
     if (seg)
         return 0;
     if (!hooks_installed) {
-        int err = pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-        if (err || atexit(at_exit) != 0) {
-            shp__log(SHP_LOG_ERROR, NULL, "event=monitor_enable_failed step=atexit err=%s",
-                     shp_err_name(err ? -err : -ENOMEM));
-            return err ? -err : -ENOMEM;
+        if (atexit(at_exit) != 0) {
+            shp__log(SHP_LOG_ERROR, NULL, "event=monitor_enable_failed step=atexit err=ENOMEM");
+            return -ENOMEM;
         }
         hooks_installed = true;
     }

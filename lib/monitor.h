@@ -6,6 +6,7 @@
 #define SHP_MONITOR_H
 
 #include <shardpool/metrics.h>
+#include <stdbool.h>
 
 /* At shp_pool_create, after the pool is fully built: the monitor learns of
  * p (and enables itself if SHARDPOOL_MONITOR=1 and this is the first pool).
@@ -18,5 +19,9 @@ void shp__monitor_pool_removed(shp_pool *p);
  * to p's slot if the monitor is enabled; a cheap no-op otherwise.  Never
  * blocks on a reader.  Thread-safe. */
 void shp__monitor_publish(shp_pool *p, const shp_metrics *m);
+/* fork() brackets (fork.c): the monitor's lock is held across fork; the
+ * child starts with the monitor disabled and no pools. */
+void shp__monitor_before_fork(void);
+void shp__monitor_after_fork(bool child);
 
 #endif

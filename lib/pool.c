@@ -36,6 +36,7 @@ static void free_pool_cb(struct rcu_head *head)
     SHP__TSAN_ACQUIRE();
     if (shp__inherited(p))
         return; /* queued in the parent, run in a child of fork(): not ours */
+    shp__rcu_callback_begin();
     shp__fork_untrack(p);
     pthread_mutex_destroy(&p->wq_lock);
     pthread_mutex_destroy(&p->reg_lock);
@@ -54,6 +55,7 @@ static void free_pool_cb(struct rcu_head *head)
     free((void *)p->cpu_shard);
     free(p->shards);
     free(p);
+    shp__rcu_callback_end();
 }
 
 /* Drops a reference; the last one frees the pool after a grace period. */
@@ -76,11 +78,13 @@ static void recycle_conn_cb(struct rcu_head *head)
     shp_pool *p = c->pool;
     if (shp__inherited(p))
         return; /* see free_pool_cb */
+    shp__rcu_callback_begin();
     pthread_mutex_lock(&p->reg_lock);
     c->rnext = p->spare;
     p->spare = c;
     pthread_mutex_unlock(&p->reg_lock);
-    shp__unref(p);
+    shp__unref(p); /* may queue free_pool_cb */
+    shp__rcu_callback_end();
 }
 
 /* A connection struct from the spare list, or a new one; NULL if out of
@@ -830,6 +834,60 @@ static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_
  * the sweep pushes back reaches a waiter through put_idle_to. */
 #define SHP__SWEEP_YIELDS 16
 
+/* Whether the absolute deadline (< 0: none) has passed: checked before
+ * every callback an acquire would start, so that none starts after it. */
+static bool past(int64_t deadline)
+{
+    return deadline >= 0 && shp__now_ns() >= deadline;
+}
+
+/* Gives back a reservation of shp__reserve that will not be used (the
+ * acquire's deadline passed first), with its pool reference. */
+static void unreserve(shp_pool *p)
+{
+    atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
+    drain_progress(p);
+    shp__wake_waiters(p);
+    shp__unref(p);
+}
+
+/* Puts back c, which the acquire holds (CHECKING: taken for validation; or
+ * IN_USE: handed over or acquired, as its borrow) but will not hand out as
+ * its deadline passed: idle on a shard, unvalidated and without a reset, or
+ * closed if stale; orphaned by destroy meanwhile, given up.  Caller holds a
+ * pool reference. */
+static void put_back(shp_pool *p, shp_conn *c)
+{
+    uint32_t s = atomic_load_explicit(&c->state, memory_order_relaxed);
+    if (s == SHP__IN_USE) {
+        if (!atomic_compare_exchange_strong(&c->state, &s, SHP__IDLE)) {
+            give_up(p, c); /* orphaned */
+            return;
+        }
+    } else {
+        atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
+    }
+    atomic_store_explicit(&c->t_acquired, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->gate, c->expires, memory_order_relaxed);
+    shp__rcu_lock();
+    /* inside the section: destroy's grace period after STOPPING orders our
+     * push before its drain, or we see STOPPING and close it */
+    if (!running(p)) {
+        shp__rcu_unlock();
+        shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+        return;
+    }
+    bool kept = shp__put_idle(p, c, NULL);
+    shp__rcu_unlock();
+    if (!kept)
+        shp__close(p, c, SHP__CLOSE_EVICTED);
+}
+
+/* The deadline acquire_prepared gives the acquire that replaces a refused
+ * connection (acquire_again), so that it is the same, not recomputed; -2
+ * when none is set. */
+static _Thread_local int64_t again_deadline = -2;
+
 static void wait_sweep(shp_pool *p, int64_t deadline)
 {
     for (int i = 0; i < SHP__SWEEP_YIELDS &&
@@ -845,9 +903,11 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                                   int64_t t0)
 {
     int64_t start = t0 > 0 ? t0 : shp__now_ns();
-    /* Fixed here, once: every callback, backoff and wait below gets what is
-     * left of it, and nothing restarts it. */
-    int64_t deadline = acquire_deadline(p, timeout_ns, start);
+    /* Fixed here, once (or by acquire_prepared, for a replacement): every
+     * callback, backoff and wait below gets what is left of it, nothing
+     * restarts it, and no callback starts after it (past()). */
+    int64_t deadline = t0 < 0 && again_deadline != -2 ? again_deadline
+                                                      : acquire_deadline(p, timeout_ns, start);
     int64_t since = -1; /* wait_turn's: first enqueue of this acquire */
     int ret, sweep_retries = 0;
     bool uncached = false; /* this acquire moved thread caches back once */
@@ -863,6 +923,12 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     if (t0 >= 0) /* the first attempt of a shp_acquire (see acquire_prepared) */
         acq_error.err = 0; /* shp_acquire_last_error describes this acquire */
     if (popped) {
+        if (past(deadline)) {
+            put_back(p, popped);
+            ret = -ETIMEDOUT;
+            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+            goto done;
+        }
         ret = checked_for(p, popped, out, COUNT_HOME, deadline);
         if (ret <= 0)
             goto done;
@@ -915,15 +981,22 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         ret = c ? 0 : shp__reserve(p);
         shp__rcu_unlock();
         if (c) {
-            ret = checked_for(p, c, out, COUNT_SLOW, deadline);
-            if (ret <= 0)
-                goto done;
-            if (deadline >= 0 && shp__now_ns() >= deadline) {
-                ret = -ETIMEDOUT; /* validation ate the time: do not start another */
+            if (past(deadline)) { /* validation ate the time: do not start another */
+                put_back(p, c);
+                ret = -ETIMEDOUT;
                 atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
                 goto done;
             }
+            ret = checked_for(p, c, out, COUNT_SLOW, deadline);
+            if (ret <= 0)
+                goto done;
             continue;
+        }
+        if (ret == 0 && past(deadline)) {
+            unreserve(p);
+            ret = last_err ? last_err : -ETIMEDOUT;
+            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+            goto done;
         }
         if (ret == 0) {
             ret = create_for(p, out, deadline);
@@ -954,6 +1027,12 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
              * any read-side section: destroy's orphan scan may have taken
              * it meanwhile, so claim it by CAS before checking it. */
             if (needs_validation(p, *out)) {
+                if (past(deadline)) {
+                    put_back(p, *out);
+                    ret = -ETIMEDOUT;
+                    atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+                    goto done;
+                }
                 uint32_t s = SHP__IN_USE;
                 if (!atomic_compare_exchange_strong(&(*out)->state, &s, SHP__CHECKING)) {
                     give_up(p, *out); /* orphaned: closes it, drops its ref */
@@ -972,6 +1051,12 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             }
             goto done;
         case SHP__W_GRANT:
+            if (past(deadline)) {
+                unreserve(p);
+                ret = last_err ? last_err : -ETIMEDOUT;
+                atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+                goto done;
+            }
             ret = create_for(p, out, deadline);
             if (ret < 0 && retry_after_failure(p, ret, &attempts, deadline)) {
                 last_err = ret;
@@ -1146,6 +1231,15 @@ static int refusal_failed(shp_pool *p, int err)
 SHP__COLD static int acquire_prepared(shp_pool *p, shp_conn **out, int64_t deadline)
 {
     for (unsigned tries = 0;; tries++) {
+        if (past(deadline)) {
+            /* acquired at its deadline: no prepare starts after it; the
+             * connection goes back as it was (its cleanup, if any, still
+             * pending for the next hand-out) */
+            shp__ref(p);
+            put_back(p, *out);
+            shp__unref(p);
+            return refusal_failed(p, -ETIMEDOUT);
+        }
         int64_t outer = connect_deadline;
         connect_deadline = deadline;
         shp__error_detail_clear();
@@ -1162,7 +1256,9 @@ SHP__COLD static int acquire_prepared(shp_pool *p, shp_conn **out, int64_t deadl
         int64_t left = 0;
         if (deadline >= 0 && (left = deadline - shp__now_ns()) <= 0)
             return refusal_failed(p, -ETIMEDOUT);
+        again_deadline = deadline;
         int ret = acquire_again(p, out, left);
+        again_deadline = -2;
         if (ret != 0)
             return ret;
     }
@@ -1412,7 +1508,12 @@ int shp_pool_release(shp_pool *p, shp_conn *c)
     return release_impl(p, c, false);
 }
 
-void *shp_conn_handle(const shp_conn *c) { return c ? c->handle : NULL; }
+/* NULL for a connection of a pool inherited across fork(): its handle is
+ * the parent's, and using it would share the parent's socket. */
+void *shp_conn_handle(const shp_conn *c)
+{
+    return c && !shp__inherited(c->pool) ? c->handle : NULL;
+}
 shp_pool *shp_conn_pool(const shp_conn *c) { return c ? c->pool : NULL; }
 
 /* ---------------------------------------------------------------- create */
@@ -1678,6 +1779,6 @@ void shp_quiesce(void)
 {
     /* Twice: a connection's recycle callback may drop the pool's last
      * reference and so queue the pool's own free behind the first barrier. */
-    urcu_bp_barrier();
-    urcu_bp_barrier();
+    shp__rcu_barrier();
+    shp__rcu_barrier();
 }

@@ -330,6 +330,8 @@ enum shp__test_point {
                             list taken (sweep_seq odd); arg: the shard */
     SHP__TP_REAPER_KEEP, /* reap_shard, in its read-side section: arg, a connection
                             judged KEEP, is about to go back on its shard */
+    SHP__TP_RCU_ENQUEUE, /* shp__call_rcu, inside fork.c's call_rcu gate, before
+                            liburcu's enqueue; p NULL, arg the rcu_head */
 };
 typedef void (*shp__test_hook_fn)(shp_pool *p, enum shp__test_point where, void *arg);
 extern shp__test_hook_fn shp__test_hook;

@@ -97,12 +97,16 @@ static inline void shp__rcu_unlock_fast(void) { shp__rcu_unlock(); }
 #endif
 
 /* Defers fn(head) until after a grace period.  Everything the caller did
- * before happens-before fn (TSan is told so: liburcu's queue is invisible). */
-static inline void shp__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
-{
-    SHP__TSAN_RELEASE();
-    urcu_bp_call_rcu(head, fn);
-}
+ * before happens-before fn (TSan is told so: liburcu's queue is invisible).
+ * Never inside a fork() (fork.c: the call_rcu gate).  fn must bracket its
+ * body with shp__rcu_callback_begin/end. */
+void shp__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *));
+/* urcu_bp_barrier, never inside a fork() (fork.c).  Not from a callback. */
+void shp__rcu_barrier(void);
+/* An RCU callback of ours runs on the calling (call_rcu) thread: it may
+ * call shp__call_rcu while a fork waits for the gate (fork.c). */
+void shp__rcu_callback_begin(void);
+void shp__rcu_callback_end(void);
 
 /* Waits for a grace period.  Must not be called inside a read-side section. */
 static inline void shp__rcu_sync(void)

@@ -120,6 +120,83 @@ static void test_prepare_deadline_per_acquire(void **state)
     fx_finish(f);
 }
 
+/* ---- no callback starts after the acquire's deadline --------------------------------- */
+
+/* Hooks that record whether they were started past the deadline of the
+ * acquire they serve; the check behaves like a backend that never answers:
+ * it waits out the deadline and fails with -ETIMEDOUT. */
+static struct {
+    atomic_int checks, connects, late;
+} hk;
+
+static void note_start(atomic_int *n)
+{
+    atomic_fetch_add(n, 1);
+    int64_t d = shp_connect_deadline_ns();
+    if (d >= 0 && now_ns() >= d)
+        atomic_fetch_add(&hk.late, 1);
+}
+
+static int silent_check(void *ctx, void *handle)
+{
+    (void)ctx;
+    (void)handle;
+    note_start(&hk.checks);
+    int64_t d = shp_connect_deadline_ns();
+    if (d < 0)
+        return 0; /* the reaper's: healthy */
+    for (int64_t now; (now = now_ns()) < d;)
+        poll(NULL, 0, (int)((d - now + NS_PER_MS - 1) / NS_PER_MS));
+    return -ETIMEDOUT;
+}
+
+static shp_ops recording_ops(fx *f)
+{
+    shp_ops ops = fake_ops(&f->fb);
+    ops.check = silent_check;
+    return ops;
+}
+
+/* The first idle connection's validation eats the whole deadline: the
+ * acquire must neither validate the second one nor connect a new one after
+ * it, so one timeout costs one connection, not every one it touches. */
+static void test_no_callback_after_the_deadline(void **state)
+{
+    (void)state;
+    fx *f = fx_new(0, 3);
+    f->cfg.shards = 1;
+    f->cfg.thread_cache = false;
+    f->cfg.validate_idle_ns = 0; /* every hand-out of an idle one is validated */
+    f->cfg.breaker_threshold = 0;
+    f->cfg.reaper_interval_ns = NS_PER_MS; /* the coarse clock moves */
+    f->ops = recording_ops(f);
+    fx_start(f);
+    shp_conn *a, *b;
+    assert_int_equal(shp_acquire(f->pool, &a, 0), 0);
+    assert_int_equal(shp_acquire(f->pool, &b, 0), 0);
+    assert_int_equal(shp_release(a), 0);
+    assert_int_equal(shp_release(b), 0);
+    memset(&hk, 0, sizeof hk);
+    uint64_t connects_before = atomic_load(&f->fb.connect_calls);
+    /* idle past validate_idle_ns (0) on the pool's coarse clock */
+    int64_t give_up = now_ns() + 10 * NS_PER_S;
+    while ((atomic_load(&f->pool->tick) <= atomic_load(&a->last_used) ||
+            atomic_load(&f->pool->tick) <= atomic_load(&b->last_used)) && now_ns() < give_up)
+        sched_yield();
+
+    shp_conn *c;
+    assert_int_equal(shp_acquire(f->pool, &c, 50 * NS_PER_MS), -ETIMEDOUT);
+    assert_int_equal(atomic_load(&hk.late), 0);
+    assert_int_equal(atomic_load(&hk.checks), 1);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), connects_before);
+    shp_stats st = stats_of(f);
+    assert_int_equal(st.health_failures, 1); /* the one it validated */
+    assert_int_equal(st.live, 1);            /* the other is still there, idle */
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.connect_failures, 0);
+    fx_finish(f);
+}
+
 /* ---- INT64_MAX everywhere a duration is accepted ------------------------------------ */
 
 struct waiter {
@@ -282,6 +359,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepare_gets_what_is_left_of_the_deadline),
         cmocka_unit_test(test_prepare_deadline_per_acquire),
+        cmocka_unit_test(test_no_callback_after_the_deadline),
         cmocka_unit_test(test_int64_max_durations),
         cmocka_unit_test(test_acquire_does_not_spin_on_the_sweep),
     };

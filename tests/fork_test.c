@@ -32,6 +32,7 @@
 
 #include <shardpool.h>
 
+#include "pool_internal.h"
 #include "testutil.h"
 
 #define NS_PER_MS 1000000LL
@@ -221,6 +222,8 @@ static int child_checks(int depth, shp_pool *inherited, shp_conn *held)
         EXPECT(shp_release(held) == -ECHILD);  /* borrowed at the fork: the parent's */
         EXPECT(shp_release_broken(held) == -ECHILD);
         EXPECT(shp_pool_release(inherited, held) == -ECHILD);
+        EXPECT(shp_conn_error(held, -EIO) == -ECHILD);
+        EXPECT(shp_conn_handle(held) == NULL); /* the parent's socket stays the parent's */
         EXPECT(shp_pool_stats(inherited, &st) == -ECHILD);
         EXPECT(shp_pool_metrics(inherited, &m) == -ECHILD);
         EXPECT(shp_pool_last_error(inherited, &le) == -ECHILD);
@@ -363,12 +366,159 @@ static void test_fork_under_load_with_inherited_pool(void **state)
     assert_int_equal(atomic_load(&sh->violations), 0);
 }
 
+/* ---- fork() never lands inside an RCU callback's enqueue ------------------------- */
+
+/* liburcu's enqueue is two stores; a child forked between them inherits a
+ * queue its call_rcu thread waits on forever (seen: 1 fork in a few
+ * thousand hung the child's shp_quiesce).  fork.c's gate makes a fork wait
+ * for every enqueue in flight.  Here a closing thread is held at the test
+ * point inside the gate, before liburcu's enqueue: a fork started then must
+ * not complete until the thread is let go. */
+static struct gate_hold {
+    atomic_int held;     /* 1 while the closer is held in the gate */
+    atomic_bool let_go;
+    atomic_bool forked;  /* fork() returned in the parent */
+} gh;
+
+static void gate_hook(shp_pool *p, enum shp__test_point where, void *arg)
+{
+    (void)p;
+    (void)arg;
+    if (where != SHP__TP_RCU_ENQUEUE || atomic_exchange(&gh.held, 1) != 0)
+        return;
+    int64_t give_up = now_ns() + 10 * NS_PER_S;
+    while (!atomic_load(&gh.let_go) && now_ns() < give_up)
+        sched_yield();
+    atomic_store(&gh.held, 2);
+}
+
+static void *closer_main(void *arg)
+{
+    shp_conn *c;
+    if (shp_acquire(arg, &c, NS_PER_S) == 0)
+        shp_release_broken(c); /* its close queues the recycle callback */
+    return NULL;
+}
+
+static void *forker_main(void *arg)
+{
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    atomic_store(&gh.forked, true);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    return NULL;
+}
+
+static void test_fork_waits_for_rcu_enqueue_in_flight(void **state)
+{
+    (void)state;
+    SKIP_UNDER_SANITIZERS();
+    setup_shared();
+    shp_pool *p = make_pool("gate");
+    assert_non_null(p);
+    gh = (struct gate_hold){ 0 };
+    __atomic_store_n(&shp__test_hook, gate_hook, __ATOMIC_RELEASE);
+    pthread_t closer, forker;
+    assert_int_equal(pthread_create(&closer, NULL, closer_main, p), 0);
+    int64_t give_up = now_ns() + 10 * NS_PER_S;
+    while (atomic_load(&gh.held) != 1 && now_ns() < give_up)
+        sched_yield();
+    assert_int_equal(atomic_load(&gh.held), 1);
+    assert_int_equal(pthread_create(&forker, NULL, forker_main, NULL), 0);
+    /* The fork waits in its prepare handler for the held enqueue: it must
+     * still not have returned after ample time for a fork (100 ms). */
+    int64_t until = now_ns() + 100 * NS_PER_MS;
+    while (!atomic_load(&gh.forked) && now_ns() < until)
+        sched_yield();
+    bool forked_early = atomic_load(&gh.forked);
+    atomic_store(&gh.let_go, true);
+    pthread_join(closer, NULL);
+    pthread_join(forker, NULL);
+    __atomic_store_n(&shp__test_hook, NULL, __ATOMIC_RELEASE);
+    assert_false(forked_early);
+    assert_true(atomic_load(&gh.forked));
+    assert_int_equal(shp_pool_destroy(p, 5 * NS_PER_S), 0);
+    shp_quiesce();
+}
+
+/* ---- the monitor and the logger do not deadlock a fork ------------------------------ */
+
+static void quiet_sink(shp_log_level level, const char *line, void *ud)
+{
+    (void)level;
+    (void)line;
+    (void)ud;
+}
+
+struct toggler {
+    atomic_bool stop;
+};
+
+static void *toggle_main(void *arg)
+{
+    struct toggler *t = arg;
+    while (!atomic_load(&t->stop)) { /* each logs under the monitor's lock */
+        shp_monitor_enable();
+        shp_monitor_disable();
+    }
+    return NULL;
+}
+
+static atomic_int forks_done;
+
+static void *fork_loop_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 200; i++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0);
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        atomic_fetch_add(&forks_done, 1);
+    }
+    return NULL;
+}
+
+/* Code under the monitor's lock logs (the log sink's lock): fork()'s
+ * prepare must take them in that order, or a fork racing a monitor
+ * enable deadlocks (seen within 17 forks before the fix). */
+static void test_fork_while_monitor_toggles(void **state)
+{
+    (void)state;
+    SKIP_UNDER_SANITIZERS();
+    shp_log_set(quiet_sink, NULL, SHP_LOG_DEBUG);
+    struct toggler t = { 0 };
+    pthread_t tog, forker;
+    atomic_store(&forks_done, 0);
+    assert_int_equal(pthread_create(&tog, NULL, toggle_main, &t), 0);
+    assert_int_equal(pthread_create(&forker, NULL, fork_loop_main, NULL), 0);
+    int64_t give_up = now_ns() + 60 * NS_PER_S;
+    while (atomic_load(&forks_done) < 200 && now_ns() < give_up)
+        nap_ms(10); /* watching progress; the threads synchronise nothing with us */
+    int done = atomic_load(&forks_done);
+    if (done < 200) {
+        fprintf(stderr, "fork_test: forks stuck after %d (deadlock)\n", done);
+        fail();
+    }
+    atomic_store(&t.stop, true);
+    pthread_join(tog, NULL);
+    pthread_join(forker, NULL);
+    shp_monitor_disable();
+    shp_log_set(NULL, NULL, SHP_LOG_WARN);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_after_parent_destroyed_its_pools),
         cmocka_unit_test(test_fork_under_load_with_inherited_pool),
+        cmocka_unit_test(test_fork_waits_for_rcu_enqueue_in_flight),
+        cmocka_unit_test(test_fork_while_monitor_toggles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -309,8 +309,9 @@ SHP_API int shp_pool_release(shp_pool *pool, shp_conn *conn);
  * (and given to a waiter, if any).  Returns as shp_release. */
 SHP_API int shp_release_broken(shp_conn *conn);
 
-/* The handle made by the connect callback, or NULL if conn is NULL.  Valid
- * while conn is borrowed. */
+/* The handle made by the connect callback, or NULL if conn is NULL or
+ * belongs to a pool inherited across fork() (the handle is the parent's).
+ * Valid while conn is borrowed.  Thread-safe. */
 SHP_API void *shp_conn_handle(const shp_conn *conn);
 
 /* The pool conn belongs to, or NULL.  Valid while conn is borrowed. */
