@@ -271,7 +271,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ret = want_ok ? 0 : -EIO; /* not run */
             break;
         }
-        ret = handshake(t, rc, -1);
+        {
+            /* As redis_connect with no connect deadline: the command
+             * timeout bounds the handshake (saturating near INT64_MAX). */
+            struct io io = io_start(rc, cfg.command_timeout_ns, "command_timeout_ns", false);
+            ret = handshake(t, &io);
+        }
         break;
     default: { /* M_RESET */
         c.reset_pending = false;
