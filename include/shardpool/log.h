@@ -4,11 +4,13 @@
  * shardpool logs misuse (bad arguments, double releases), connection failures
  * and maintenance events.  Lines are single-line key=value text such as
  *   level=warn pool=orders event=release_twice conn=0x5581... err=EALREADY
- * Secrets never appear: strings that may hold a password are masked with
- * shp_mask_secrets() before they are logged.  A line never holds a raw
- * control character: any byte below 0x20 or 0x7f that reaches a line
- * (through a pool name, a backend's message, any string) is written as \xNN,
- * so no string can split a line or forge another.
+ * Secrets never appear: every line is masked with shp_mask_secrets() as a
+ * whole, before it is cut to its length (511 bytes, plus " suppressed=N")
+ * and before control characters are escaped, so neither a cut nor an
+ * escape can show part of a secret.  A line never holds a raw control
+ * character: any byte below 0x20 or 0x7f that reaches a line (through a
+ * pool name, a backend's message, any string) is written as \xNN, so no
+ * string can split a line or forge another.
  *
  * Repeated lines are rate-limited: a line identical to one delivered less
  * than SHP_LOG_REPEAT_WINDOW_NS ago (same level, same text) is not
@@ -72,8 +74,9 @@ SHP_API char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
  * takes it when the callback returns an error: it goes, masked
  * (shp_mask_secrets) and on one line, into the pool's single log line for
  * that failure and into shp_pool_last_error().  A later call on the same
- * thread replaces it; the pool clears it before each callback.  Cut to
- * SHP_ERROR_DETAIL_MAX - 1 bytes.  Thread-safe (the detail is per thread). */
+ * thread replaces it; the pool clears it before each callback.  Masked
+ * whole, then cut to SHP_ERROR_DETAIL_MAX - 1 bytes.  Thread-safe (the
+ * detail is per thread). */
 SHP_API void shp_set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #ifdef __cplusplus

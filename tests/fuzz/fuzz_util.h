@@ -18,9 +18,6 @@
  * Names in use:
  *   log-newline      a log line carries '\n' or '\r' from a fuzzed value
  *                    (pool name, host, ...): shp__log does not escape
- *   log-trunc-leak   shp__log cuts the line to 511 bytes before masking,
- *                    so a URL whose '@' falls past the cut shows its
- *                    password (or the part before the cut)
  *   pg-target-space  the PostgreSQL adapter's log target keeps whitespace
  *                    other than ' ' and '\n' (tab, CR, ...)
  *   pg-timeout-ovf   shp_pg_ops: connect_timeout_ns near INT64_MAX
@@ -385,12 +382,34 @@ static bool fz_stands_alone(const char *before)
     return n == 0 || before[n - 1] != '=';
 }
 
+/* Whether fuzzed part s holds marker, as written or as a log line writes
+ * it (log.h: a control byte becomes \xNN, so "\x11C1A" holds "1C1A"). */
+static bool fz_part_holds(const char *s, const char *marker)
+{
+    if (strstr(s, marker))
+        return true;
+    static const char hex[] = "0123456789abcdef";
+    fz_buf e = { 0 };
+    fz_putn(&e, "", 0);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            fz_putc(&e, (char)*p);
+        } else {
+            char x[4] = { '\\', 'x', hex[*p >> 4], hex[*p & 15] };
+            fz_putn(&e, x, 4);
+        }
+    }
+    bool held = strstr(e.s, marker) != NULL;
+    free(e.s);
+    return held;
+}
+
 /* Whether text shows the secret: its first or its last 4 characters (both
  * markers, see above), each unless one of the fuzzed parts (nfuzzed
- * strings, NULL entries allowed) holds it itself.  A cut-off password
- * shows its head, a password masked only up to some character its tail.
- * False when nothing was planted or the text around it is not well-formed
- * (sec->checkable). */
+ * strings, NULL entries allowed) holds it itself (fz_part_holds).  A
+ * cut-off password shows its head, a password masked only up to some
+ * character its tail.  False when nothing was planted or the text around
+ * it is not well-formed (sec->checkable). */
 static bool fz_shows_secret(const char *text, const fz_secret *sec, const char *const *fuzzed,
                             size_t nfuzzed)
 {
@@ -402,7 +421,7 @@ static bool fz_shows_secret(const char *text, const fz_secret *sec, const char *
         marker[4] = '\0';
         bool in_input = false;
         for (size_t i = 0; i < nfuzzed; i++)
-            in_input = in_input || (fuzzed[i] && strstr(fuzzed[i], marker));
+            in_input = in_input || (fuzzed[i] && fz_part_holds(fuzzed[i], marker));
         if (!in_input && strstr(text, marker))
             return true;
     }
