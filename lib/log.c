@@ -308,7 +308,10 @@ static void puts_(char *dst, size_t len, size_t *o, const char *s)
         put(dst, len, o, *s++);
 }
 
-static int secret_key_ends_at(const char *start, const char *eq)
+/* Where the key that ends at eq (its '=', blanks allowed before it)
+ * starts, if it names a secret; NULL otherwise.  start: the text's
+ * beginning. */
+static const char *secret_key_at(const char *start, const char *eq)
 {
     static const char *const keys[] = { "password", "passwd", "pass", "pwd",
                                         "secret", "token", "auth" };
@@ -323,9 +326,9 @@ static int secret_key_ends_at(const char *start, const char *eq)
         /* key equals a secret name, or ends with it after '_' (db_password) */
         if (klen >= n && strncasecmp(eq - n, keys[i], n) == 0 &&
             (klen == n || eq[-(long)n - 1] == '_' || eq[-(long)n - 1] == '-'))
-            return 1;
+            return k;
     }
-    return 0;
+    return NULL;
 }
 
 char *shp_mask_secrets(char *dst, size_t len, const char *src)
@@ -357,7 +360,10 @@ char *shp_mask_secrets(char *dst, size_t len, const char *src)
             }
         }
         /* key=value where key names a secret — mask the value (quoted or not). */
-        if (*p == '=' && secret_key_ends_at(src, p)) {
+        const char *key = *p == '=' ? secret_key_at(src, p) : NULL;
+        if (key) {
+            /* A URL query's parameter: the key follows '?' or '&'. */
+            bool query = key > src && (key[-1] == '?' || key[-1] == '&');
             put(dst, len, &o, '=');
             p++;
             while (*p == ' ' || *p == '\t')
@@ -369,7 +375,11 @@ char *shp_mask_secrets(char *dst, size_t len, const char *src)
                 if (*p)
                     p++;
             } else {
-                while (*p && !isspace((unsigned char)*p) && *p != '&' && *p != ';' && *p != ',')
+                /* Unquoted, a value ends at whitespace only: libpq reads
+                 * "ab;cd,e&f#g" as one value.  In a URL query '&' ends it
+                 * too; nothing else does ('#' and ';' do not end a value
+                 * for libpq), and masking more than the value is safe. */
+                while (*p && !isspace((unsigned char)*p) && !(query && *p == '&'))
                     p++;
             }
             puts_(dst, len, &o, "****");

@@ -356,6 +356,22 @@ static void test_mask_url_query_password(void **state)
             "postgresql://h/db?user=u&password=****&sslmode=require");
 }
 
+/* An unquoted value ends at whitespace only, as libpq reads it: ';' ','
+ * '&' '#' are part of it.  In a URL query (key after '?' or '&') '&' ends
+ * it, ';' and ',' do not. */
+static void test_mask_value_delimiters(void **state)
+{
+    (void)state;
+    mask_eq("host=h password=ab;cd user=u", "host=h password=**** user=u");
+    mask_eq("host=h password=ab,cd&ef#gh user=u", "host=h password=**** user=u");
+    mask_eq("host=h\tpassword=ab;cd\tuser=u", "host=h\tpassword=****\tuser=u");
+    mask_eq("postgresql://h/db?password=ab;cd&sslmode=require",
+            "postgresql://h/db?password=****&sslmode=require");
+    mask_eq("postgresql://h/db?user=u&password=ab,cd", "postgresql://h/db?user=u&password=****");
+    mask_eq("postgresql://h/db?user=u&password=ab,cd#x y=1",
+            "postgresql://h/db?user=u&password=**** y=1");
+}
+
 /* The rest of the string around the secret is kept. */
 static void test_mask_conninfo_keeps_rest(void **state)
 {
@@ -829,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_mask_conninfo_keeps_rest),
         cmocka_unit_test(test_mask_conninfo_spaces_around_equals),
         cmocka_unit_test(test_mask_url_query_password),
+        cmocka_unit_test(test_mask_value_delimiters),
         cmocka_unit_test(test_mask_redis_url),
         cmocka_unit_test(test_mask_postgres_url),
         cmocka_unit_test(test_mask_quoted),

@@ -60,9 +60,16 @@ typedef void (*shp_log_fn)(shp_log_level level, const char *line, void *ud);
 SHP_API void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
 
 /* Copies src into dst (size dstlen, always NUL-terminated when dstlen > 0)
- * with secrets replaced by "****": password=/pass=/secret= values in
- * key=value strings and the password of a URL's user:password@ part.
- * Returns dst.  Thread-safe. */
+ * with secrets replaced by "****": the password of a URL's user:password@
+ * part, and the values of secret keys (password, passwd, pass, pwd, secret,
+ * token, auth, or a key ending in _ or - and one of those) in key=value
+ * text, blanks allowed around '='.  A value is quoted ('...' or "...",
+ * backslash escapes, masked up to its closing quote) or unquoted; an
+ * unquoted one ends at whitespace only, as libpq reads it ("ab;cd,e&f" is
+ * one value), except in a URL query (the key follows '?' or '&'), where
+ * '&' ends it too.  Where text is ambiguous it masks more rather than
+ * less.  dst is the first dstlen - 1 bytes of the whole result: a short
+ * dst cuts the masked text, never a secret.  Returns dst.  Thread-safe. */
 SHP_API char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
 
 /* Longest detail kept by shp_set_error_detail, with its NUL. */
