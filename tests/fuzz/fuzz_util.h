@@ -22,8 +22,6 @@
  *                    other than ' ' and '\n' (tab, CR, ...)
  *   pg-timeout-ovf   shp_pg_ops: connect_timeout_ns near INT64_MAX
  *                    overflows (signed) when rounded up to seconds
- *   pg-parse-leak    shp_pg_ops logs libpq's parse error, which may quote
- *                    the password (a bad percent-escape in a URI password)
  *   deadline-ovf     shp__connect_deadline: now + a timeout near INT64_MAX
  *                    overflows (the lead's known bug 4; fz_take)
  *   tcp-timeout-ovf  the TCP adapter's set_timeout rounds ns up to us with
