@@ -424,8 +424,9 @@ static const char *bad_port_list(const char *ports)
 }
 
 /* Parses conninfo (which catches a malformed one before any connect) and
- * keeps "user@host:port/dbname" as the log target: no password, no spaces
- * or quotes, so it can stand unquoted in a key=value line. */
+ * keeps "user@host:port/dbname" as the log target: no password, and every
+ * blank, control byte, '"' and '=' written as '_', so it can stand
+ * unquoted in a key=value line. */
 static int make_target(struct pg_ctx *t, const shp_pg_config *cfg)
 {
     char *perr = NULL;
@@ -468,7 +469,7 @@ static int make_target(struct pg_ctx *t, const shp_pg_config *cfg)
     if (t->target) {
         snprintf(t->target, (size_t)n + 1, "%s@%s:%s/%s", user, host, port, db);
         for (char *p = t->target; *p; p++)
-            if (*p == ' ' || *p == '"' || *p == '\n' || *p == '=')
+            if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '=')
                 *p = '_';
     }
     PQconninfoFree(opts);

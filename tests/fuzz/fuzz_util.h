@@ -18,8 +18,6 @@
  * Names in use:
  *   log-newline      a log line carries '\n' or '\r' from a fuzzed value
  *                    (pool name, host, ...): shp__log does not escape
- *   pg-target-space  the PostgreSQL adapter's log target keeps whitespace
- *                    other than ' ' and '\n' (tab, CR, ...)
  *   pg-timeout-ovf   shp_pg_ops: connect_timeout_ns near INT64_MAX
  *                    overflows (signed) when rounded up to seconds
  *   deadline-ovf     shp__connect_deadline: now + a timeout near INT64_MAX

@@ -205,6 +205,26 @@ static void test_config_parse_error_withheld(void **state)
     }
 }
 
+/* The target in log lines and details ("user@host:port/dbname") stands
+ * unquoted in key=value text: every blank, control byte, '"' and '=' of
+ * the conninfo's values is written as '_' (a tab, CR, VT or FF included). */
+static void test_target_no_blanks(void **state)
+{
+    (void)state;
+    shp_ops ops;
+    log_start();
+    shp_pool *pool = make_pool(&ops,
+                               "host='/nonexistent-shp\tdir\r\v\fx' port=5432 user='u\tv' "
+                               "dbname='d b\x7f\x01" "c=\"' " NO_PASSFILE,
+                               1, 2 * NS_PER_S);
+    shp_conn *c = NULL;
+    assert_true(shp_acquire(pool, &c, 300 * NS_PER_MS) < 0);
+    if (!log_has("u_v@/nonexistent-shp_dir___x:5432/d_b__c__: "))
+        fail_msg("no line with the target made blank-free:\n%s", log_buf);
+    drop_pool(pool, &ops);
+    log_stop();
+}
+
 struct worker {
     shp_pool *pool;
     int id, iters;
@@ -1041,6 +1061,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_config),
         T(test_config_parse_error_withheld),
+        T(test_target_no_blanks),
         T(test_happy_conninfo),
         T(test_happy_uri_and_unix_socket),
         T(test_bad_password),
