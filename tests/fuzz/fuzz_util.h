@@ -26,8 +26,6 @@
  *                    ns + 999: overflows for timeouts near INT64_MAX (fz_take)
  *   redis-timeout-ovf the Redis adapter's ns_to_tv rounds ns up to us with
  *                    ns + 999: overflows for timeouts near INT64_MAX (fz_take)
- *   redis-status-nul the Redis adapter's reply_is compares a status reply
- *                    with strcmp: "+RESET\0x" passes for "+RESET"
  * Bugs a sanitizer reports (an abort the harness cannot skip after the
  * fact) are avoided beforehand with fz_take(name, would_trigger).
  */
