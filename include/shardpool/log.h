@@ -7,10 +7,12 @@
  * Secrets never appear: every line is masked with shp_mask_secrets() as a
  * whole, before it is cut to its length (511 bytes, plus " suppressed=N")
  * and before control characters are escaped, so neither a cut nor an
- * escape can show part of a secret.  A line never holds a raw control
- * character: any byte below 0x20 or 0x7f that reaches a line (through a
- * pool name, a backend's message, any string) is written as \xNN, so no
- * string can split a line or forge another.
+ * escape can show part of a secret.  (A long line whose whole text cannot
+ * be allocated says event=log_line_dropped reason=out_of_memory instead:
+ * it is never cut unmasked.)  A line never holds a raw control character:
+ * any byte below 0x20 or 0x7f that reaches a line (through a pool name, a
+ * backend's message, any string) is written as \xNN, so no string can
+ * split a line or forge another.
  *
  * Repeated lines are rate-limited: a line identical to one delivered less
  * than SHP_LOG_REPEAT_WINDOW_NS ago (same level, same text) is not
