@@ -202,23 +202,81 @@ static void escape_controls(char *dst, size_t len, const char *src)
     dst[o] = '\0';
 }
 
+/* Formats fmt with ap, whole, into buf (size len) if it fits, else into a
+ * malloc'd buffer.  Returns the text (buf or the heap copy, which the
+ * caller frees), or NULL if formatting fails or no memory is left.
+ * Consumes ap. */
+static char *format_whole(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(buf, len, fmt, ap);
+    char *out = NULL;
+    if (n >= 0 && (size_t)n < len)
+        out = buf;
+    else if (n >= 0 && (out = malloc((size_t)n + 1)) != NULL)
+        vsnprintf(out, (size_t)n + 1, fmt, again);
+    va_end(again);
+    return out;
+}
+
+/* Formats "level=<lvl> pool=<pool> " and fmt with ap, whole, into buf
+ * (size len) if it fits, else into a malloc'd buffer.  Returns the text
+ * (buf or the heap copy, which the caller frees), or NULL if formatting
+ * fails or no memory is left.  Consumes ap. */
+static char *format_line(char *buf, size_t len, const char *lvl, const char *pool,
+                         const char *fmt, va_list ap)
+{
+    int p = snprintf(NULL, 0, "level=%s pool=%s ", lvl, pool);
+    if (p < 0)
+        return NULL;
+    size_t plen = (size_t)p;
+    va_list again;
+    va_copy(again, ap);
+    int n = plen < len ? vsnprintf(buf + plen, len - plen, fmt, ap) : vsnprintf(NULL, 0, fmt, ap);
+    char *out = NULL;
+    if (n >= 0 && plen + (size_t)n < len)
+        out = buf;
+    else if (n >= 0 && (out = malloc(plen + (size_t)n + 1)) != NULL)
+        vsnprintf(out + plen, (size_t)n + 1, fmt, again);
+    va_end(again);
+    if (out) { /* the prefix's NUL lands on the text's first byte: put it back */
+        char first = out[plen];
+        snprintf(out, plen + 1, "level=%s pool=%s ", lvl, pool);
+        out[plen] = first;
+    }
+    return out;
+}
+
 void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
 {
     if ((int)level > max_level())
         return;
-    char raw[LINE_MAX_LEN], esc[LINE_MAX_LEN], line[LINE_MAX_LEN + 32];
-    int n = snprintf(raw, sizeof raw, "level=%s pool=%s ",
-                     level_names[level < 4 ? level : 3], pool ? pool : "-");
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof raw) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(raw + n, sizeof raw - (size_t)n, fmt, ap);
-        va_end(ap);
+    /* The whole text is masked before anything is cut or escaped.  Cut
+     * first, a secret whose end falls past the cut would show its start;
+     * escaped first, a control byte before a key ("\tpassword=") would join
+     * it ("x09password") and the key would no longer be recognised. */
+    char stack[2 * LINE_MAX_LEN], masked[LINE_MAX_LEN], line[LINE_MAX_LEN + 32];
+    const char *lvl = level_names[level < 4 ? level : 3];
+    va_list ap;
+    va_start(ap, fmt);
+    char *raw = format_line(stack, sizeof stack, lvl, pool ? pool : "-", fmt, ap);
+    va_end(ap);
+    if (!raw) {
+        /* No memory for a long line: its text is dropped rather than cut
+         * unmasked; so is a pool name that would not fit whole. */
+        static const char dropped[] = "level=%s pool=%s event=log_line_dropped reason=out_of_memory";
+        int n = snprintf(stack, sizeof stack, dropped, lvl, pool ? pool : "-");
+        if (n < 0 || (size_t)n >= sizeof stack)
+            snprintf(stack, sizeof stack, dropped, lvl, "-");
+        raw = stack;
     }
-    escape_controls(esc, sizeof esc, raw);
-    shp_mask_secrets(line, LINE_MAX_LEN, esc);
+    /* A prefix of masked text shows nothing the whole does not: the cut to
+     * the line's length comes after the masking. */
+    shp_mask_secrets(masked, sizeof masked, raw);
+    if (raw != stack)
+        free(raw);
+    escape_controls(line, LINE_MAX_LEN, masked);
     uint64_t suppressed;
     pthread_mutex_lock(&sink_lock);
     bool admit = repeat_admit(level, line, &suppressed);
@@ -250,7 +308,10 @@ static void puts_(char *dst, size_t len, size_t *o, const char *s)
         put(dst, len, o, *s++);
 }
 
-static int secret_key_ends_at(const char *start, const char *eq)
+/* Where the key that ends at eq (its '=', blanks allowed before it)
+ * starts, if it names a secret; NULL otherwise.  start: the text's
+ * beginning. */
+static const char *secret_key_at(const char *start, const char *eq)
 {
     static const char *const keys[] = { "password", "passwd", "pass", "pwd",
                                         "secret", "token", "auth" };
@@ -265,9 +326,9 @@ static int secret_key_ends_at(const char *start, const char *eq)
         /* key equals a secret name, or ends with it after '_' (db_password) */
         if (klen >= n && strncasecmp(eq - n, keys[i], n) == 0 &&
             (klen == n || eq[-(long)n - 1] == '_' || eq[-(long)n - 1] == '-'))
-            return 1;
+            return k;
     }
-    return 0;
+    return NULL;
 }
 
 char *shp_mask_secrets(char *dst, size_t len, const char *src)
@@ -299,7 +360,10 @@ char *shp_mask_secrets(char *dst, size_t len, const char *src)
             }
         }
         /* key=value where key names a secret — mask the value (quoted or not). */
-        if (*p == '=' && secret_key_ends_at(src, p)) {
+        const char *key = *p == '=' ? secret_key_at(src, p) : NULL;
+        if (key) {
+            /* A URL query's parameter: the key follows '?' or '&'. */
+            bool query = key > src && (key[-1] == '?' || key[-1] == '&');
             put(dst, len, &o, '=');
             p++;
             while (*p == ' ' || *p == '\t')
@@ -311,7 +375,11 @@ char *shp_mask_secrets(char *dst, size_t len, const char *src)
                 if (*p)
                     p++;
             } else {
-                while (*p && !isspace((unsigned char)*p) && *p != '&' && *p != ';' && *p != ',')
+                /* Unquoted, a value ends at whitespace only: libpq reads
+                 * "ab;cd,e&f#g" as one value.  In a URL query '&' ends it
+                 * too; nothing else does ('#' and ';' do not end a value
+                 * for libpq), and masking more than the value is safe. */
+                while (*p && !isspace((unsigned char)*p) && !(query && *p == '&'))
                     p++;
             }
             puts_(dst, len, &o, "****");
@@ -331,28 +399,37 @@ static _Thread_local char detail[SHP_ERROR_DETAIL_MAX];
 
 void shp_set_error_detail(const char *fmt, ...)
 {
-    char raw[SHP_ERROR_DETAIL_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = fmt ? vsnprintf(raw, sizeof raw, fmt, ap) : -1;
-    va_end(ap);
-    if (n < 0) {
+    char stack[2 * SHP_ERROR_DETAIL_MAX];
+    char *raw = NULL;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        raw = format_whole(stack, sizeof stack, fmt, ap);
+        va_end(ap);
+    }
+    if (!raw) { /* a bad format, or no memory for a long text (never cut unmasked) */
         detail[0] = '\0';
         return;
     }
+    /* Masked whole first (see shp__log): a cut could show the start of a
+     * secret; control bytes or quotes made spaces and single quotes first
+     * could end a value early ("password=a\x01b" is one value to libpq) or
+     * reopen a quoted one. */
+    shp_mask_secrets(detail, sizeof detail, raw);
+    if (raw != stack)
+        free(raw);
     /* One line that fits in key="value": control characters become spaces,
      * double quotes single ones; trailing spaces go. */
-    size_t len = strlen(raw);
+    size_t len = strlen(detail);
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)raw[i];
+        unsigned char c = (unsigned char)detail[i];
         if (c < 0x20 || c == 0x7f)
-            raw[i] = ' ';
+            detail[i] = ' ';
         else if (c == '"')
-            raw[i] = '\'';
+            detail[i] = '\'';
     }
-    while (len > 0 && raw[len - 1] == ' ')
-        raw[--len] = '\0';
-    shp_mask_secrets(detail, sizeof detail, raw);
+    while (len > 0 && detail[len - 1] == ' ')
+        detail[--len] = '\0';
 }
 
 size_t shp__error_detail_take(char *buf, size_t len)

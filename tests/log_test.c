@@ -356,6 +356,22 @@ static void test_mask_url_query_password(void **state)
             "postgresql://h/db?user=u&password=****&sslmode=require");
 }
 
+/* An unquoted value ends at whitespace only, as libpq reads it: ';' ','
+ * '&' '#' are part of it.  In a URL query (key after '?' or '&') '&' ends
+ * it, ';' and ',' do not. */
+static void test_mask_value_delimiters(void **state)
+{
+    (void)state;
+    mask_eq("host=h password=ab;cd user=u", "host=h password=**** user=u");
+    mask_eq("host=h password=ab,cd&ef#gh user=u", "host=h password=**** user=u");
+    mask_eq("host=h\tpassword=ab;cd\tuser=u", "host=h\tpassword=****\tuser=u");
+    mask_eq("postgresql://h/db?password=ab;cd&sslmode=require",
+            "postgresql://h/db?password=****&sslmode=require");
+    mask_eq("postgresql://h/db?user=u&password=ab,cd", "postgresql://h/db?user=u&password=****");
+    mask_eq("postgresql://h/db?user=u&password=ab,cd#x y=1",
+            "postgresql://h/db?user=u&password=**** y=1");
+}
+
 /* The rest of the string around the secret is kept. */
 static void test_mask_conninfo_keeps_rest(void **state)
 {
@@ -626,6 +642,89 @@ static void test_control_characters_escaped(void **state)
     rec_free(r);
 }
 
+/* A line longer than the sink's length is masked whole before it is cut:
+ * a URL whose '@' lies past the cut, or a key=value secret the cut falls
+ * inside, shows no part of its password.  Lines of any length are masked
+ * (the text goes to the heap when it does not fit the stack). */
+static void test_long_line_masked_before_cut(void **state)
+{
+    (void)state;
+    recorder *r = repeat_start();
+    shp__log_set_repeat(0, fake_clock); /* lines cut alike are not repeats here */
+    for (size_t pad = 440; pad < 520; pad++) {
+        char filler[600];
+        memset(filler, 'f', pad);
+        filler[pad] = '\0';
+        rec_free(r);
+        r = rec_new();
+        shp_log_set(rec_fn, r, SHP_LOG_DEBUG);
+        shp__log(SHP_LOG_WARN, "p", "v=%s url=postgresql://app:Hunter2Secret@db/orders", filler);
+        shp__log(SHP_LOG_WARN, "p", "v=%s password=Hunter2Secret host=h", filler);
+        shp__log(SHP_LOG_WARN, "p", "v=%s msg=\"redis://:Hunter2Secret@h:6379\"", filler);
+        assert_int_equal(rec_count(r), 3);
+        for (int i = 0; i < 3; i++) {
+            const char *l = rec_line(r, i);
+            assert_true(strlen(l) < 512);
+            if (strstr(l, "Hunt") || strstr(l, "Secret"))
+                fail_msg("pad %zu: line %d shows the password: %s", pad, i, l);
+        }
+    }
+    /* far longer than any buffer: still masked, still cut */
+    size_t big = 100000;
+    char *filler = malloc(big + 1);
+    assert_non_null(filler);
+    memset(filler, 'g', big);
+    filler[big] = '\0';
+    shp__log(SHP_LOG_WARN, "p", "v=%s password=Hunter2Secret", filler);
+    assert_int_equal(rec_count(r), 4);
+    assert_int_equal(strlen(rec_line(r, 3)), 511);
+    assert_null(strstr(rec_line(r, 3), "Hunt"));
+    free(filler);
+    rec_free(r);
+}
+
+/* Masking sees the text as written, control bytes raw: a tab or any other
+ * control byte before a key separates it (escaped first, "\tpassword="
+ * would read as the key "x09password"), and one inside an unquoted value
+ * does not end it (libpq reads "ab\x01cd" as one value). */
+static void test_control_bytes_masked_before_escaped(void **state)
+{
+    (void)state;
+    recorder *r = repeat_start();
+    shp__log(SHP_LOG_WARN, "p", "a=x\tpassword=Hunter2Secret\tb=y");
+    shp__log(SHP_LOG_WARN, "p", "a=x\x01pass=Hunter2Secret b=y");
+    shp__log(SHP_LOG_WARN, "p", "a=x password=Hunt\x01er2Secret b=y");
+    assert_int_equal(rec_count(r), 3);
+    assert_string_equal(rec_line(r, 0), "level=warn pool=p a=x\\x09password=****\\x09b=y");
+    assert_string_equal(rec_line(r, 1), "level=warn pool=p a=x\\x01pass=**** b=y");
+    assert_string_equal(rec_line(r, 2), "level=warn pool=p a=x password=**** b=y");
+    rec_free(r);
+}
+
+/* shp_set_error_detail masks the whole detail before cutting it to
+ * SHP_ERROR_DETAIL_MAX - 1 bytes and before making control bytes spaces and
+ * double quotes single: no cut, control byte or quote shows a piece of the
+ * password. */
+static void test_error_detail_masked_whole(void **state)
+{
+    (void)state;
+    char got[SHP_ERROR_DETAIL_MAX];
+    for (int pad = 200; pad < 270; pad++) {
+        shp_set_error_detail("%*s password=Hunter2Secret x=%s", pad, "e",
+                             "postgresql://u:Hunter2Secret@h/db");
+        shp__error_detail_take(got, sizeof got);
+        assert_true(strlen(got) < SHP_ERROR_DETAIL_MAX);
+        if (strstr(got, "Hunt") || strstr(got, "Secret"))
+            fail_msg("pad %d: detail shows the password: %s", pad, got);
+    }
+    shp_set_error_detail("a password=Hunt\x01er2Secret b=\"q\"\n");
+    shp__error_detail_take(got, sizeof got);
+    assert_string_equal(got, "a password=**** b='q'");
+    shp_set_error_detail("a password=\"Hunt'er2 Secret\" b=c");
+    shp__error_detail_take(got, sizeof got);
+    assert_string_equal(got, "a password=**** b=c");
+}
+
 /* ---- SHARDPOOL_LOG_LEVEL ----------------------------------------------------------- */
 
 static void test_level_parse(void **state)
@@ -746,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_mask_conninfo_keeps_rest),
         cmocka_unit_test(test_mask_conninfo_spaces_around_equals),
         cmocka_unit_test(test_mask_url_query_password),
+        cmocka_unit_test(test_mask_value_delimiters),
         cmocka_unit_test(test_mask_redis_url),
         cmocka_unit_test(test_mask_postgres_url),
         cmocka_unit_test(test_mask_quoted),
@@ -758,6 +858,9 @@ int main(void)
         cmocka_unit_test_teardown(test_repeat_table_size, restore_repeat),
         cmocka_unit_test_teardown(test_repeat_reset_and_off, restore_repeat),
         cmocka_unit_test_teardown(test_control_characters_escaped, restore_repeat),
+        cmocka_unit_test_teardown(test_long_line_masked_before_cut, restore_repeat),
+        cmocka_unit_test_teardown(test_control_bytes_masked_before_escaped, restore_repeat),
+        cmocka_unit_test(test_error_detail_masked_whole),
         cmocka_unit_test(test_level_parse),
         cmocka_unit_test_teardown(test_level_from_env, restore_env),
     };

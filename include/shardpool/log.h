@@ -4,11 +4,15 @@
  * shardpool logs misuse (bad arguments, double releases), connection failures
  * and maintenance events.  Lines are single-line key=value text such as
  *   level=warn pool=orders event=release_twice conn=0x5581... err=EALREADY
- * Secrets never appear: strings that may hold a password are masked with
- * shp_mask_secrets() before they are logged.  A line never holds a raw
- * control character: any byte below 0x20 or 0x7f that reaches a line
- * (through a pool name, a backend's message, any string) is written as \xNN,
- * so no string can split a line or forge another.
+ * Secrets never appear: every line is masked with shp_mask_secrets() as a
+ * whole, before it is cut to its length (511 bytes, plus " suppressed=N")
+ * and before control characters are escaped, so neither a cut nor an
+ * escape can show part of a secret.  (A long line whose whole text cannot
+ * be allocated says event=log_line_dropped reason=out_of_memory instead:
+ * it is never cut unmasked.)  A line never holds a raw control character:
+ * any byte below 0x20 or 0x7f that reaches a line (through a pool name, a
+ * backend's message, any string) is written as \xNN, so no string can
+ * split a line or forge another.
  *
  * Repeated lines are rate-limited: a line identical to one delivered less
  * than SHP_LOG_REPEAT_WINDOW_NS ago (same level, same text) is not
@@ -58,9 +62,16 @@ typedef void (*shp_log_fn)(shp_log_level level, const char *line, void *ud);
 SHP_API void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
 
 /* Copies src into dst (size dstlen, always NUL-terminated when dstlen > 0)
- * with secrets replaced by "****": password=/pass=/secret= values in
- * key=value strings and the password of a URL's user:password@ part.
- * Returns dst.  Thread-safe. */
+ * with secrets replaced by "****": the password of a URL's user:password@
+ * part, and the values of secret keys (password, passwd, pass, pwd, secret,
+ * token, auth, or a key ending in _ or - and one of those) in key=value
+ * text, blanks allowed around '='.  A value is quoted ('...' or "...",
+ * backslash escapes, masked up to its closing quote) or unquoted; an
+ * unquoted one ends at whitespace only, as libpq reads it ("ab;cd,e&f" is
+ * one value), except in a URL query (the key follows '?' or '&'), where
+ * '&' ends it too.  Where text is ambiguous it masks more rather than
+ * less.  dst is the first dstlen - 1 bytes of the whole result: a short
+ * dst cuts the masked text, never a secret.  Returns dst.  Thread-safe. */
 SHP_API char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
 
 /* Longest detail kept by shp_set_error_detail, with its NUL. */
@@ -72,8 +83,9 @@ SHP_API char *shp_mask_secrets(char *dst, size_t dstlen, const char *src);
  * takes it when the callback returns an error: it goes, masked
  * (shp_mask_secrets) and on one line, into the pool's single log line for
  * that failure and into shp_pool_last_error().  A later call on the same
- * thread replaces it; the pool clears it before each callback.  Cut to
- * SHP_ERROR_DETAIL_MAX - 1 bytes.  Thread-safe (the detail is per thread). */
+ * thread replaces it; the pool clears it before each callback.  Masked
+ * whole, then cut to SHP_ERROR_DETAIL_MAX - 1 bytes.  Thread-safe (the
+ * detail is per thread). */
 SHP_API void shp_set_error_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #ifdef __cplusplus

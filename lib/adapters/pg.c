@@ -38,20 +38,67 @@ struct pg_conn {
 /* ---- small helpers ------------------------------------------------------- */
 
 /* libpq's message on one line, without quotes that would break key="value",
- * with secrets masked. */
+ * with secrets masked (the whole message first, so that neither the cut to
+ * outlen nor the quotes made single can show part of one). */
 static void one_line_msg(const char *msg, char *out, size_t outlen)
 {
-    char raw[PG_MSG_MAX];
-    snprintf(raw, sizeof raw, "%s", msg ? msg : "");
-    size_t n = strlen(raw);
-    while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == ' '))
-        raw[--n] = '\0';
-    for (char *p = raw; *p; p++)
+    shp_mask_secrets(out, outlen, msg ? msg : "");
+    size_t n = strlen(out);
+    for (char *p = out; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
         else if (*p == '"')
             *p = '\'';
-    shp_mask_secrets(out, outlen, raw);
+    while (n > 0 && out[n - 1] == ' ')
+        out[--n] = '\0';
+}
+
+/* The length of the quote mark at p, or 0: '"', '\'', and the marks libpq's
+ * translations quote with (guillemets, curly and low-9 quotes, corner
+ * brackets), in UTF-8. */
+static size_t quote_mark_len(const char *p)
+{
+    static const char *const marks[] = {
+        "\"", "'", "\xc2\xab", "\xc2\xbb", "\xe2\x80\x98", "\xe2\x80\x99", "\xe2\x80\x9a",
+        "\xe2\x80\x9c", "\xe2\x80\x9d", "\xe2\x80\x9e", "\xe2\x80\xb9", "\xe2\x80\xba",
+        "\xe3\x80\x8c", "\xe3\x80\x8d", "\xe3\x80\x8e", "\xe3\x80\x8f",
+    };
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+        if (strncmp(p, marks[i], strlen(marks[i])) == 0)
+            return strlen(marks[i]);
+    return 0;
+}
+
+/* PQconninfoParse's message with everything from its first quote mark to
+ * its last (or to its end, if only one) written as "****".  What libpq
+ * quotes there is a piece of the conninfo it rejects, and that may be the
+ * password or a part of it: a bad %-escape in a URI password is quoted
+ * whole ("invalid percent-encoded token: "p%ss""), an unquoted password
+ * with a blank in it leaves its second half to be read as the next keyword
+ * ("missing "=" after "half""), a malformed URI is quoted entire.  Masking
+ * by key cannot help: the conninfo did not parse, so where the password
+ * starts and ends is unknown; and libpq's quoting holds for every message
+ * it gives here, translations included, while the text outside the quotes
+ * is its own.  The span, not each quoted token, goes: a token may hold
+ * quote marks itself. */
+static void withhold_quoted(const char *msg, char *out, size_t outlen)
+{
+    const char *first = NULL, *last_end = NULL;
+    for (const char *p = msg; *p; p++) {
+        size_t q = quote_mark_len(p);
+        if (!q)
+            continue;
+        if (!first)
+            first = p;
+        else
+            last_end = p + q;
+        p += q - 1;
+    }
+    if (!first) {
+        snprintf(out, outlen, "%s", msg);
+        return;
+    }
+    snprintf(out, outlen, "%.*s\"****\"%s", (int)(first - msg), msg, last_end ? last_end : "");
 }
 
 /* Maps libpq's connect failure message to an errno value.  libpq has no
@@ -377,15 +424,17 @@ static const char *bad_port_list(const char *ports)
 }
 
 /* Parses conninfo (which catches a malformed one before any connect) and
- * keeps "user@host:port/dbname" as the log target: no password, no spaces
- * or quotes, so it can stand unquoted in a key=value line. */
+ * keeps "user@host:port/dbname" as the log target: no password, and every
+ * blank, control byte, '"' and '=' written as '_', so it can stand
+ * unquoted in a key=value line. */
 static int make_target(struct pg_ctx *t, const shp_pg_config *cfg)
 {
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(cfg->conninfo, &perr);
     if (!opts) {
-        char line[PG_MSG_MAX];
-        one_line_msg(perr ? perr : "out of memory", line, sizeof line);
+        char quoted[PG_MSG_MAX], line[PG_MSG_MAX];
+        withhold_quoted(perr ? perr : "out of memory", quoted, sizeof quoted);
+        one_line_msg(quoted, line, sizeof line);
         int err = perr ? -EINVAL : -ENOMEM;
         PQfreemem(perr);
         if (err == -EINVAL)
@@ -420,7 +469,7 @@ static int make_target(struct pg_ctx *t, const shp_pg_config *cfg)
     if (t->target) {
         snprintf(t->target, (size_t)n + 1, "%s@%s:%s/%s", user, host, port, db);
         for (char *p = t->target; *p; p++)
-            if (*p == ' ' || *p == '"' || *p == '\n' || *p == '=')
+            if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '"' || *p == '=')
                 *p = '_';
     }
     PQconninfoFree(opts);

@@ -301,10 +301,12 @@ static int io_reply(const struct io *io, redisReply **out)
 
 /* ---- replies ------------------------------------------------------------- */
 
-/* Whether r is the status or error reply text. */
+/* Whether r is a reply of type whose whole text is text: its length is
+ * compared too, since a reply may hold a NUL ("+OK\0x" is not +OK). */
 static bool reply_is(const redisReply *r, int type, const char *text)
 {
-    return r->type == type && r->str && !strcmp(r->str, text);
+    size_t n = strlen(text);
+    return r->type == type && r->str && r->len == n && memcmp(r->str, text, n) == 0;
 }
 
 /* Queues AUTH (if a password is set) and SELECT (if db != 0); returns the

@@ -15,21 +15,22 @@
  *
  * Properties (shardpool/adapters/pg.h, pg.c's make_target):
  *   - shp_pg_ops returns 0 when libpq's PQconninfoParse accepts the
- *     conninfo and the timeouts are not negative, -EINVAL otherwise (also
- *     conninfo NULL); *ops untouched on error; connect, close, check and
- *     reset set on success;
+ *     conninfo, its port (if any) is a comma-separated list of empty
+ *     entries or 1..65535 in digits, and the timeouts are not negative,
+ *     -EINVAL otherwise (also conninfo NULL); *ops untouched on error;
+ *     connect, close, check and reset set on success;
  *   - whenever libpq parses the planted password back unchanged (the
  *     conninfo is well-formed around it), the password shows neither in the
  *     log target nor in any log line; when the conninfo does not parse, the
  *     logged error does not show it either, even when the password itself
- *     is what libpq rejects (a bad %-escape: known bug pg-parse-leak);
- *   - the target "user@host:port/dbname" has no space, '"', '=' or newline
- *     (make_target's contract: it stands unquoted in a key=value line), nor
- *     any other whitespace (known bug pg-target-space);
+ *     is what libpq rejects and quotes (a bad %-escape: seed parse-badpct);
+ *   - the target "user@host:port/dbname" has no blank or control byte
+ *     (<= 0x20, 0x7f), '"' or '=' (make_target's contract: it stands
+ *     unquoted in a key=value line; seed target-blanks);
  *   - libpq's connect_timeout is the timeout in whole seconds rounded up,
- *     at least 2, or not passed for 0 (known bug pg-timeout-ovf near
- *     INT64_MAX);
- *   - every log line is one line (known bug log-newline);
+ *     at least 2, at most INT_MAX, or not passed for 0 (no overflow near
+ *     INT64_MAX: seed timeout-max);
+ *   - every log line is one line without a control byte;
  *   - the config's strings are copies (the caller's are overwritten after
  *     the call); shp_pg_ops_free frees everything (LeakSanitizer) and
  *     zeroes *ops.
@@ -37,8 +38,6 @@
 #include "fuzz_util.h"
 
 #include "../../lib/adapters/pg.c"
-
-#include <ctype.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -109,6 +108,25 @@ static void make_pg_secret(fz_in *in, enum pg_form form, fz_secret *sec, char *p
     }
     sec->s[o] = plain[q] = '\0';
     sec->len = o;
+}
+
+/* Whether a conninfo port value is what pg.h accepts: a comma-separated
+ * list whose entries are empty (the default port) or 1..65535 in digits. */
+static bool ports_ok(const char *ports)
+{
+    for (const char *p = ports;;) {
+        size_t len = strcspn(p, ","), digits = strspn(p, "0123456789");
+        if (digits != len)
+            return false;
+        unsigned long v = 0;
+        for (size_t i = 0; i < len && v <= 65535; i++)
+            v = v * 10 + (unsigned long)(p[i] - '0');
+        if (len > 0 && (v < 1 || v > 65535))
+            return false;
+        if (p[len] == '\0')
+            return true;
+        p += len + 1;
+    }
 }
 
 /* The value libpq parses for keyword, or NULL (opts may be NULL). */
@@ -194,24 +212,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         sec.checkable = form != PG_NONE && !strpbrk(before, ":@/?#'\" \t\n\r\f\v");
     bool bad_timeout = cfg.connect_timeout_ns < 0 || cfg.query_timeout_ns < 0;
+    const char *port = opt_val(opts, "port");
+    bool bad_port = parses && port && !ports_ok(port);
 
-    if (!fz_take("pg-timeout-ovf", cfg.connect_timeout_ns > INT64_MAX - SHP_NS_PER_S))
-        goto out;
     fz_log_clear();
     shp_ops ops;
     memset(&ops, 0x5a, sizeof ops);
     shp_ops untouched = ops;
     int err = shp_pg_ops(&ops, &cfg);
     const char *fuzzed[4] = { before, after, app, name };
-    if (!cfg.conninfo || bad_timeout || !parses) {
-        FZ_CHECK(err == -EINVAL, "shp_pg_ops: %d, not -EINVAL (conninfo %s, timeouts %lld %lld)",
-                 err, cfg.conninfo ? (parses ? "parses" : "does not parse") : "NULL",
-                 (long long)cfg.connect_timeout_ns, (long long)cfg.query_timeout_ns);
+    if (!cfg.conninfo || bad_timeout || !parses || bad_port) {
+        FZ_CHECK(err == -EINVAL,
+                 "shp_pg_ops: %d, not -EINVAL (conninfo %s, port %s, timeouts %lld %lld)", err,
+                 cfg.conninfo ? (parses ? "parses" : "does not parse") : "NULL",
+                 port ? port : "(none)", (long long)cfg.connect_timeout_ns,
+                 (long long)cfg.query_timeout_ns);
         FZ_CHECK(memcmp(&ops, &untouched, sizeof ops) == 0, "*ops changed on error");
         /* The logged parse error (only a conninfo that does not parse gets
          * that far) must not show the password. */
         for (unsigned i = 0; i < fz_cap.n; i++)
-            fz_known("pg-parse-leak", !fz_shows_secret(fz_cap.line[i], &sec, fuzzed, 4),
+            FZ_CHECK(!fz_shows_secret(fz_cap.line[i], &sec, fuzzed, 4),
                      "secret %s, conninfo %s, line: %s", sec.s, cfg.conninfo, fz_cap.line[i]);
         fz_check_lines(NULL, NULL, 0);
         goto out;
@@ -227,14 +247,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              sec.s, t->target, cfg.conninfo);
     if (sec.checkable && !fz_has_marker(before, &sec) && !fz_has_marker(after, &sec))
         FZ_CHECK(!strstr(t->target, plain), "password %s in target %s", plain, t->target);
-    FZ_CHECK(!strpbrk(t->target, " \"=\n"), "target %s has a space, quote, '=' or newline",
-             t->target);
-    bool space = false;
     for (const char *p = t->target; *p; p++)
-        space = space || isspace((unsigned char)*p);
-    fz_known("pg-target-space", !space, "target \"%s\" (conninfo %s)", t->target, cfg.conninfo);
+        FZ_CHECK((unsigned char)*p > 0x20 && *p != 0x7f && *p != '"' && *p != '=',
+                 "target \"%s\" has byte 0x%02x (conninfo %s)", t->target, (unsigned char)*p,
+                 cfg.conninfo);
 
-    /* libpq's connect_timeout: whole seconds, rounded up, at least 2. */
+    /* libpq's connect_timeout: whole seconds, rounded up, at least 2, at
+     * most INT_MAX (libpq refuses more). */
     if (cfg.connect_timeout_ns == 0) {
         FZ_CHECK(t->timeout_s[0] == '\0', "connect_timeout \"%s\" for a timeout of 0",
                  t->timeout_s);
@@ -242,7 +261,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t ns = (uint64_t)cfg.connect_timeout_ns;
         uint64_t s = ns / SHP_NS_PER_S + (ns % SHP_NS_PER_S != 0);
         char want[24];
-        snprintf(want, sizeof want, "%llu", (unsigned long long)(s < 2 ? 2 : s));
+        s = s < 2 ? 2 : s > INT_MAX ? INT_MAX : s;
+        snprintf(want, sizeof want, "%llu", (unsigned long long)s);
         FZ_CHECK(strcmp(t->timeout_s, want) == 0, "connect_timeout \"%s\" for %lld ns, not %s",
                  t->timeout_s, (long long)cfg.connect_timeout_ns, want);
     }

@@ -154,7 +154,8 @@ static void test_config(void **state)
             fail_msg("%s: refused", good_ports[i]);
         shp_pg_ops_free(&good);
     }
-    assert_true(log_has("no_such_keyword"));
+    /* what libpq quotes is withheld (see test_config_parse_error_withheld) */
+    assert_true(log_has("reason=\"invalid connection option '****'\""));
     assert_false(log_has(WRONG_PW));
     assert_true(log_has("field=connect_timeout_ns"));
     assert_null(ops.connect);
@@ -162,6 +163,66 @@ static void test_config(void **state)
     assert_null(shp_pg_conn(NULL));
     int not_ours = 0;
     assert_null(shp_pg_conn(&not_ours));
+}
+
+/* A conninfo that does not parse is logged with libpq's reason, and
+ * whatever libpq quotes in it withheld: what it quotes may be the password
+ * or a piece of it (a bad %-escape in a URI password, the half of an
+ * unquoted password with a blank in it that libpq reads as a keyword or an
+ * option, the whole URI). */
+static void test_config_parse_error_withheld(void **state)
+{
+    (void)state;
+    static const struct { const char *conninfo, *reason; } cases[] = {
+        { "postgresql://app:p%ss" PASSWORD "@db/orders",
+          "reason=\"invalid percent-encoded token: '****'\"" },
+        { "postgresql://app@db/orders?password=p%00" PASSWORD,
+          "reason=\"forbidden value %00 in percent-encoded value: '****'\"" },
+        { "host=x password=Tr0ub4dor " PASSWORD " user=u",
+          "reason=\"missing '****' in connection info string\"" },
+        { "host=x password=Tr0ub4dor " PASSWORD "=1 user=u",
+          "reason=\"invalid connection option '****'\"" },
+        { "postgresql://app:" PASSWORD "@[::1/orders", "reason=\"end of string reached when "
+                                                       "looking for matching '****'\"" },
+        { "host=x password='" PASSWORD, "reason=\"unterminated quoted string in connection "
+                                        "info string\"" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shp_pg_config pc;
+        shp_pg_config_init(&pc);
+        pc.conninfo = cases[i].conninfo;
+        pc.name = "pgparse";
+        shp_ops ops;
+        log_start();
+        assert_int_equal(shp_pg_ops(&ops, &pc), -EINVAL);
+        if (!log_has("level=error pool=pgparse event=invalid_config field=conninfo ") ||
+            !log_has(cases[i].reason))
+            fail_msg("%s: no line with %s", cases[i].conninfo, cases[i].reason);
+        /* no piece of it: "Tr0ub4dor-s3cret", "Tr0ub4dor", "s3cret" */
+        if (log_has("Tr0ub") || log_has("s3cret"))
+            fail_msg("%s: the password shows", cases[i].conninfo);
+        log_stop();
+    }
+}
+
+/* The target in log lines and details ("user@host:port/dbname") stands
+ * unquoted in key=value text: every blank, control byte, '"' and '=' of
+ * the conninfo's values is written as '_' (a tab, CR, VT or FF included). */
+static void test_target_no_blanks(void **state)
+{
+    (void)state;
+    shp_ops ops;
+    log_start();
+    shp_pool *pool = make_pool(&ops,
+                               "host='/nonexistent-shp\tdir\r\v\fx' port=5432 user='u\tv' "
+                               "dbname='d b\x7f\x01" "c=\"' " NO_PASSFILE,
+                               1, 2 * NS_PER_S);
+    shp_conn *c = NULL;
+    assert_true(shp_acquire(pool, &c, 300 * NS_PER_MS) < 0);
+    if (!log_has("u_v@/nonexistent-shp_dir___x:5432/d_b__c__: "))
+        fail_msg("no line with the target made blank-free:\n%s", log_buf);
+    drop_pool(pool, &ops);
+    log_stop();
 }
 
 struct worker {
@@ -999,6 +1060,8 @@ int main(void)
 
     const struct CMUnitTest tests[] = {
         T(test_config),
+        T(test_config_parse_error_withheld),
+        T(test_target_no_blanks),
         T(test_happy_conninfo),
         T(test_happy_uri_and_unix_socket),
         T(test_bad_password),

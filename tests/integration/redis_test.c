@@ -1828,6 +1828,131 @@ static void test_kill9_restart(void **state)
     rsrv_stop(&srv);
 }
 
+/* ---- replies compared byte for byte --------------------------------------------------- */
+
+/* A server on 127.0.0.1 for one connection that answers each of the
+ * client's writes with the next scripted reply (any bytes, NULs included),
+ * then shuts its side for writing (the client reads the end of the
+ * stream) and waits for the client to close. */
+struct script_reply {
+    const char *bytes;
+    size_t len;
+};
+#define SCRIPT(lit) { lit, sizeof lit - 1 }
+
+struct scripted {
+    int lfd, port;
+    const struct script_reply *replies;
+    size_t n;
+    pthread_t th;
+};
+
+static void *scripted_main(void *arg)
+{
+    struct scripted *s = arg;
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    char buf[4096];
+    for (size_t i = 0; i < s->n; i++) {
+        if (read(fd, buf, sizeof buf) <= 0)
+            break;
+        if (write(fd, s->replies[i].bytes, s->replies[i].len) != (ssize_t)s->replies[i].len)
+            break;
+    }
+    shutdown(fd, SHUT_WR);
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    close(fd);
+    return NULL;
+}
+
+static void scripted_start(struct scripted *s, const struct script_reply *replies, size_t n)
+{
+    s->replies = replies;
+    s->n = n;
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->lfd >= 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t l = sizeof sin;
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(s->lfd, 1), 0);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&sin, &l), 0);
+    s->port = ntohs(sin.sin_port);
+    assert_int_equal(pthread_create(&s->th, NULL, scripted_main, s), 0);
+}
+
+static void scripted_join(struct scripted *s)
+{
+    pthread_join(s->th, NULL);
+    close(s->lfd);
+}
+
+/* A status reply is its whole line: "+PONG\0x", "+OK\0x" and "+RESET\0x"
+ * (a NUL, then more) are not +PONG, +OK and +RESET, in the handshake, the
+ * check and the cleanup's answers alike. */
+static void test_status_reply_with_nul(void **state)
+{
+    (void)state;
+    struct scripted s;
+    shp_redis_config rc;
+    shp_ops ops;
+    void *h;
+
+    /* the handshake's PING */
+    static const struct script_reply pong_nul[] = { SCRIPT("+PONG\0x\r\n") };
+    scripted_start(&s, pong_nul, 1);
+    rc = redis_cfg(s.port, NULL, 0);
+    ops = make_ops(&rc);
+    h = NULL;
+    assert_int_equal(ops.connect(ops.ctx, &h), -EPROTO);
+    assert_non_null(strstr(detail_take(), ": ping: unexpected reply to PING"));
+    shp_redis_ops_free(&ops);
+    scripted_join(&s);
+
+    /* the handshake's AUTH */
+    static const struct script_reply ok_nul[] = { SCRIPT("+OK\0x\r\n+PONG\r\n") };
+    scripted_start(&s, ok_nul, 1);
+    rc = redis_cfg(s.port, GOOD_PW, 0);
+    ops = make_ops(&rc);
+    h = NULL;
+    assert_int_equal(ops.connect(ops.ctx, &h), -EPROTO);
+    assert_non_null(strstr(detail_take(), ": auth: unexpected reply"));
+    shp_redis_ops_free(&ops);
+    scripted_join(&s);
+
+    /* the check's PING */
+    static const struct script_reply check_nul[] = { SCRIPT("+PONG\r\n"),
+                                                     SCRIPT("+PONG\0x\r\n") };
+    scripted_start(&s, check_nul, 2);
+    rc = redis_cfg(s.port, NULL, 0);
+    ops = make_ops(&rc);
+    h = NULL;
+    assert_int_equal(ops.connect(ops.ctx, &h), 0);
+    assert_int_equal(ops.check(ops.ctx, h), -EPROTO);
+    assert_non_null(strstr(detail_take(), ": check: unexpected reply to PING"));
+    ops.close(ops.ctx, h);
+    shp_redis_ops_free(&ops);
+    scripted_join(&s);
+
+    /* the cleanup's RESET: "+RESET\0x" counts as a leftover reply, and
+     * the real +RESET never comes (the server's stream ends) */
+    static const struct script_reply reset_nul[] = { SCRIPT("+PONG\r\n"),
+                                                     SCRIPT("+RESET\0x\r\n") };
+    scripted_start(&s, reset_nul, 2);
+    rc = redis_cfg(s.port, NULL, 0);
+    rc.command_timeout_ns = 2 * NS_PER_S;
+    ops = make_ops(&rc);
+    h = NULL;
+    assert_int_equal(ops.connect(ops.ctx, &h), 0);
+    assert_int_equal(ops.reset(ops.ctx, h), 0);
+    assert_int_equal(ops.prepare(ops.ctx, h), -ECONNRESET);
+    assert_non_null(strstr(detail_take(), ": cleanup: "));
+    ops.close(ops.ctx, h);
+    shp_redis_ops_free(&ops);
+    scripted_join(&s);
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 /* Runs after every test, passed or failed: stops the server a failed test
@@ -1863,6 +1988,7 @@ int main(void)
         T(test_tracked_cleanup),
         T(test_always_cleanup),
         T(test_command_bad_args),
+        T(test_status_reply_with_nul),
         T(test_stopped_server),
         T(test_signals_normal_work),
         T(test_signals_deadlines),

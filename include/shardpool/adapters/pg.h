@@ -114,7 +114,8 @@ SHP_API void shp_pg_config_init(shp_pg_config *cfg);
  * (PQconninfoParse), so a malformed one fails now rather than at every
  * connect; whether its values work is only known at connect.
  * Returns 0; -EINVAL if ops, cfg or cfg->conninfo is NULL, conninfo does not
- * parse (unknown keyword, bad URI; logged with secrets masked), its port is
+ * parse (unknown keyword, bad URI; logged with libpq's reason, what libpq
+ * quotes in it written as '****': that may be the password), its port is
  * not a number in 1..65535 (each of a comma-separated list), or a timeout
  * is negative; -ENOMEM.  On error *ops is left untouched.  Thread-safe.
  * Ownership: the caller owns the ctx and frees it with shp_pg_ops_free once
