@@ -1,4 +1,147 @@
-/* HEADER */
+/*
+ * pool.pml - a Promela model of shardpool's idle-connection protocol, checked
+ * exhaustively by spin (tests/model/model.mk: make model).
+ *
+ * WHAT IS MODELLED.  One pool, max_size 2, one shard, two connection slots,
+ * three application threads (pids 0-2, `t`), optionally the reaper and a
+ * shp_pool_evict caller.  Each model step is one shared-memory access of
+ * the code (or one wq_lock critical section, see ATOMICITY):
+ *
+ *   model                                   code
+ *   thread, acquire: tlc claim              tlc_claim: CAS CACHED -> IN_USE
+ *   thread, slow: sweep load + pop          acquire_slow: sweep_seq, shp__steal
+ *   thread, sweep_wait                      acquire_slow's wait for an even sweep_seq
+ *   thread, reserve                         shp__reserve (CAS on cap.live)
+ *   thread, enqueue                         wait_turn: lock, enqueue, nwaiters++, unlock
+ *   thread, end_wait loop                   wait_turn's sleep: a verdict, the 1 ms
+ *                                           recheck (shp__fence_heavy + shp__uncache
+ *                                           (parked_fresh)), the deadline
+ *   thread, timedout                        wait_turn's unlink under wq_lock, -ETIMEDOUT
+ *   thread, create                          shp__create(IN_USE) + its wake_waiters
+ *   thread, acquired                        shp_release / release_impl: the stale check
+ *                                           (release_retire), release_idle's tests
+ *   thread, park; re-check; unpark          release_idle's store of CACHED, compiler
+ *                                           barrier, nwaiters re-load; release_unpark
+ *   thread, push                            release_push (CAS IN_USE -> IDLE)
+ *   thread, retire                          release_retire / shp_release_broken
+ *   put_idle_to                             put_idle_to + handoff (strict FIFO), the
+ *                                           push, shp__stack_fence_after_push, re-check
+ *   wake_waiters                            shp__wake_waiters: steal or reserve per waiter
+ *   uncache                                 shp__uncache with shp__put_idle's refusal
+ *   close_conn                              shp__close: cap.live--, wake_waiters
+ *   reaper                                  a pass: shp__uncache(parked_due), reap_shard
+ *                                           (take the list, judge, KEEP -> shp__put_idle,
+ *                                           closes after the section)
+ *   evict                                   shp_pool_evict: evict_gen++, shp__rcu_sync,
+ *                                           shp__uncache(NULL), the reaper kick
+ *
+ * MEMORY MODEL.  x86-64 (TSO), the platform whose fences pool_internal.h and
+ * stack.h describe, with membarrier available (the fast configuration: the
+ * releaser's side of the asymmetric fence is a compiler barrier).  Every
+ * shared write the protocol reads across threads is a locked instruction
+ * (CAS, fetch_add, exchange, mutex) except one: the park, a plain store of
+ * CACHED.  It goes to the parking thread's store buffer sb[t]; that thread's
+ * own loads see it (LDST), other threads see it only once it has drained.
+ * It drains when its thread executes a locked instruction (DRAIN), when any
+ * thread runs membarrier (MEMBARRIER: the waiter's recheck, both ends of a
+ * grace period), or at any time before another thread reads that
+ * connection's state: such a read first chooses whether it has drained
+ * (SEE; once seen it stays).  Nothing but those reads can tell when a buffer
+ * drains, so draining at them is draining at any time.  Nothing between the
+ * park and the releaser's nwaiters re-load drains it: that is the weak side.
+ * membarrier is one atomic step that drains every buffer: every store issued
+ * before it is seen by the caller's later loads.  The other plain stores
+ * (c->state IN_USE/IDLE/CLOSING/CLOSED by its owner, w->conn under the lock)
+ * are atomic here: no reader tells those states apart (uncache looks for
+ * CACHED only) or the lock orders them.
+ *
+ * RCU.  Only as far as evict's argument uses it: a read-side section
+ * (insec[p]) around each generation check and the push or park it guards -
+ * the release (stale check .. park or push), shp__uncache, reap_shard's
+ * sweep.  shp__rcu_sync is urcu-bp's synchronize_rcu: membarrier, wait until
+ * every process that was inside a section has left it (gpw), membarrier.
+ * The acquire's sections only protect memory reclamation, which the model
+ * does not need: connection slots are type-stable, as the spare list makes
+ * them in the code, so a stale pointer (a thread-cache hint) meets a CAS on
+ * a state it no longer matches, or a later connection in the same slot,
+ * which a CAS may claim exactly as the code's may.
+ *
+ * ABSTRACTIONS, and why the model keeps every behaviour that matters:
+ *  - ck_stack push and pop are atomic (their ABA safety is tested by
+ *    tests/stress/aba.c, not here).  One shard: every argument about a push
+ *    and a later steal is per shard, and one shard makes every pop race
+ *    every push.  release_idle's "shard has other idle connections" and its
+ *    first nwaiters load are read in one step: the park decision is a
+ *    heuristic, and either outcome is explored.
+ *  - The futex handshake (WAITING -> SLEEPING, futex_wait on the word) is a
+ *    sleep that ends when the word holds a verdict: the futex compares the
+ *    word and sleeps in one step, and waiter_signal changes the word before
+ *    it wakes.  The yields before sleeping only delay.
+ *  - Time: the 1 ms recheck and the deadline are transitions the scheduler
+ *    may take at any moment after the enqueue, in either order (which is
+ *    every relation between 1 ms and the other threads' delays).  With
+ *    LIVENESS a wait may have no deadline: that is the wait the liveness
+ *    property speaks of.  The reaper's idle-timeout takes (parked_due on a
+ *    connection unused for a whole interval, CLOSE_IDLE) are 100 ms or more
+ *    away, far beyond the 1 ms bound: they are off unless -DREAP_FRESH.
+ *  - Left out: handoff_after_ns > 0 (SHP__W_RETRY), validation and health
+ *    checks (an owner takes its connection through CHECKING and back: no
+ *    change of owner), connect failures, the breaker, max_connecting,
+ *    lifetimes and max_uses (closes like the ones modelled), refill
+ *    (min_size 0; the pool starts with both connections idle on the shard),
+ *    shutdown and destroy, metrics.  any_due is taken as always true.
+ *  - acquire_slow retries a sweep once (the code: up to 8); the shard-home
+ *    pop that finds nothing is the same read as acquire_slow's first steal,
+ *    so the model goes straight to the steal.
+ *
+ * ATOMICITY.  A step holds at most one access that another process can
+ * observe, plus local work; thread-local data (the thread-cache slot, tlc[])
+ * is local.  Merged: rcu_lock with the section's first access and
+ * rcu_unlock with its last (a grace period cannot tell them apart from
+ * sections that start later or end earlier); a wq_lock critical section
+ * (its lock-free readers read one location each, so none can see it half
+ * done); the nwaiters load before handoff or before taking the lock in
+ * wake_waiters with the locked step (if the queue empties meanwhile, the
+ * locked step finds it empty, as the code does); uncache's state load with
+ * the want() test (if the state changes between them the CAS fails anyway)
+ * and its CAS with shp__put_idle's stale check.
+ *
+ * GHOSTS.  holders[c] (a bit per owning process), onsh[c], parked[c] (in a
+ * thread cache, visible or not yet) and alive[c] (counted in cap.live)
+ * follow each connection; the monitor checks, in every reachable state:
+ *   I1 (double_owner):  at most one of: on the shard, parked, one owner;
+ *   lost (lost_conn):   a live connection is on the shard, parked, or owned
+ *                       (a borrower, a waiter it was handed to, the reaper,
+ *                       a creator, a closer);
+ *   stuck:              when nothing can move, every thread has returned or
+ *                       sleeps in the queue, and no lock or pass is held.
+ * Liveness (LTL no_starvation, with LIVENESS): never, for good, a waiter
+ * without a deadline asleep while a connection is idle (on the shard or
+ * parked, visible or not) or capacity is free.  Spin extends a run that
+ * stops with its last state forever, so this also judges the final states.
+ *
+ * CONFIGURATIONS (make model runs each with the verdict it must get):
+ *   default       3 threads (rounds 2, 2, 1), LIVENESS (a thread may keep
+ *                 its last connection for good, a wait may have no
+ *                 deadline), BROKEN_RELEASE (a last release may be
+ *                 shp_release_broken: capacity goes to a waiter); pan -a:
+ *                 assertions and no_starvation.  No reaper, no evict.
+ *   MODEL_EVICT   2 threads (one round each), the reaper (one pass) and
+ *                 evict; safety only (assertions, invalid end states).
+ *                 Why two models: 3 threads with both the reaper and evict
+ *                 do not finish in minutes, and neither needs the other's
+ *                 third thread: the waiter race needs three threads and no
+ *                 evict; evict's race needs one reaper pass and a push.
+ *   BUG1_UNFIXED  reap_shard ignores a refused shp__put_idle (issue 9 bug 1):
+ *                 must give lost_conn.
+ *   NO_PARK_RECHECK  release_idle without its nwaiters re-load and
+ *                 release_unpark: must give a no_starvation violation.
+ *   NO_MEMBARRIER the waiter's recheck without shp__fence_heavy: must give
+ *                 a no_starvation violation (only the store buffer makes
+ *                 it one: with -DPARK_SC, a park seen at once, it holds).
+ *   UNPARK_PLAIN  release_unpark takes its connection back with a load and
+ *                 a store instead of the CAS: must give double_owner.
+ */
 
 /* ------------------------------------------------------------ configurations */
 #ifdef MODEL_EVICT               /* reaper + evict, safety */
@@ -441,7 +584,11 @@ acquired:
         fi
     };
     /* park: a plain store of CACHED (buffered), then a compiler barrier */
+#ifndef PARK_SC
     atomic { sb[t] = c + 1; parked[c] = 1; DROP(c, t); slot = c + 1 };
+#else
+    atomic { st[c] = S_CACHED; parked[c] = 1; DROP(c, t); slot = c + 1 };  /* seen at once */
+#endif
 #ifndef NO_PARK_RECHECK
     atomic {
         if
