@@ -34,3 +34,16 @@ model: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-ok
 	$(MODEL_RUN) unpark-plain  double_owner live   $(MODEL_OUT)/unpark-plain  $(MODEL_PML) -DUNPARK_PLAIN || fail=1; \
 	if [ $$fail = 0 ]; then echo "model: PASS - the protocol holds, every broken variant is caught"; \
 	else echo "model: FAIL"; exit 1; fi
+
+# Larger configurations, not part of make check (several minutes): the
+# waiter model with three threads of two rounds; the evict model with the
+# no_starvation claim; the evict model with the reaper's idle-timeout takes
+# (REAP_FRESH), the pass evict kicks (REAP_KICKED) and broken releases.
+.PHONY: model-big
+model-big: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-ok
+	@command -v spin >/dev/null || $(MAKE) --no-print-directory deps
+	@fail=0; \
+	$(MODEL_RUN) waiters-222   holds        live   $(MODEL_OUT)/waiters-222   $(MODEL_PML) -DROUNDS2=2 || fail=1; \
+	$(MODEL_RUN) evict-live    holds        live   $(MODEL_OUT)/evict-live    $(MODEL_PML) -DMODEL_EVICT -DLIVENESS || fail=1; \
+	$(MODEL_RUN) evict-full    holds        safety $(MODEL_OUT)/evict-full    $(MODEL_PML) -DMODEL_EVICT -DREAP_FRESH -DREAP_KICKED -DBROKEN_RELEASE || fail=1; \
+	if [ $$fail = 0 ]; then echo "model-big: PASS"; else echo "model-big: FAIL"; exit 1; fi

@@ -141,6 +141,8 @@
  *                 it one: with -DPARK_SC, a park seen at once, it holds).
  *   UNPARK_PLAIN  release_unpark takes its connection back with a load and
  *                 a store instead of the CAS: must give double_owner.
+ * make model-big (not in make check) checks larger ones: ROUNDS2=2; MODEL_EVICT
+ * with LIVENESS; MODEL_EVICT with REAP_FRESH, REAP_KICKED, BROKEN_RELEASE.
  */
 
 /* ------------------------------------------------------------ configurations */
