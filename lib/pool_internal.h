@@ -17,9 +17,10 @@
  * connection was claimed elsewhere just misses.  A release parks only when
  * its shard has other idle connections and nobody waits; shp__uncache()
  * moves parked connections back to the shards: for an acquire that found
- * the shards empty, for a new waiter (after the heavy fence, see
- * shp__fence_light), for the reaper (those unused for a whole interval),
- * for evict and for shutdown.
+ * the shards empty, for a waiter at its recheck 1 ms after it queued (after
+ * the heavy fence, see shp__fence_light; on queueing it only steals from
+ * the shards), for the reaper (those unused for a whole interval), for
+ * evict and for shutdown.
  *
  * Capacity (I2): cap.live counts connecting + idle + in use + checking +
  * closing; it only grows by a CAS that keeps it <= max_size.
@@ -273,8 +274,9 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
  * which want(p, c, arg) is true (want NULL: every one); stale ones (evict)
  * are closed.  Outside read-side sections; the caller may touch p.  Returns
  * how many it took.  Acquirers pass shp__parked_fresh, which leaves stale
- * connections to evict and the reaper, so that an acquire runs no close
- * (I7). */
+ * connections to evict and the reaper, so that an acquire rarely runs a
+ * close: only when an evict lands between that test and the push (the
+ * push refuses it, and the acquirer closes it; tests/model reaches this). */
 typedef bool (*shp__parked_pred)(shp_pool *p, shp_conn *c, void *arg);
 /* Slots in each thread's cache: a thread parks one connection per pool,
  * for up to this many pools (ids modulo it); beyond, a release in one pool
@@ -285,10 +287,14 @@ unsigned shp__uncache(shp_pool *p, shp__parked_pred want, void *arg);
 bool shp__parked_fresh(shp_pool *p, shp_conn *c, void *arg);
 
 /* The asymmetric fence between a release that parks a connection (store
- * CACHED, then load nwaiters) and a new waiter (nwaiters++, then scan for
- * CACHED connections): either the releaser sees the waiter and takes its
- * connection back to hand it over, or the waiter's scan sees the parked
- * connection.  The releaser's side is a compiler barrier when the heavy
+ * CACHED, then load nwaiters) and a waiter (nwaiters++, then, at its
+ * recheck, scan for CACHED connections): either the releaser's re-load of
+ * nwaiters sees the waiter and it takes its connection back to hand it
+ * over (release_unpark), or the waiter's scan sees the parked connection.
+ * Both halves are needed: a park that lands after the waiter's one scan is
+ * caught only by the releaser's re-load, and a park store still in its
+ * CPU's store buffer only by the membarrier (tests/model: variants
+ * no-recheck, no-membarrier).  The releaser's side is a compiler barrier when the heavy
  * side can be membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a
  * full barrier on every CPU running this process; without membarrier both
  * sides are full fences.  The TSan build uses sequentially consistent
