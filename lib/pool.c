@@ -783,13 +783,25 @@ static int64_t acquire_deadline(const shp_pool *p, int64_t timeout_ns, int64_t n
 
 /* shp__create for an acquire: the connect callback sees the acquire's
  * deadline through shp_connect_deadline_ns (saved and restored, so that a
- * callback may itself acquire from another pool). */
+ * callback may itself acquire from another pool).  Returns shp__create's
+ * result, or 1 when the connection was made but an shp_pool_evict came
+ * while it connected (it was made for the generation before, e.g. to the
+ * old primary): it is closed, and the caller tries again. */
 static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
 {
     int64_t outer = connect_deadline;
     connect_deadline = deadline;
     int ret = shp__create(p, out, SHP__IN_USE);
     connect_deadline = outer;
+    if (ret == 0 && shp__stale(p, *out)) {
+        shp_conn *c = *out;
+        uint32_t s = SHP__IN_USE;
+        bool orphan = !atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING);
+        shp__close(p, c, SHP__CLOSE_EVICTED);
+        if (orphan) /* destroy orphaned it meanwhile: its reference is ours to drop */
+            shp__unref(p);
+        return 1;
+    }
     return ret;
 }
 
@@ -1000,8 +1012,8 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
         if (ret == 0) {
             ret = create_for(p, out, deadline);
-            if (ret < 0 && retry_after_failure(p, ret, &attempts, deadline)) {
-                last_err = ret;
+            if (ret == 1 || (ret < 0 && retry_after_failure(p, ret, &attempts, deadline))) {
+                last_err = ret < 0 ? ret : last_err;
                 continue;
             }
             goto done;
@@ -1058,8 +1070,8 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                 goto done;
             }
             ret = create_for(p, out, deadline);
-            if (ret < 0 && retry_after_failure(p, ret, &attempts, deadline)) {
-                last_err = ret;
+            if (ret == 1 || (ret < 0 && retry_after_failure(p, ret, &attempts, deadline))) {
+                last_err = ret < 0 ? ret : last_err;
                 continue;
             }
             goto done;

@@ -111,6 +111,63 @@ static void test_evict_between_judgement_and_push(void **state)
     fx_finish(f); /* destroy(p, 0) == 0: nothing is out */
 }
 
+/* ---- a connect in flight across an evict ---------------------------------------------- */
+
+/* The first connect waits until the test has evicted: the connection it
+ * makes belongs to the generation before (say, the old primary).  The
+ * acquire must not hand it out: it closes it and connects again. */
+static struct {
+    fake_backend *fb;
+    shp_ops inner;
+    atomic_int entered;
+    atomic_bool evicted;
+} slow;
+
+static int slow_first_connect(void *ctx, void **h)
+{
+    (void)ctx;
+    if (atomic_fetch_add(&slow.entered, 1) == 0) {
+        int64_t give_up = now_ns() + 10 * NS_PER_S;
+        while (!atomic_load(&slow.evicted) && now_ns() < give_up)
+            sched_yield();
+    }
+    return slow.inner.connect(slow.inner.ctx, h);
+}
+
+struct acq { shp_pool *pool; shp_conn *got; int err; };
+
+static void *acq_main(void *arg)
+{
+    struct acq *a = arg;
+    a->err = shp_acquire(a->pool, &a->got, 10 * NS_PER_S);
+    return NULL;
+}
+
+static void test_connect_in_flight_across_evict(void **state)
+{
+    (void)state;
+    fx *f = fx_new(0, 2);
+    memset(&slow, 0, sizeof slow);
+    slow.inner = f->ops;
+    f->ops.connect = slow_first_connect;
+    fx_start(f);
+    struct acq a = { .pool = f->pool };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, acq_main, &a), 0);
+    int64_t give_up = now_ns() + 10 * NS_PER_S;
+    while (atomic_load(&slow.entered) == 0 && now_ns() < give_up)
+        sched_yield();
+    assert_int_equal(shp_pool_evict(f->pool), 0); /* returns with the connect still in flight */
+    atomic_store(&slow.evicted, true);
+    pthread_join(th, NULL);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(atomic_load(&slow.entered), 2); /* connected again */
+    assert_int_equal(((fake_handle *)shp_conn_handle(a.got))->id, 2);
+    assert_int_equal(snap(f->pool).closes[SHP_CLOSE_EVICTED], 1);
+    assert_int_equal(shp_release(a.got), 0);
+    fx_finish(f);
+}
+
 /* ---- evicts against a sweeping reaper, under load ------------------------------------- */
 
 struct churn {
@@ -172,6 +229,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_evict_between_judgement_and_push),
+        cmocka_unit_test(test_connect_in_flight_across_evict),
         cmocka_unit_test(test_evict_churn_with_sweeping_reaper),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
