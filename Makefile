@@ -130,8 +130,11 @@ asan: $(call UNIT_BINS,asan) $(addprefix $(B)/asan/stress/,$(STRESS))
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000 --handoff-after-ns 1000000
 	ASAN_OPTIONS=detect_leaks=1 timeout 600 $(B)/asan/stress/aba --ops 1000000 --thread-cache 1
 
-# TSAN_OPTIONS: halt_on_error makes any report fail the run.
-TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+# TSAN_OPTIONS: halt_on_error makes any report fail the run.  die_after_fork=0:
+# a child of a multi-threaded process starts liburcu's call_rcu thread in
+# shardpool's fork handler (lib/fork.c), which TSan otherwise kills; the
+# tests that fork under TSan (monitor_test) only exit in the child.
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 die_after_fork=0 suppressions=$(CURDIR)/tests/tsan.supp"
 $(B)/tsan/tsan_canary: tests/tsan_canary.c | $(B)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_tsan) $< $(LDFLAGS_tsan) -o $@
