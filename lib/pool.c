@@ -472,7 +472,7 @@ bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh)
 
 /* ---------------------------------------------------------------- open/close */
 
-static void give_up(shp_pool *p, shp_conn *c);
+static void give_up(shp_pool *p, shp_conn *c, enum shp__close_reason why);
 
 /* After live went down: tells a draining destroy to look again. */
 static void drain_progress(shp_pool *p)
@@ -483,6 +483,17 @@ static void drain_progress(shp_pool *p)
     }
 }
 
+/* Gives back a reservation of shp__reserve that will not be used (the pool
+ * stopped, or the acquire's deadline passed first), with its pool
+ * reference. */
+static void unreserve(shp_pool *p)
+{
+    atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
+    drain_progress(p);
+    shp__wake_waiters(p);
+    shp__unref(p);
+}
+
 /* Connects with a slot reserved by shp__reserve (whose reference it gives
  * back).  On success *out is owned by the caller in state `as` (IN_USE or
  * IDLE) and registered.  Returns 0, the connect callback's error, -ENOMEM,
@@ -490,10 +501,7 @@ static void drain_progress(shp_pool *p)
 int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
 {
     if (as == SHP__IN_USE && !running(p)) {
-        /* Destroy began after the reservation: connect nothing. */
-        atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
-        drain_progress(p);
-        shp__unref(p);
+        unreserve(p); /* destroy began after the reservation: connect nothing */
         return -ESHUTDOWN;
     }
     shp_conn *c = conn_alloc(p);
@@ -536,7 +544,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     int ret = 0;
     if (as == SHP__IN_USE && !running(p)) {
         /* Destroy began while we connected: the borrower never sees it. */
-        give_up(p, c);
+        give_up(p, c, SHP__CLOSE_SHUTDOWN);
         ret = -ESHUTDOWN;
     } else {
         *out = c;
@@ -572,13 +580,14 @@ void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why)
     shp__wake_waiters(p);
 }
 
-/* The acquirer owns c (IN_USE) but the pool is stopping: close it.  Destroy
- * may have orphaned it meanwhile, in which case we drop the orphan's ref. */
-static void give_up(shp_pool *p, shp_conn *c)
+/* The acquirer owns c (IN_USE) but will not hand it out (the pool is
+ * stopping, or an evict made it stale): close it for `why`.  Destroy may
+ * have orphaned it meanwhile, in which case we drop the orphan's ref. */
+static void give_up(shp_pool *p, shp_conn *c, enum shp__close_reason why)
 {
     uint32_t s = SHP__IN_USE;
     bool orphan = !atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING);
-    shp__close(p, c, SHP__CLOSE_SHUTDOWN);
+    shp__close(p, c, why);
     if (orphan)
         shp__unref(p);
 }
@@ -631,7 +640,7 @@ static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, enum count
     if (count != COUNT_NONE)
         count_use(c);
     if (!running(p)) {
-        give_up(p, c);
+        give_up(p, c, SHP__CLOSE_SHUTDOWN);
         return -ESHUTDOWN;
     }
     *out = c;
@@ -665,6 +674,14 @@ static void queue_in_order(shp_pool *p, struct shp__waiter *w)
  * is missed.  Returns SHP__W_CONN (with *out set), SHP__W_GRANT,
  * SHP__W_RETRY, SHP__W_SHUTDOWN, SHP__W_DOWN or -ETIMEDOUT. */
 #define SHP__WAIT_YIELDS 8
+
+/* Whether the absolute deadline (< 0: none) has passed: checked before
+ * every callback an acquire would start, so that none starts after it, and
+ * by every spin or yield an acquire makes. */
+static bool past(int64_t deadline)
+{
+    return deadline >= 0 && shp__now_ns() >= deadline;
+}
 #define SHP__PARK_RECHECK_NS (1000 * 1000)
 
 static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *since)
@@ -707,7 +724,7 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
      * deadline (the futex wait below then times out at once). */
     for (int i = 0; i < SHP__WAIT_YIELDS &&
                     atomic_load_explicit(&w.word, memory_order_acquire) == SHP__W_WAITING &&
-                    (deadline < 0 || shp__now_ns() < deadline);
+                    !past(deadline);
          i++)
         sched_yield();
     /* A release that parked a connection between acquire_slow's scan of the
@@ -794,12 +811,7 @@ static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
     int ret = shp__create(p, out, SHP__IN_USE);
     connect_deadline = outer;
     if (ret == 0 && shp__stale(p, *out)) {
-        shp_conn *c = *out;
-        uint32_t s = SHP__IN_USE;
-        bool orphan = !atomic_compare_exchange_strong(&c->state, &s, SHP__CLOSING);
-        shp__close(p, c, SHP__CLOSE_EVICTED);
-        if (orphan) /* destroy orphaned it meanwhile: its reference is ours to drop */
-            shp__unref(p);
+        give_up(p, *out, SHP__CLOSE_EVICTED);
         return 1;
     }
     return ret;
@@ -846,23 +858,6 @@ static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_
  * the sweep pushes back reaches a waiter through put_idle_to. */
 #define SHP__SWEEP_YIELDS 16
 
-/* Whether the absolute deadline (< 0: none) has passed: checked before
- * every callback an acquire would start, so that none starts after it. */
-static bool past(int64_t deadline)
-{
-    return deadline >= 0 && shp__now_ns() >= deadline;
-}
-
-/* Gives back a reservation of shp__reserve that will not be used (the
- * acquire's deadline passed first), with its pool reference. */
-static void unreserve(shp_pool *p)
-{
-    atomic_fetch_sub_explicit(&p->cap, (1ULL << 32) + 1, memory_order_seq_cst);
-    drain_progress(p);
-    shp__wake_waiters(p);
-    shp__unref(p);
-}
-
 /* Puts back c, which the acquire holds (CHECKING: taken for validation; or
  * IN_USE: handed over or acquired, as its borrow) but will not hand out as
  * its deadline passed: idle on a shard, unvalidated and without a reset, or
@@ -873,7 +868,7 @@ static void put_back(shp_pool *p, shp_conn *c)
     uint32_t s = atomic_load_explicit(&c->state, memory_order_relaxed);
     if (s == SHP__IN_USE) {
         if (!atomic_compare_exchange_strong(&c->state, &s, SHP__IDLE)) {
-            give_up(p, c); /* orphaned */
+            give_up(p, c, SHP__CLOSE_SHUTDOWN); /* orphaned: closes it, drops its ref */
             return;
         }
     } else {
@@ -905,7 +900,7 @@ static void wait_sweep(shp_pool *p, int64_t deadline)
     for (int i = 0; i < SHP__SWEEP_YIELDS &&
                     (atomic_load_explicit(&p->sweep_seq, memory_order_acquire) & 1);
          i++) {
-        if (deadline >= 0 && shp__now_ns() >= deadline)
+        if (past(deadline))
             return;
         sched_yield();
     }
@@ -1047,7 +1042,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
                 }
                 uint32_t s = SHP__IN_USE;
                 if (!atomic_compare_exchange_strong(&(*out)->state, &s, SHP__CHECKING)) {
-                    give_up(p, *out); /* orphaned: closes it, drops its ref */
+                    give_up(p, *out, SHP__CLOSE_SHUTDOWN); /* orphaned: closes it, drops its ref */
                     ret = -ESHUTDOWN;
                     goto done;
                 }
@@ -1058,7 +1053,7 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
             }
             ret = 0;
             if (!running(p)) {
-                give_up(p, *out);
+                give_up(p, *out, SHP__CLOSE_SHUTDOWN);
                 ret = -ESHUTDOWN;
             }
             goto done;

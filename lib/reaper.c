@@ -264,12 +264,12 @@ void shp__reaper_kick_wait(shp_pool *p)
      * so that the second pass follows the first at once, whatever the
      * reaper's interval. */
     uint64_t until = p->rp_passes + 2;
-    do {
+    for (;;) {
         p->rp_kick = true;
         pthread_cond_signal(&p->rp_cond);
         if (!wait || p->rp_stop || p->rp_passes >= until)
             break;
         pthread_cond_wait(&p->rp_done, &p->rp_lock);
-    } while (true);
+    }
     pthread_mutex_unlock(&p->rp_lock);
 }
