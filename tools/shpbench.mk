@@ -1,5 +1,16 @@
-# tools/shpbench.mk - shpbench, the workload/tuning tool (tools/shpbench*.c).
+# tools/shpbench.mk - shpbench, the workload/tuning tool (tools/shpbench/).
 # Included by the main Makefile; uses its CC, CSTD, WARN, INC, LIBS and B.
+#
+# The sources include each other as "shpbench/NAME.h" (-I tools) and the
+# library's internal histogram as "hist.h" (INC's -I lib).  Layers, each
+# using only those below it:
+#   main.c                         options, dispatch
+#   single sweep recommend gbench  the modes
+#   points                         a list of parameter points run against pools
+#   report                         table, CSV and JSON writers
+#   run                            one pool's run: options, workers, result
+#   pools backend plot             the pools compared, the connections, gnuplot
+#   util latency                   clocks, distributions; latency histogram
 #
 #   make build/release/tools/shpbench   the tool (-O2), linked against the
 #                                       release libshardpool.a and the bench
@@ -8,7 +19,7 @@
 #                                       four pools (checks the JSON parses), a
 #                                       tiny --sweep (checks its SVG plots are
 #                                       written), a tiny --recommend, and
-#                                       --plot-gbench of $(B)/bench/micro.json
+#                                       --plot-gbench of $(B)/bench/micro.csv
 #                                       when that exists (make bench-micro)
 #   make shpbench-plots                 a small sweep (threads 1..16, max 16,
 #                                       300 ms per pool and point, all four
@@ -18,7 +29,7 @@
 #   make build/asan/tools/shpbench      ASan+UBSan build (make B=/tmp/x ... to
 #                                       keep it out of the tree)
 
-SHPB_SRC := $(wildcard tools/shpbench*.c)
+SHPB_SRC := $(wildcard tools/shpbench/*.c)
 
 # The redis:// and postgresql:// backends go through the adapters, so they
 # are compiled in only when the Makefile builds those adapters into
@@ -31,12 +42,12 @@ endif
 ifeq ($(WITH_PG),1)
 SHPB_DEFS += -DSHPB_WITH_PG -I/usr/include/postgresql
 endif
-SHPB_HDR := $(wildcard tools/shpbench*.h)
+SHPB_HDR := $(wildcard tools/shpbench/*.h) lib/hist.h
 
 $(B)/release/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.h \
     $(B)/release/libshardpool.a $(B)/release/bench/baselines.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O2 -g $(INC) $(SHPB_DEFS) -I bench $(SHPB_SRC) $(B)/release/bench/baselines.o \
+	$(CC) $(CSTD) $(WARN) -O2 -g $(INC) $(SHPB_DEFS) -I tools -I bench $(SHPB_SRC) $(B)/release/bench/baselines.o \
 	  $(B)/release/libshardpool.a $(LIBS) -lm -o $@
 
 # The sanitizer build compiles the baselines itself: the main Makefile only
@@ -44,7 +55,7 @@ $(B)/release/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.h \
 $(B)/asan/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.c bench/baselines.h \
     $(B)/asan/libshardpool.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) $(SHPB_DEFS) -I bench $(SHPB_SRC) bench/baselines.c \
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) $(SHPB_DEFS) -I tools -I bench $(SHPB_SRC) bench/baselines.c \
 	  $(B)/asan/libshardpool.a $(LIBS) -lm $(LDFLAGS_asan) -o $@
 
 SHPB_SMOKE_PLOTS := $(B)/shpbench-smoke-plots
@@ -72,16 +83,16 @@ shpbench-smoke: $(B)/release/tools/shpbench
 	@if grep -q 'cfg.max_size = ' $(B)/shpbench-smoke-recommend.txt; then \
 	  echo "shpbench-smoke: recommend ok"; \
 	else cat $(B)/shpbench-smoke-recommend.txt; echo "shpbench-smoke: FAIL - no recommendation"; exit 1; fi
-	@if test -f $(B)/bench/micro.json; then \
+	@if test -f $(B)/bench/micro.csv; then \
 	  rm -rf $(SHPB_SMOKE_PLOTS)/gbench && \
-	  $(B)/release/tools/shpbench --plot-gbench $(B)/bench/micro.json \
+	  $(B)/release/tools/shpbench --plot-gbench $(B)/bench/micro.csv \
 	    --plot-dir $(SHPB_SMOKE_PLOTS)/gbench || exit 1; \
 	  test -s $(SHPB_SMOKE_PLOTS)/gbench/gbench-real-time.svg || \
 	    { echo "shpbench-smoke: FAIL - gbench plot missing"; exit 1; }; \
 	  echo "shpbench-smoke: gbench plot ok"; \
-	else echo "shpbench-smoke: $(B)/bench/micro.json not found (make bench-micro), gbench plot skipped"; fi
+	else echo "shpbench-smoke: $(B)/bench/micro.csv not found (make bench-micro), gbench plot skipped"; fi
 
-# The plots for `make bench` and the README (tools/shpbench-example.svg is the
+# The plots for `make bench` and the README (bench/shpbench-example.svg is the
 # throughput plot of one such run).
 shpbench-plots: $(B)/release/tools/shpbench
 	@mkdir -p $(B)/bench

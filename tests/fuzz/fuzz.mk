@@ -68,13 +68,13 @@ $(B)/fuzz/libshardpool.a: $(patsubst lib/%.c,$(B)/fuzz/lib/%.o,$(LIB_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
-# shpbench's parsers: its sources but shpbench.c (which fuzz_shpbench_opts.c
+# shpbench's parsers: its sources but main.c (which fuzz_shpbench_opts.c
 # includes, to reach its static parsers), and the baselines they link.
-FUZZ_SHPB_OBJ := $(patsubst tools/%.c,$(B)/fuzz/tools/%.o,$(filter-out tools/shpbench.c,$(SHPB_SRC))) \
+FUZZ_SHPB_OBJ := $(patsubst tools/shpbench/%.c,$(B)/fuzz/tools/shpbench/%.o,$(filter-out tools/shpbench/main.c,$(SHPB_SRC))) \
                  $(B)/fuzz/bench/baselines.o
-$(B)/fuzz/tools/%.o: tools/%.c $(SHPB_HDR) $(LIB_HDR) | $(B)/.deps-ok
+$(B)/fuzz/tools/shpbench/%.o: tools/shpbench/%.c $(SHPB_HDR) $(LIB_HDR) | $(B)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CSTD) $(FUZZ_WARN) $(CFLAGS_fuzz) $(INC) $(SHPB_DEFS) -I bench -c $< -o $@
+	$(FUZZ_CC) $(CSTD) $(FUZZ_WARN) $(CFLAGS_fuzz) $(INC) $(SHPB_DEFS) -I tools -I bench -c $< -o $@
 $(B)/fuzz/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) $(FUZZ_WARN) $(CFLAGS_fuzz) -c $< -o $@
@@ -90,7 +90,7 @@ FUZZ_CFLAGS_shpbench_opts := $(SHPB_DEFS) -I bench -I tools
 FUZZ_LD_tcp_config := -Wl,--wrap=socket,--wrap=connect,--wrap=getaddrinfo,--wrap=freeaddrinfo,--wrap=poll
 $(B)/fuzz/bin/fuzz_pg_config: lib/adapters/pg.c
 $(B)/fuzz/bin/fuzz_redis_config $(B)/fuzz/bin/fuzz_redis_reply: lib/adapters/redis.c
-$(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench.c $(FUZZ_SHPB_OBJ)
+$(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench/main.c $(FUZZ_SHPB_OBJ)
 
 $(B)/fuzz/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(B)/fuzz/libshardpool.a
 	@mkdir -p $(dir $@)

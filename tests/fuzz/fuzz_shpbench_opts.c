@@ -1,10 +1,11 @@
 /*
  * fuzz_shpbench_opts.c - libFuzzer target: shpbench's option value parsers
- * (tools/shpbench_util.c: durations, distributions; tools/shpbench.c:
- * --rate, counts, --pools; tools/shpbench_sweep.c: --sweep).
+ * (tools/shpbench/util.c: durations, distributions; tools/shpbench/main.c:
+ * --rate, counts, --pools; tools/shpbench/sweep.c: --sweep).
  *
- * tools/shpbench.c is compiled into this file (its parsers are static; its
- * main is renamed away); the other shpbench sources are linked as objects.
+ * tools/shpbench/main.c is compiled into this file (its parsers are static;
+ * its main is renamed away); the other shpbench sources are linked as
+ * objects.
  *
  * Input: a byte choosing the bound given to the count parser, a byte for
  * the error buffer's size, then two NUL-separated strings: the value every
@@ -25,14 +26,14 @@
  *   - parse_pools: accepts exactly a comma-separated list with at least
  *     one name, every name known or "all", and sets those pools;
  *   - shpb_sweep_parse: an accepted sweep has 1..SHPB_KEYS axes with
- *     distinct keys, 1..SHPB_SWEEP_MAX_VALUES distinct values each, counts
+ *     distinct keys, 1..SHPB_AXIS_MAX_VALUES distinct values each, counts
  *     in their ranges, valid distributions; a rejected one leaves a
  *     NUL-terminated message within the error buffer, of any size.
  */
 #include "fuzz_util.h"
 
 #define main shpbench_main
-#include "../../tools/shpbench.c"
+#include "../../tools/shpbench/main.c"
 #undef main
 
 #include <fcntl.h>
@@ -122,7 +123,7 @@ static void check_dist(const char *s)
     }
 }
 
-/* ---- shpbench.c's own parsers ------------------------------------------------------ */
+/* ---- main.c's own parsers ------------------------------------------------------ */
 
 static void check_rate(const char *s)
 {
@@ -193,7 +194,7 @@ static void check_pools(const char *s)
                  out[k] ? "set" : "not set");
 }
 
-static void check_sweep(shpb_sweep *sw, const char *s, size_t errlen)
+static void check_sweep(shpb_axes *sw, const char *s, size_t errlen)
 {
     char *err = malloc(errlen);
     if (!err)
@@ -213,7 +214,7 @@ static void check_sweep(shpb_sweep *sw, const char *s, size_t errlen)
     for (unsigned a = 0; a < sw->naxes; a++) {
         const shpb_axis *ax = &sw->axes[a];
         FZ_CHECK((unsigned)ax->key < SHPB_KEYS, "--sweep \"%s\": key %d", s, (int)ax->key);
-        FZ_CHECK(ax->n >= 1 && ax->n <= SHPB_SWEEP_MAX_VALUES, "--sweep \"%s\": %u values", s,
+        FZ_CHECK(ax->n >= 1 && ax->n <= SHPB_AXIS_MAX_VALUES, "--sweep \"%s\": %u values", s,
                  ax->n);
         for (unsigned b = 0; b < a; b++)
             FZ_CHECK(sw->axes[b].key != ax->key, "--sweep \"%s\": key %d twice", s, (int)ax->key);
@@ -255,7 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_rate(s);
     check_u64(s, max);
     check_pools(s);
-    shpb_sweep sw;
+    shpb_axes sw;
     memset(&sw, 0, sizeof sw);
     check_sweep(&sw, s, errlen);
     check_sweep(&sw, s2, errlen); /* a second KEY=VALUES argument to the same sweep */

@@ -1,7 +1,7 @@
 /*
- * tools/shpbench_util.c - see shpbench_util.h.
+ * tools/shpbench/util.c - see util.h.
  */
-#include "shpbench_util.h"
+#include "shpbench/util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -231,4 +231,93 @@ char *shpb_dist_format(const shpb_dist *d, char *buf, size_t len)
         break;
     }
     return buf;
+}
+
+double shpb_dist_mean_ns(const shpb_dist *d)
+{
+    if (d->kind == SHPB_DIST_LOGNORMAL)
+        return (double)d->a_ns * exp(d->sigma * d->sigma / 2);
+    return (double)d->a_ns;
+}
+
+/* ---- self-test ----------------------------------------------------------- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int shpb_util_self_test(void)
+{
+    int bad = 0;
+    static const struct {
+        const char *s;
+        int64_t ns;
+    } durs[] = { { "0", 0 }, { "500ns", 500 }, { "20us", 20000 }, { "1ms", 1000000 },
+                 { "1.5ms", 1500000 }, { "2s", 2000000000 } };
+    for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++) {
+        int64_t v = -1;
+        if (shpb_parse_duration(durs[i].s, &v) != 0 || v != durs[i].ns) {
+            fprintf(stderr, "self-test: duration '%s' -> %lld\n", durs[i].s, (long long)v);
+            bad = 1;
+        }
+    }
+    static const char *const bad_durs[] = { "", "5", "-1us", "1x", "ms", "1e30s" };
+    for (size_t i = 0; i < sizeof bad_durs / sizeof bad_durs[0]; i++) {
+        int64_t v;
+        if (shpb_parse_duration(bad_durs[i], &v) == 0) {
+            fprintf(stderr, "self-test: duration '%s' accepted\n", bad_durs[i]);
+            bad = 1;
+        }
+    }
+    /* Distributions: parse/format round trip, and the sample mean (fixed,
+     * exp) or median (lognormal) within 3 % of 20 us. */
+    enum { N = 200000 };
+    int64_t *v = malloc(N * sizeof *v);
+    if (v == NULL) {
+        fprintf(stderr, "self-test: out of memory\n");
+        return -1;
+    }
+    static const char *const dists[] = { "fixed:20us", "exp:20us", "lognormal:20us,0.5" };
+    for (size_t i = 0; i < sizeof dists / sizeof dists[0]; i++) {
+        shpb_dist d;
+        char buf[64];
+        if (shpb_dist_parse(dists[i], &d) != 0 ||
+            strcmp(shpb_dist_format(&d, buf, sizeof buf), dists[i]) != 0) {
+            fprintf(stderr, "self-test: distribution '%s' does not round-trip\n", dists[i]);
+            bad = 1;
+            continue;
+        }
+        shpb_rng rng;
+        shpb_rng_seed(&rng, 42, 0);
+        double sum = 0;
+        for (int k = 0; k < N; k++) {
+            v[k] = shpb_dist_sample(&d, &rng);
+            sum += (double)v[k];
+        }
+        double got;
+        if (d.kind == SHPB_DIST_LOGNORMAL) {
+            qsort(v, N, sizeof *v, cmp_i64);
+            got = (double)v[N / 2];
+        } else {
+            got = sum / N;
+        }
+        if (got < 19400 || got > 20600) {
+            fprintf(stderr, "self-test: '%s' sample mean/median %.0f, want ~20000\n", dists[i],
+                    got);
+            bad = 1;
+        }
+    }
+    free(v);
+    static const char *const bad_dists[] = { "uniform:1us", "lognormal:20us", "exp:",
+                                             "lognormal:1us,-1" };
+    for (size_t i = 0; i < sizeof bad_dists / sizeof bad_dists[0]; i++) {
+        shpb_dist d;
+        if (shpb_dist_parse(bad_dists[i], &d) == 0) {
+            fprintf(stderr, "self-test: distribution '%s' accepted\n", bad_dists[i]);
+            bad = 1;
+        }
+    }
+    return bad ? -1 : 0;
 }

@@ -1,5 +1,5 @@
 /*
- * tools/shpbench_plot.h - plots through gnuplot, run as a subprocess.
+ * tools/shpbench/plot.h - plots through gnuplot, run as a subprocess.
  *
  * Every plot NAME is written into a directory as
  *   NAME.dat   the data (plain columns, '#' comments)
@@ -20,7 +20,7 @@
 
 #include <stdbool.h>
 
-#include "shpbench_hist.h"
+#include "shpbench/latency.h"
 
 /* What gnuplot can do here, found by running it. */
 typedef struct shpb_gnuplot {
@@ -73,7 +73,7 @@ typedef struct shpb_cdf_plot {
     unsigned nseries;
     const char *const *series;
     const int *style;
-    const shpb_hist *const *hists;  /* NULL or empty: left out */
+    const shpb_lat *const *hists;   /* NULL or empty: left out */
 } shpb_cdf_plot;
 
 /* Write the files of one plot into dir and, if g found gnuplot, render

@@ -1,5 +1,5 @@
 /*
- * tools/shpbench_backend.h - what shpbench's pooled connections talk to.
+ * tools/shpbench/backend.h - what shpbench's pooled connections talk to.
  *
  *   embedded      an echo server on 127.0.0.1 that shpbench runs itself: one
  *                 acceptor thread and one thread per connection, which reads

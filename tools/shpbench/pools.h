@@ -1,5 +1,5 @@
 /*
- * tools/shpbench_pools.h - the pools shpbench compares, behind one interface.
+ * tools/shpbench/pools.h - the pools shpbench compares, behind one interface.
  *
  *   shardpool         shp_pool with --shards (0: one shard per CPU)
  *   shardpool-1shard  shp_pool with shards = 1: the same code, sharding off
@@ -37,7 +37,7 @@
 
 #include <shardpool/pool.h>
 
-#include "shpbench_backend.h"
+#include "shpbench/backend.h"
 
 typedef enum shpb_pool_kind {
     SHPB_POOL_SHARDPOOL,

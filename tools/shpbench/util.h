@@ -1,6 +1,7 @@
 /*
- * tools/shpbench_util.h - clocks, durations, random numbers and the
- * hold/think time distributions of shpbench.
+ * tools/shpbench/util.h - clocks, durations, random numbers and the
+ * hold/think time distributions of shpbench.  The ground floor: it uses no
+ * other part of shpbench.
  *
  * Everything here is thread-safe in the usual sense: functions touch only
  * their arguments, and an shpb_rng belongs to one thread at a time.
@@ -74,5 +75,14 @@ int64_t shpb_dist_sample(const shpb_dist *d, shpb_rng *r);
 
 /* Formats d the way shpb_dist_parse reads it.  Returns buf. */
 char *shpb_dist_format(const shpb_dist *d, char *buf, size_t len);
+
+/* The mean of d in ns (a lognormal's is median * exp(sigma^2 / 2)); the
+ * SHPB_MAX_SAMPLE_NS cap is not accounted for. */
+double shpb_dist_mean_ns(const shpb_dist *d);
+
+/* Checks the duration parser and the distributions (parse/format round
+ * trip, sample mean or median).  Returns 0, or -1 after printing what
+ * failed to stderr.  Used by shpbench --self-test. */
+int shpb_util_self_test(void);
 
 #endif

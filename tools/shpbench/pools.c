@@ -1,10 +1,10 @@
 /*
- * tools/shpbench_pools.c - see shpbench_pools.h.
+ * tools/shpbench/pools.c - see pools.h.
  */
-#include "shpbench_pools.h"
+#include "shpbench/pools.h"
 
 #include "baselines.h"
-#include "shpbench_util.h"
+#include "shpbench/util.h"
 
 #include <errno.h>
 #include <stdatomic.h>

@@ -1,7 +1,7 @@
 /*
- * tools/shpbench_plot.c - see shpbench_plot.h.
+ * tools/shpbench/plot.c - see plot.h.
  */
-#include "shpbench_plot.h"
+#include "shpbench/plot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -448,27 +448,28 @@ int shpb_plot_cdf(const shpb_gnuplot *g, const char *dir, const shpb_cdf_plot *p
                "# the fraction of values <= it, and the fraction above it (NaN at 0).\n");
     unsigned blocks = 0;
     for (unsigned s = 0; s < p->nseries && s < SHPB_PLOT_MAX_SERIES; s++) {
-        const shpb_hist *h = p->hists[s];
+        const shpb_lat *l = p->hists[s];
         c.block[s] = ~0u;
-        if (h == NULL || h->count == 0)
+        if (l == NULL || l->h.count == 0)
             continue;
+        const uint64_t count = l->h.count, max = l->h.max;
         c.block[s] = blocks++;
         fprintf(f, "%s# %s: %llu values\n", blocks > 1 ? "\n\n" : "", p->series[s],
-                (unsigned long long)h->count);
+                (unsigned long long)count);
         uint64_t seen = 0;
-        double lo = h->min > 0 ? (double)h->min : 1;
+        double lo = l->min > 0 ? (double)l->min : 1;
         /* start the step at the smallest value, at 0 */
         fprintf(f, "%g 0 1\n", lo);
-        for (unsigned i = 0; i < SHPB_HIST_BUCKETS && seen < h->count; i++) {
-            if (h->buckets[i] == 0)
+        for (unsigned i = 0; i < SHP__HIST_N && seen < count; i++) {
+            if (l->h.n[i] == 0)
                 continue;
-            seen += h->buckets[i];
-            uint64_t hi = shpb_hist_bucket_hi(i);
-            if (hi > h->max)
-                hi = h->max;
+            seen += l->h.n[i];
+            uint64_t hi = shpb_lat_bucket_hi(i);
+            if (hi > max)
+                hi = max;
             double x = hi > 0 ? (double)hi : 1;
-            double frac = (double)seen / (double)h->count;
-            double tail = (double)(h->count - seen) / (double)h->count;
+            double frac = (double)seen / (double)count;
+            double tail = (double)(count - seen) / (double)count;
             if (tail > 0) {
                 fprintf(f, "%g %.9f %.9g\n", x, frac, tail);
                 if (tail < c.tail_lo)
@@ -479,8 +480,8 @@ int shpb_plot_cdf(const shpb_gnuplot *g, const char *dir, const shpb_cdf_plot *p
         }
         if (lo < c.xlo)
             c.xlo = lo;
-        if ((double)h->max > c.xhi)
-            c.xhi = (double)h->max;
+        if ((double)max > c.xhi)
+            c.xhi = (double)max;
     }
     if (close_in(f, path) != 0)
         return -1;

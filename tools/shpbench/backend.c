@@ -1,9 +1,9 @@
 /*
- * tools/shpbench_backend.c - see shpbench_backend.h.
+ * tools/shpbench/backend.c - see backend.h.
  */
-#include "shpbench_backend.h"
+#include "shpbench/backend.h"
 
-#include "shpbench_util.h"
+#include "shpbench/util.h"
 
 #include <shardpool/log.h>
 #include <shardpool/pool.h>

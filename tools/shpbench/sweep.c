@@ -1,17 +1,16 @@
 /*
- * tools/shpbench_sweep.c - shpbench --sweep: the comparison at every point of
- * a grid, its CSV/JSON, and its plots.
+ * tools/shpbench/sweep.c - see sweep.h.
  *
- * A key given with one value is no dimension: it just sets that parameter.
- * Every key with several values is a dimension; the first one given varies
- * slowest.  The plots put threads on the x axis when it is a dimension (else
- * the first dimension), and draw one throughput plot and one latency CDF
- * per combination of the other dimensions' values.  The CDF is drawn for
- * the point with the most threads (when threads is not swept: the largest
- * x value); only those points keep their histograms.
+ * The plots put threads on the x axis when it is a dimension (else the
+ * first dimension), and draw one throughput plot and one latency CDF per
+ * combination of the other dimensions' values.  The CDF is drawn for the
+ * point with the most threads (when threads is not swept: the largest x
+ * value); only those points keep their histograms.
  */
-#include "shpbench.h"
-#include "shpbench_plot.h"
+#include "shpbench/sweep.h"
+
+#include "shpbench/plot.h"
+#include "shpbench/report.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,21 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char *const key_names[SHPB_KEYS] = {
-    [SHPB_KEY_THREADS] = "threads", [SHPB_KEY_MAX] = "max",   [SHPB_KEY_MIN] = "min",
-    [SHPB_KEY_SHARDS] = "shards",   [SHPB_KEY_HOLD] = "hold", [SHPB_KEY_THINK] = "think",
-};
-
-const char *shpb_key_name(shpb_key k)
-{
-    return (unsigned)k < SHPB_KEYS ? key_names[k] : "?";
-}
-
-static bool key_is_dist(shpb_key k)
-{
-    return k == SHPB_KEY_HOLD || k == SHPB_KEY_THINK;
-}
 
 /* ---- parsing -------------------------------------------------------------- */
 
@@ -48,7 +32,7 @@ static int parse_count(const char *s, unsigned lo, unsigned hi, unsigned *out)
     return 0;
 }
 
-static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
+static int parse_one(shpb_axes *sw, const char *tok, char *err, size_t errlen)
 {
     const char *eq = strchr(tok, '=');
     if (eq == NULL || eq == tok) {
@@ -58,7 +42,7 @@ static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
     size_t klen = (size_t)(eq - tok);
     shpb_key key = SHPB_KEYS;
     for (unsigned k = 0; k < SHPB_KEYS; k++)
-        if (strlen(key_names[k]) == klen && strncmp(tok, key_names[k], klen) == 0)
+        if (strlen(shpb_key_name(k)) == klen && strncmp(tok, shpb_key_name(k), klen) == 0)
             key = (shpb_key)k;
     if (key == SHPB_KEYS) {
         snprintf(err, errlen, "unknown key '%.*s' (threads, max, min, shards, hold, think)",
@@ -67,7 +51,7 @@ static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
     }
     for (unsigned i = 0; i < sw->naxes; i++) {
         if (sw->axes[i].key == key) {
-            snprintf(err, errlen, "key '%s' given twice", key_names[key]);
+            snprintf(err, errlen, "key '%s' given twice", shpb_key_name(key));
             return -EINVAL;
         }
     }
@@ -81,28 +65,28 @@ static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
     }
     int rc = 0;
     for (char *v = strtok_r(vals, ",", &save); v != NULL; v = strtok_r(NULL, ",", &save)) {
-        if (ax.n == SHPB_SWEEP_MAX_VALUES) {
-            snprintf(err, errlen, "%s: more than %d values", key_names[key],
-                     SHPB_SWEEP_MAX_VALUES);
+        if (ax.n == SHPB_AXIS_MAX_VALUES) {
+            snprintf(err, errlen, "%s: more than %d values", shpb_key_name(key),
+                     SHPB_AXIS_MAX_VALUES);
             rc = -EINVAL;
             break;
         }
         unsigned i = ax.n;
-        if (key_is_dist(key)) {
+        if (shpb_key_is_dist(key)) {
             int64_t ns;
             if (shpb_parse_duration(v, &ns) == 0) {
                 ax.d[i] = (shpb_dist){ .kind = SHPB_DIST_FIXED, .a_ns = ns };
                 ax.scale[i] = true;
             } else if (shpb_dist_parse(v, &ax.d[i]) != 0) {
                 snprintf(err, errlen, "%s: expected a duration (20us) or fixed:DUR / exp:DUR, "
-                         "got '%s'", key_names[key], v);
+                         "got '%s'", shpb_key_name(key), v);
                 rc = -EINVAL;
                 break;
             }
             for (unsigned j = 0; j < i; j++) {
                 if (ax.scale[j] == ax.scale[i] && ax.d[j].kind == ax.d[i].kind &&
                     ax.d[j].a_ns == ax.d[i].a_ns && ax.d[j].sigma == ax.d[i].sigma) {
-                    snprintf(err, errlen, "%s: value '%s' given twice", key_names[key], v);
+                    snprintf(err, errlen, "%s: value '%s' given twice", shpb_key_name(key), v);
                     rc = -EINVAL;
                 }
             }
@@ -116,13 +100,13 @@ static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
                 hi = 4096;
             if (parse_count(v, lo, hi, &ax.u[i]) != 0) {
                 snprintf(err, errlen, "%s: expected an integer in %u..%u, got '%s'",
-                         key_names[key], lo, hi, v);
+                         shpb_key_name(key), lo, hi, v);
                 rc = -EINVAL;
                 break;
             }
             for (unsigned j = 0; j < i; j++) {
                 if (ax.u[j] == ax.u[i]) {
-                    snprintf(err, errlen, "%s: value %u given twice", key_names[key], ax.u[i]);
+                    snprintf(err, errlen, "%s: value %u given twice", shpb_key_name(key), ax.u[i]);
                     rc = -EINVAL;
                 }
             }
@@ -133,7 +117,7 @@ static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
     }
     free(vals);
     if (rc == 0 && ax.n == 0) {
-        snprintf(err, errlen, "%s: no values", key_names[key]);
+        snprintf(err, errlen, "%s: no values", shpb_key_name(key));
         rc = -EINVAL;
     }
     if (rc == 0)
@@ -141,7 +125,7 @@ static int parse_one(shpb_sweep *sw, const char *tok, char *err, size_t errlen)
     return rc;
 }
 
-int shpb_sweep_parse(shpb_sweep *sw, const char *spec, char *err, size_t errlen)
+int shpb_sweep_parse(shpb_axes *sw, const char *spec, char *err, size_t errlen)
 {
     char *copy = strdup(spec), *save = NULL;
     if (copy == NULL) {
@@ -163,324 +147,35 @@ int shpb_sweep_parse(shpb_sweep *sw, const char *spec, char *err, size_t errlen)
     return rc;
 }
 
-/* ---- points ---------------------------------------------------------------- */
-
-void shpb_point_opts(const shpb_opts *o, const shpb_point *p, shpb_opts *out)
-{
-    *out = *o;
-    out->threads = p->threads;
-    out->pool = p->pool;
-    out->hold = p->hold;
-    out->think = p->think;
-}
-
-char *shpb_point_value(const shpb_point *p, shpb_key k, char *buf, size_t len)
-{
-    switch (k) {
-    case SHPB_KEY_THREADS:
-        snprintf(buf, len, "%u", p->threads);
-        break;
-    case SHPB_KEY_MAX:
-        snprintf(buf, len, "%u", p->pool.max_size);
-        break;
-    case SHPB_KEY_MIN:
-        snprintf(buf, len, "%u", p->pool.min_size);
-        break;
-    case SHPB_KEY_SHARDS:
-        if (p->pool.shards == 0)
-            snprintf(buf, len, "per-CPU");
-        else
-            snprintf(buf, len, "%u", p->pool.shards);
-        break;
-    case SHPB_KEY_HOLD:
-        shpb_dist_format(&p->hold, buf, len);
-        break;
-    case SHPB_KEY_THINK:
-    default:
-        shpb_dist_format(&p->think, buf, len);
-        break;
-    }
-    return buf;
-}
-
-/* Sets p's value of axis a to value i. */
-static void apply_value(shpb_point *p, const shpb_axis *a, unsigned i)
-{
-    switch (a->key) {
-    case SHPB_KEY_THREADS:
-        p->threads = a->u[i];
-        break;
-    case SHPB_KEY_MAX:
-        p->pool.max_size = a->u[i];
-        break;
-    case SHPB_KEY_MIN:
-        p->pool.min_size = a->u[i];
-        break;
-    case SHPB_KEY_SHARDS:
-        p->pool.shards = a->u[i];
-        break;
-    case SHPB_KEY_HOLD:
-    case SHPB_KEY_THINK: {
-        shpb_dist *d = a->key == SHPB_KEY_HOLD ? &p->hold : &p->think;
-        if (a->scale[i])
-            d->a_ns = a->d[i].a_ns;
-        else
-            *d = a->d[i];
-        break;
-    }
-    default:
-        break;
-    }
-}
-
-void shpb_points_free(shpb_point *pts, unsigned n)
-{
-    if (pts == NULL)
-        return;
-    for (unsigned i = 0; i < n; i++)
-        for (unsigned k = 0; k < SHPB_POOL_KINDS; k++)
-            shpb_result_free(&pts[i].res[k]);
-    free(pts);
-}
-
-static void print_rows_header(const shpb_key *cols, unsigned ncols, const int *w)
-{
-    printf("\n%4s", "pt");
-    for (unsigned c = 0; c < ncols; c++)
-        printf(" %*s", w[c], key_names[cols[c]]);
-    printf(" %-17s %11s %9s %9s %9s %7s %8s %7s %7s %7s\n", "pool", "ops/s", "acq p50",
-           "acq p99", "p99.9", "wait %", "steals %", "in use", "opened", "errors");
-}
-
-static void print_row(unsigned no, const shpb_point *p, const shpb_result *r,
-                      const shpb_key *cols, unsigned ncols, const int *w)
-{
-    char v[64], p50[32], p99[32], p999[32], steals[16];
-    printf("%4u", no);
-    for (unsigned c = 0; c < ncols; c++)
-        printf(" %*s", w[c], shpb_point_value(p, cols[c], v, sizeof v));
-    if (!r->ran) {
-        printf(" %-17s (not run)\n", shpb_pool_kind_name(r->kind));
-        return;
-    }
-    if (r->ops == 0) {
-        printf(" %-17s %11.0f %9s %9s %9s %7s %8s %7s %7" PRIu64 " %7" PRIu64 "\n",
-               shpb_pool_kind_name(r->kind), 0.0, "-", "-", "-", "-", "-", "-", r->bc.opened,
-               r->errors + r->timeouts);
-        return;
-    }
-    if (r->has_stats)
-        snprintf(steals, sizeof steals, "%.2f", shpb_steals_pct(r));
-    else
-        snprintf(steals, sizeof steals, "-");
-    printf(" %-17s %11.0f %9s %9s %9s %7.2f %8s %7.1f %7" PRIu64 " %7" PRIu64 "\n",
-           shpb_pool_kind_name(r->kind), r->throughput,
-           shpb_format_ns((int64_t)r->p50, p50, sizeof p50),
-           shpb_format_ns((int64_t)r->p99, p99, sizeof p99),
-           shpb_format_ns((int64_t)r->p999, p999, sizeof p999), r->wait_pct, steals,
-           r->in_use_avg, r->bc.opened, r->errors + r->timeouts);
-}
-
-int shpb_run_points(const shpb_opts *o, shpb_backend *b, shpb_point *pts, unsigned n,
-                    const bool *pools, const shpb_key *cols, unsigned ncols, bool rows)
-{
-    bool tty = isatty(STDERR_FILENO) && o->progress;
-    int w[SHPB_KEYS];
-    for (unsigned c = 0; c < ncols; c++) {
-        w[c] = (int)strlen(key_names[cols[c]]);
-        for (unsigned i = 0; i < n; i++) {
-            char v[64];
-            int l = (int)strlen(shpb_point_value(&pts[i], cols[c], v, sizeof v));
-            if (l > w[c])
-                w[c] = l;
-        }
-    }
-    unsigned of = 0;
-    for (unsigned k = 0; k < SHPB_POOL_KINDS; k++)
-        of += pools[k];
-    if (rows) {
-        print_rows_header(cols, ncols, w);
-        fflush(stdout);
-    }
-    int status = 0;
-    for (unsigned i = 0; i < n; i++) {
-        shpb_point *p = &pts[i];
-        for (unsigned k = 0; k < SHPB_POOL_KINDS; k++)
-            p->res[k].kind = (shpb_pool_kind)k;
-        if (p->skip != NULL) {
-            if (rows)
-                printf("%4u skipped: %s\n", i + 1, p->skip);
-            continue;
-        }
-        if (!rows && tty) {
-            fprintf(stderr, "\r\033[Kshpbench: measuring %u/%u", i + 1, n);
-            for (unsigned c = 0; c < ncols; c++) {
-                char v[64];
-                fprintf(stderr, " %s %s", key_names[cols[c]],
-                        shpb_point_value(p, cols[c], v, sizeof v));
-            }
-            fflush(stderr);
-        }
-        shpb_opts po;
-        shpb_point_opts(o, p, &po);
-        unsigned no = 0;
-        for (unsigned k = 0; k < SHPB_POOL_KINDS; k++) {
-            if (!pools[k])
-                continue;
-            if (shpb_run_pool(&po, b, (shpb_pool_kind)k, ++no, of, &p->res[k]) != 0)
-                status = 1;
-            if (!p->keep_hist)
-                shpb_result_drop_hist(&p->res[k]);
-            if (rows) {
-                print_row(i + 1, p, &p->res[k], cols, ncols, w);
-                fflush(stdout);
-            }
-        }
-    }
-    if (!rows) {
-        if (tty)
-            fprintf(stderr, "\r\033[K");
-        return status;
-    }
-    char th[32];
-    shpb_format_ns(o->wait_threshold_ns, th, sizeof th);
-    printf("\nacq: time in the pool's acquire call (successful acquires); wait %%: acquires "
-           "slower than %s;\nsteals %%: shardpool acquires served from another CPU's shard; "
-           "in use: connections held\nby the workers on average; opened: connections the "
-           "backend accepted; errors: failed acquires.\n",
-           th);
-    return status;
-}
-
-/* ---- CSV and JSON ---------------------------------------------------------- */
-
-int shpb_write_points_csv(const char *path, const shpb_point *pts, unsigned n)
-{
-    FILE *f = shpb_open_out(path);
-    if (f == NULL)
-        return -1;
-    fprintf(f, "point,threads,max,min,shards,hold,think,");
-    shpb_csv_result_header(f);
-    fputc('\n', f);
-    for (unsigned i = 0; i < n; i++) {
-        const shpb_point *p = &pts[i];
-        char hold[64], think[64];
-        shpb_dist_format(&p->hold, hold, sizeof hold);
-        shpb_dist_format(&p->think, think, sizeof think);
-        for (unsigned k = 0; k < SHPB_POOL_KINDS; k++) {
-            if (!p->res[k].ran)
-                continue;
-            /* a lognormal's comma: quote the field */
-            fprintf(f, "%u,%u,%u,%u,%u,\"%s\",\"%s\",", i + 1, p->threads, p->pool.max_size,
-                    p->pool.min_size, p->pool.shards, hold, think);
-            shpb_csv_result_row(f, &p->res[k]);
-            fputc('\n', f);
-        }
-    }
-    return shpb_close_out(f, path);
-}
-
-int shpb_write_points_json(const char *path, const shpb_opts *o, shpb_backend *b,
-                           const char *mode, const shpb_sweep *sw, const shpb_point *pts,
-                           unsigned n, void (*extra)(FILE *f, const void *arg),
-                           const void *extra_arg)
-{
-    FILE *f = shpb_open_out(path);
-    if (f == NULL)
-        return -1;
-    fprintf(f, "{\n  \"tool\": \"shpbench\",\n  \"version\": \"%d.%d.%d\",\n  \"mode\": ",
-            SHP_VERSION_MAJOR, SHP_VERSION_MINOR, SHP_VERSION_PATCH);
-    shpb_json_str(f, mode);
-    fprintf(f, ",\n  \"config\": {\n");
-    shpb_json_config(f, o, b, 4);
-    fprintf(f, "  },\n  \"sweep\": ");
-    if (sw == NULL || sw->naxes == 0) {
-        fprintf(f, "null");
-    } else {
-        fprintf(f, "{");
-        for (unsigned a = 0; a < sw->naxes; a++) {
-            const shpb_axis *ax = &sw->axes[a];
-            fprintf(f, "%s\"%s\": [", a ? ", " : "", key_names[ax->key]);
-            for (unsigned i = 0; i < ax->n; i++) {
-                if (i)
-                    fprintf(f, ", ");
-                if (key_is_dist(ax->key)) {
-                    char d[64];
-                    shpb_dist_format(&ax->d[i], d, sizeof d);
-                    /* a bare duration keeps the distribution's kind */
-                    shpb_json_str(f, ax->scale[i] ? strchr(d, ':') + 1 : d);
-                } else {
-                    fprintf(f, "%u", ax->u[i]);
-                }
-            }
-            fprintf(f, "]");
-        }
-        fprintf(f, "}");
-    }
-    fprintf(f, ",\n  \"points\": [");
-    for (unsigned i = 0; i < n; i++) {
-        const shpb_point *p = &pts[i];
-        char hold[64], think[64];
-        fprintf(f, "%s\n    {\"point\": %u, \"threads\": %u, \"max\": %u, \"min\": %u, "
-                   "\"shards\": %u, \"hold\": ",
-                i ? "," : "", i + 1, p->threads, p->pool.max_size, p->pool.min_size,
-                p->pool.shards);
-        shpb_json_str(f, shpb_dist_format(&p->hold, hold, sizeof hold));
-        fprintf(f, ", \"think\": ");
-        shpb_json_str(f, shpb_dist_format(&p->think, think, sizeof think));
-        fprintf(f, ", \"skipped\": ");
-        if (p->skip != NULL)
-            shpb_json_str(f, p->skip);
-        else
-            fprintf(f, "null");
-        fprintf(f, ",\n     \"results\": [");
-        bool first = true;
-        for (unsigned k = 0; k < SHPB_POOL_KINDS; k++) {
-            if (!p->res[k].ran)
-                continue;
-            fprintf(f, "%s\n", first ? "" : ",");
-            first = false;
-            shpb_json_result(f, &p->res[k], 6);
-        }
-        fprintf(f, "]}");
-    }
-    fprintf(f, "\n  ]");
-    if (extra != NULL) {
-        fprintf(f, ",\n");
-        extra(f, extra_arg);
-    }
-    fprintf(f, "\n}\n");
-    return shpb_close_out(f, path);
-}
-
 /* ---- the grid ---------------------------------------------------------------- */
 
 /* A sweep with only its dimensions (keys with several values); the
  * single-valued keys are folded into base. */
 typedef struct grid {
-    shpb_sweep dims;
+    shpb_axes dims;
     shpb_point base;
     unsigned npoints;
     int xdim;         /* the dimension on the plots' x axis */
     unsigned ngroups; /* combinations of the other dimensions */
 } grid;
 
-static int grid_make(const shpb_opts *o, grid *g, char *err, size_t errlen)
+static int grid_make(const shpb_opts *o, const shpb_axes *axes, grid *g, char *err,
+                     size_t errlen)
 {
     memset(g, 0, sizeof *g);
     g->base.threads = o->threads;
     g->base.pool = o->pool;
     g->base.hold = o->hold;
     g->base.think = o->think;
-    for (unsigned a = 0; a < o->sweep.naxes; a++) {
-        const shpb_axis *ax = &o->sweep.axes[a];
+    for (unsigned a = 0; a < axes->naxes; a++) {
+        const shpb_axis *ax = &axes->axes[a];
         if (ax->n == 1)
-            apply_value(&g->base, ax, 0);
+            shpb_point_apply(&g->base, ax, 0);
         else
             g->dims.axes[g->dims.naxes++] = *ax;
     }
     if (g->dims.naxes == 0) /* nothing swept: one point, plotted against the first key */
-        g->dims.axes[g->dims.naxes++] = o->sweep.axes[0];
+        g->dims.axes[g->dims.naxes++] = axes->axes[0];
     g->xdim = 0;
     for (unsigned d = 0; d < g->dims.naxes; d++)
         if (g->dims.axes[d].key == SHPB_KEY_THREADS)
@@ -508,7 +203,7 @@ static void grid_point(const grid *g, unsigned i, shpb_point *p)
         const shpb_axis *ax = &g->dims.axes[d];
         p->vi[d] = i % ax->n;
         i /= ax->n;
-        apply_value(p, ax, p->vi[d]);
+        shpb_point_apply(p, ax, p->vi[d]);
     }
     if (p->pool.min_size > p->pool.max_size)
         p->skip = "min > max";
@@ -581,7 +276,7 @@ static void describe(const shpb_opts *o, const shpb_point *p, shpb_key skip, cha
         else
             shpb_point_value(p, k, v, sizeof v);
         int w = snprintf(buf + used, len - used, "%s%s%s%s", used ? ", " : "",
-                         k == SHPB_KEY_THINK && o->rate > 0 ? "" : key_names[k],
+                         k == SHPB_KEY_THINK && o->rate > 0 ? "" : shpb_key_name(k),
                          k == SHPB_KEY_THINK && o->rate > 0 ? "" : " ", v);
         if (w < 0 || (size_t)w >= len - used)
             return;
@@ -605,8 +300,8 @@ static void group_tag(const grid *g, const shpb_point *p, char *buf, size_t len)
                 (*s >= '0' && *s <= '9') || *s == '.')
                 clean[c++] = *s;
         clean[c] = '\0';
-        int w = snprintf(buf + used, len - used, "-%s%s", key_names[g->dims.axes[d].key],
-                         clean);
+        int w = snprintf(buf + used, len - used, "-%s%s",
+                         shpb_key_name(g->dims.axes[d].key), clean);
         if (w < 0 || (size_t)w >= len - used)
             return;
         used += (size_t)w;
@@ -635,8 +330,8 @@ static int plot_group(const shpb_opts *o, const grid *g, const shpb_point *pts,
     pool_series(o, names, style, &ns);
 
     /* The group's points in ascending x. */
-    unsigned order[SHPB_SWEEP_MAX_VALUES], nx = 0;
-    const shpb_point *at[SHPB_SWEEP_MAX_VALUES] = { 0 };
+    unsigned order[SHPB_AXIS_MAX_VALUES], nx = 0;
+    const shpb_point *at[SHPB_AXIS_MAX_VALUES] = { 0 };
     const shpb_point *any = NULL;
     for (unsigned i = 0; i < g->npoints; i++) {
         if (grid_group(g, &pts[i]) != group || pts[i].skip != NULL)
@@ -655,7 +350,7 @@ static int plot_group(const shpb_opts *o, const grid *g, const shpb_point *pts,
         }
         order[j] = i;
     }
-    double x[SHPB_SWEEP_MAX_VALUES];
+    double x[SHPB_AXIS_MAX_VALUES];
     double *y = malloc(sizeof(double) * ns * nx);
     if (y == NULL)
         return -1;
@@ -686,8 +381,8 @@ static int plot_group(const shpb_opts *o, const grid *g, const shpb_point *pts,
     snprintf(title, sizeof title,
              "shpbench: throughput vs %s, %u CPUs\n%s\n%s backend, %ld B round trip, "
              "%s per pool and point",
-             key_names[xa->key], o->cpus, desc, o->backend.spec, o->roundtrip_bytes, dur);
-    snprintf(name, sizeof name, "shpbench-throughput-vs-%s%s", key_names[xa->key], tag);
+             shpb_key_name(xa->key), o->cpus, desc, o->backend.spec, o->roundtrip_bytes, dur);
+    snprintf(name, sizeof name, "shpbench-throughput-vs-%s%s", shpb_key_name(xa->key), tag);
     shpb_xy_plot xy = {
         .name = name, .title = title, .xlabel = axis_label(xa->key),
         .ylabel = "throughput (acquire-hold-release cycles/s)", .xlog = xlog, .nx = nx,
@@ -712,14 +407,14 @@ static int plot_group(const shpb_opts *o, const grid *g, const shpb_point *pts,
             cp = &pts[i];
     if (cp == NULL)
         return rc;
-    const shpb_hist *hists[SHPB_POOL_KINDS];
+    const shpb_lat *hists[SHPB_POOL_KINDS];
     for (unsigned s = 0; s < ns; s++)
         hists[s] = cp->res[style[s]].hist;
     char at_what[128];
     if (xa->key == SHPB_KEY_THREADS)
         snprintf(at_what, sizeof at_what, "%u threads (the most swept)", cp->threads);
     else
-        snprintf(at_what, sizeof at_what, "%s %s (the largest swept)", key_names[xa->key],
+        snprintf(at_what, sizeof at_what, "%s %s (the largest swept)", shpb_key_name(xa->key),
                  shpb_point_value(cp, xa->key, desc, sizeof desc));
     describe(o, cp, xa->key, desc, sizeof desc);
     snprintf(title, sizeof title,
@@ -736,11 +431,11 @@ static int plot_group(const shpb_opts *o, const grid *g, const shpb_point *pts,
     return rc;
 }
 
-int shpb_sweep_main(const shpb_opts *o, shpb_backend *b)
+int shpb_sweep_main(const shpb_opts *o, const shpb_axes *axes, shpb_backend *b)
 {
     char err[256];
     grid g;
-    if (grid_make(o, &g, err, sizeof err) != 0) {
+    if (grid_make(o, axes, &g, err, sizeof err) != 0) {
         fprintf(stderr, "shpbench: --sweep: %s\n", err);
         return 2;
     }
@@ -784,11 +479,11 @@ int shpb_sweep_main(const shpb_opts *o, shpb_backend *b)
     printf("sweep:");
     for (unsigned d = 0; d < g.dims.naxes; d++) {
         const shpb_axis *ax = &g.dims.axes[d];
-        printf(" %s=", key_names[ax->key]);
+        printf(" %s=", shpb_key_name(ax->key));
         for (unsigned i = 0; i < ax->n; i++) {
             shpb_point tmp = g.base;
             char v[64];
-            apply_value(&tmp, ax, i);
+            shpb_point_apply(&tmp, ax, i);
             printf("%s%s", i ? "," : "", shpb_point_value(&tmp, ax->key, v, sizeof v));
         }
     }
@@ -813,7 +508,7 @@ int shpb_sweep_main(const shpb_opts *o, shpb_backend *b)
             status = 1;
     }
     if (o->json_path != NULL) {
-        if (shpb_write_points_json(o->json_path, &fixed, b, "sweep", &o->sweep, pts, g.npoints,
+        if (shpb_write_points_json(o->json_path, &fixed, b, "sweep", axes, pts, g.npoints,
                                    NULL, NULL) == 0)
             fl.paths[fl.n++] = strdup(o->json_path);
         else
@@ -831,7 +526,7 @@ int shpb_sweep_main(const shpb_opts *o, shpb_backend *b)
         else
             status = 1;
         snprintf(path, sizeof path, "%s/shpbench-sweep.json", o->plot_dir);
-        if (shpb_write_points_json(path, &fixed, b, "sweep", &o->sweep, pts, g.npoints, NULL,
+        if (shpb_write_points_json(path, &fixed, b, "sweep", axes, pts, g.npoints, NULL,
                                    NULL) == 0)
             shpb_files_add(&fl, o->plot_dir, "shpbench-sweep.json");
         else
@@ -868,7 +563,7 @@ int shpb_sweep_self_test(void)
 {
     int bad = 0;
     char err[256];
-    static shpb_sweep sw;
+    static shpb_axes sw;
     memset(&sw, 0, sizeof sw);
     if (shpb_sweep_parse(&sw, "threads=1,2,4 max=16", err, sizeof err) != 0 ||
         shpb_sweep_parse(&sw, "hold=10us,exp:5us", err, sizeof err) != 0 || sw.naxes != 3 ||
@@ -882,7 +577,7 @@ int shpb_sweep_self_test(void)
     static const char *const bad_specs[] = { "threads=", "foo=1", "threads=0", "threads=1,1",
                                              "hold=xx", "max=0", "threads", "=1", "" };
     for (size_t i = 0; i < sizeof bad_specs / sizeof bad_specs[0]; i++) {
-        static shpb_sweep s2;
+        static shpb_axes s2;
         memset(&s2, 0, sizeof s2);
         if (shpb_sweep_parse(&s2, bad_specs[i], err, sizeof err) == 0) {
             fprintf(stderr, "sweep self-test: '%s' accepted\n", bad_specs[i]);
@@ -897,12 +592,14 @@ int shpb_sweep_self_test(void)
     o.pool.max_size = 16;
     shpb_dist_parse("exp:20us", &o.hold);
     shpb_dist_parse("exp:20us", &o.think);
-    if (shpb_sweep_parse(&o.sweep, "max=4,16 min=0,8 shards=1", err, sizeof err) != 0) {
+    static shpb_axes ax;
+    memset(&ax, 0, sizeof ax);
+    if (shpb_sweep_parse(&ax, "max=4,16 min=0,8 shards=1", err, sizeof err) != 0) {
         fprintf(stderr, "sweep self-test: %s\n", err);
         return -1;
     }
     static grid g;
-    if (grid_make(&o, &g, err, sizeof err) != 0 || g.npoints != 4 || g.ngroups != 2 ||
+    if (grid_make(&o, &ax, &g, err, sizeof err) != 0 || g.npoints != 4 || g.ngroups != 2 ||
         g.xdim != 0 || g.base.pool.shards != 1) {
         fprintf(stderr, "sweep self-test: grid of max=4,16 min=0,8 shards=1 wrong\n");
         return -1;

@@ -1,5 +1,5 @@
 /*
- * tools/shpbench_recommend.c - shpbench --recommend.
+ * tools/shpbench/recommend.c - see recommend.h.
  *
  * For the workload given by --threads N, --hold and either --rate R (open
  * loop) or --think (closed loop), measures shardpool with
@@ -27,7 +27,10 @@
  * it prints is what measured best on this machine for this workload, and it
  * says so.
  */
-#include "shpbench.h"
+#include "shpbench/recommend.h"
+
+#include "shpbench/points.h"
+#include "shpbench/report.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -90,7 +93,8 @@ static int64_t nice_ceil(double ns)
     return (int64_t)llround(10 * d);
 }
 
-static const char *fmt(int64_t ns, char *buf, size_t len)
+/* shpb_format_ns, shorter: the reasons below format many durations. */
+static const char *ns_str(int64_t ns, char *buf, size_t len)
 {
     return shpb_format_ns(ns, buf, len);
 }
@@ -188,19 +192,19 @@ static int decide(const shpb_opts *o, cand *c, unsigned n, rec *out)
             w = snprintf(out->why_max, sizeof out->why_max,
                          "max %u is the smallest pool that reached the target (>= %.0f%% of "
                          "%.0f ops/s), and its p99 %s is the best measured",
-                         m, RATE_MET * 100, o->rate, fmt((int64_t)best->r->p99, a, sizeof a));
+                         m, RATE_MET * 100, o->rate, ns_str((int64_t)best->r->p99, a, sizeof a));
         else
             w = snprintf(out->why_max, sizeof out->why_max,
                          "max %u is the smallest pool that reached the target (>= %.0f%% of "
                          "%.0f ops/s) with p99 %s, within 1.5x (or 1us) of the best p99 %s "
                          "(max %u)",
-                         m, RATE_MET * 100, o->rate, fmt((int64_t)pick->r->p99, a, sizeof a),
-                         fmt((int64_t)best->r->p99, b2, sizeof b2), best->p->pool.max_size);
+                         m, RATE_MET * 100, o->rate, ns_str((int64_t)pick->r->p99, a, sizeof a),
+                         ns_str((int64_t)best->r->p99, b2, sizeof b2), best->p->pool.max_size);
         if (w > 0 && (size_t)w < sizeof out->why_max && smaller != NULL)
             w += snprintf(out->why_max + w, sizeof out->why_max - (size_t)w,
                           "; max %u reached %.1f%% of it with p99 %s",
                           smaller->p->pool.max_size, 100 * smaller->r->throughput / o->rate,
-                          fmt((int64_t)smaller->r->p99, a, sizeof a));
+                          ns_str((int64_t)smaller->r->p99, a, sizeof a));
     } else if (o->rate > 0) {
         w = snprintf(out->why_max, sizeof out->why_max,
                      "no configuration reached %.0f ops/s without errors (best %.0f ops/s, "
@@ -208,7 +212,7 @@ static int decide(const shpb_opts *o, cand *c, unsigned n, rec *out)
                      "operation), so max %u is the smallest pool within 5%% of the best "
                      "throughput measured",
                      o->rate, best->r->throughput, (double)o->threads * 1e9 / fmax(mean_hold, 1),
-                     o->threads, fmt((int64_t)mean_hold, a, sizeof a), m);
+                     o->threads, ns_str((int64_t)mean_hold, a, sizeof a), m);
     } else {
         w = snprintf(out->why_max, sizeof out->why_max,
                      "max %u is the smallest pool within 5%% of the best throughput measured "
@@ -235,8 +239,8 @@ static int decide(const shpb_opts *o, cand *c, unsigned n, rec *out)
                  "shards %s: at max %u (each with its better min) it measured %.0f ops/s, p99 "
                  "%s against %.0f ops/s, p99 %s with shards %s%s.",
                  shards_str(sh->p->pool.shards, s1, sizeof s1), m, sh->r->throughput,
-                 fmt((int64_t)sh->r->p99, a, sizeof a), other->r->throughput,
-                 fmt((int64_t)other->r->p99, b2, sizeof b2),
+                 ns_str((int64_t)sh->r->p99, a, sizeof a), other->r->throughput,
+                 ns_str((int64_t)other->r->p99, b2, sizeof b2),
                  shards_str(other->p->pool.shards, s2, sizeof s2),
                  tie ? ": within run-to-run noise, so the default (one shard per CPU) stays"
                      : "");
@@ -259,14 +263,14 @@ static int decide(const shpb_opts *o, cand *c, unsigned n, rec *out)
                      "connect, which a long-running server pays again only after idle_timeout "
                      "closes connections above min (model your backend's connect cost with "
                      "--connect-latency).",
-                     m / 2, fmt((int64_t)p0, a, sizeof a), fmt((int64_t)ph, b2, sizeof b2));
+                     m / 2, ns_str((int64_t)p0, a, sizeof a), ns_str((int64_t)ph, b2, sizeof b2));
         else
             snprintf(out->why_min, sizeof out->why_min,
                      "min 0: prefilling %u connections did not measurably help (p99.9 %s with "
                      "min %u, %s with min 0); raise it if your traffic has quiet spells then "
                      "bursts, since connections above min close after idle_timeout.",
-                     m / 2, fmt((int64_t)ph, a, sizeof a), m / 2,
-                     fmt((int64_t)p0, b2, sizeof b2));
+                     m / 2, ns_str((int64_t)ph, a, sizeof a), m / 2,
+                     ns_str((int64_t)p0, b2, sizeof b2));
     } else {
         chosen = m0 != NULL ? m0 : mh;
         snprintf(out->why_min, sizeof out->why_min,
@@ -293,10 +297,10 @@ static int decide(const shpb_opts *o, cand *c, unsigned n, rec *out)
              "the slowest acquire (%s) and 10x the mean hold (%s), at least 1ms, rounded up, "
              "so that it fires on a stuck backend or an undersized pool rather than on "
              "ordinary queueing; keep it below your request deadline.",
-             fmt(out->acquire_timeout_ns, s1, sizeof s1),
-             fmt((int64_t)chosen->r->p999, a, sizeof a), fmt((int64_t)chosen->r->max, mx,
+             ns_str(out->acquire_timeout_ns, s1, sizeof s1),
+             ns_str((int64_t)chosen->r->p999, a, sizeof a), ns_str((int64_t)chosen->r->max, mx,
                                                               sizeof mx),
-             fmt((int64_t)mean_hold, b2, sizeof b2));
+             ns_str((int64_t)mean_hold, b2, sizeof b2));
     out->idle_timeout_ns = 600 * SHPB_NS_PER_S;
     snprintf(out->why_idle, sizeof out->why_idle,
              "idle_timeout_ns 600s (the default): a run of seconds cannot see your traffic's "
@@ -487,9 +491,9 @@ int shpb_recommend_main(const shpb_opts *o, shpb_backend *b)
     printf("    cfg.max_size = %u;\n    cfg.min_size = %u;\n", rc.max_size, rc.min_size);
     printf("    cfg.shards = %u;%s\n", rc.shards, rc.shards == 0 ? "  /* one per CPU */" : "");
     printf("    cfg.acquire_timeout_ns = %" PRId64 ";  /* %s */\n", rc.acquire_timeout_ns,
-           fmt(rc.acquire_timeout_ns, a, sizeof a));
+           ns_str(rc.acquire_timeout_ns, a, sizeof a));
     printf("    cfg.idle_timeout_ns = %" PRId64 ";  /* %s, the default */\n", rc.idle_timeout_ns,
-           fmt(rc.idle_timeout_ns, s, sizeof s));
+           ns_str(rc.idle_timeout_ns, s, sizeof s));
     printf("\nWhy:\n  - %s\n  - %s\n  - %s\n  - %s\n  - %s\n", rc.why_max, rc.why_shards,
            rc.why_min, rc.why_timeout, rc.why_idle);
     if (o->rate > 0 && !rc.rate_met)
