@@ -28,6 +28,7 @@
  *
  * Thread-safety: start and stop from one thread; everything else may be
  * called from any thread, concurrently, for different connections.
+ * Uses util.h and nothing else of shpbench.
  */
 #ifndef SHPBENCH_BACKEND_H
 #define SHPBENCH_BACKEND_H
@@ -42,7 +43,7 @@ typedef enum shpb_check_mode {
 } shpb_check_mode;
 
 typedef struct shpb_backend_opts {
-    const char *spec;           /* "embedded" or "tcp://host:port" */
+    const char *spec;           /* "embedded", tcp://, redis:// or postgresql:// (above) */
     int64_t backend_latency_ns; /* embedded: wait before each echo */
     int64_t connect_latency_ns; /* added before each connect */
     int64_t check_cost_ns;      /* added to each health check */
@@ -72,7 +73,9 @@ int shpb_backend_start(shpb_backend **out, const shpb_backend_opts *o, char *err
  * pools, its threads exit; stop waits for them) and frees b. */
 void shpb_backend_stop(shpb_backend *b);
 
-/* "embedded 127.0.0.1:40123" or "tcp 127.0.0.1:6379". */
+/* "embedded 127.0.0.1:40123", "tcp 127.0.0.1:7000", "redis 127.0.0.1:6379/0" or
+ * "postgresql user@127.0.0.1:5432/db": never the password.  Valid until
+ * shpb_backend_stop. */
 const char *shpb_backend_describe(const shpb_backend *b);
 
 /* The shp_ops callbacks.  ctx is the shpb_backend. */

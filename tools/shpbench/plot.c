@@ -20,7 +20,7 @@ extern char **environ;
 #define PLOT_H 540
 #define CDF_H  720
 
-/* Per pool kind (shpbench_pools.h order): Okabe-Ito colours, which stay
+/* Per pool kind (pools.h order): Okabe-Ito colours, which stay
  * apart for colour-blind readers, and a point type each. */
 static const struct {
     const char *color;

@@ -13,7 +13,8 @@
  * Series are drawn in a fixed style per pool kind (colour, point type), so
  * a pool looks the same in every plot.
  *
- * Not thread-safe: call from one thread.
+ * Not thread-safe: call from one thread.  Uses latency.h (the CDF's
+ * histograms) and nothing else of shpbench.
  */
 #ifndef SHPBENCH_PLOT_H
 #define SHPBENCH_PLOT_H
@@ -57,7 +58,7 @@ typedef struct shpb_xy_plot {
     const double *x;
     unsigned nseries;
     const char *const *series;  /* names */
-    const int *style;           /* per series: pool kind, for the style */
+    const int *style;           /* per series: its style's index (a sweep: the pool kind) */
     const double *y;
     double mark_x;              /* > 0: a dashed vertical line here ... */
     const char *mark_label;     /* ... labelled so */
@@ -72,7 +73,7 @@ typedef struct shpb_cdf_plot {
     const char *xlabel;
     unsigned nseries;
     const char *const *series;
-    const int *style;
+    const int *style;               /* as in shpb_xy_plot */
     const shpb_lat *const *hists;   /* NULL or empty: left out */
 } shpb_cdf_plot;
 

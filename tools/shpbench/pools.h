@@ -27,7 +27,8 @@
  * per-release round trip; a failed reset closes the connection.
  *
  * Thread-safety: open and close from one thread; acquire and release from
- * any number of threads in between.
+ * any number of threads in between.  Uses backend.h and util.h and nothing
+ * else of shpbench.
  */
 #ifndef SHPBENCH_POOLS_H
 #define SHPBENCH_POOLS_H
