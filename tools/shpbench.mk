@@ -6,10 +6,11 @@
 # using only those below it:
 #   main.c                         options, dispatch
 #   single sweep recommend gbench  the modes
-#   points                         a list of parameter points run against pools
+#   points                         parameter points, each run against the pools
 #   report                         table, CSV and JSON writers
 #   run                            one pool's run: options, workers, result
-#   pools backend plot             the pools compared, the connections, gnuplot
+#   pools                          the four pools compared
+#   backend plot                   the connections; gnuplot
 #   util latency                   clocks, distributions; latency histogram
 #
 #   make build/release/tools/shpbench   the tool (-O2), linked against the
