@@ -34,18 +34,18 @@ endif
 SHPB_HDR := $(wildcard tools/shpbench*.h)
 
 $(B)/release/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.h \
-    $(B)/release/libshardpool.a $(B)/release/bench/baselines.o
+    $(call SHP_ARCHIVES,release) $(B)/release/bench/baselines.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g $(INC) $(SHPB_DEFS) -I bench $(SHPB_SRC) $(B)/release/bench/baselines.o \
-	  $(B)/release/libshardpool.a $(LIBS) -lm -o $@
+	  $(call SHP_ARCHIVES,release) $(LIBS) -lm -o $@
 
 # The sanitizer build compiles the baselines itself: the main Makefile only
 # builds them for release.
 $(B)/asan/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.c bench/baselines.h \
-    $(B)/asan/libshardpool.a
+    $(call SHP_ARCHIVES,asan)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) $(SHPB_DEFS) -I bench $(SHPB_SRC) bench/baselines.c \
-	  $(B)/asan/libshardpool.a $(LIBS) -lm $(LDFLAGS_asan) -o $@
+	  $(call SHP_ARCHIVES,asan) $(LIBS) -lm $(LDFLAGS_asan) -o $@
 
 SHPB_SMOKE_PLOTS := $(B)/shpbench-smoke-plots
 
