@@ -100,21 +100,25 @@ tools: $(TOOLS)
 # is checked again.  As root the missing packages are installed (one
 # apt-get at a time: flock); otherwise the apt-get line is printed and make
 # stops.
+# $(1): set name, $(2): packages.  A shell snippet (for a recipe).
+deps_install = missing=""; for p in $(sort $(2)); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make deps ($(1)): installing$$missing"; \
+	    flock $(B)/.deps-lock sh -c 'apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$@" >/dev/null' apt $$missing || exit 1; \
+	  else \
+	    echo "make deps ($(1)): missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# $(1): set name, $(2): packages, $(3): the stamp to wait for.
 define deps_set
 $(B)/.deps-$(1): $(if $(filter-out $(file <$(B)/.deps-$(1)),$(sort $(2))),FORCE) $(3)
 	@mkdir -p $(B)
-	@missing=""; for p in $(sort $(2)); do \
-	  dpkg-query -W -f='$$$${Status}' $$$$p 2>/dev/null | grep -q "ok installed" || missing="$$$$missing $$$$p"; \
-	done; \
-	if [ -n "$$$$missing" ]; then \
-	  if [ "$$$$(id -u)" = 0 ]; then \
-	    echo "make deps ($(1)): installing$$$$missing"; \
-	    flock $(B)/.deps-lock sh -c 'apt-get update -qq && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$$$@" >/dev/null' apt $$$$missing || exit 1; \
-	  else \
-	    echo "make deps ($(1)): missing packages; run: sudo apt-get update && sudo apt-get install -y$$$$missing"; exit 1; \
-	  fi; \
-	fi
+	@$$(call deps_install,$(1),$(2))
 	@echo "$(sort $(2))" > $$@
 endef
 .PHONY: FORCE
@@ -126,9 +130,13 @@ $(B)/.deps-ok: $(B)/.deps-build
 deps-build: $(B)/.deps-build
 deps-check: $(B)/.deps-check
 deps-bench: $(B)/.deps-bench
+# Every set at once (one apt-get line).
 deps:
-	@rm -f $(B)/.deps-build $(B)/.deps-check $(B)/.deps-bench
-	@$(MAKE) --no-print-directory $(B)/.deps-build $(B)/.deps-check $(B)/.deps-bench
+	@mkdir -p $(B)
+	@$(call deps_install,all,$(BUILD_DEB_PKGS) $(CHECK_DEB_PKGS) $(BENCH_DEB_PKGS))
+	@echo "$(sort $(BUILD_DEB_PKGS))" > $(B)/.deps-build
+	@echo "$(sort $(CHECK_DEB_PKGS))" > $(B)/.deps-check
+	@echo "$(sort $(BENCH_DEB_PKGS))" > $(B)/.deps-bench
 
 # ---- libraries and test programs, per variant ---------------------------------
 define variant
@@ -370,6 +378,7 @@ HELP := \
   "model-big|larger spin configurations (minutes)" \
   "fuzz-smoke|[check] every libFuzzer target for a few seconds" \
   "fuzz|every libFuzzer target for FUZZ_SECONDS (60) each" \
+  "fuzz-build|builds every libFuzzer target without running it" \
   "fuzz-crashers|replays committed crash reproducers (informational)" \
   "blackhole|[check] adapters against servers whose packets are dropped (netns)" \
   "signal-storm|[check] a 10 kHz SIGALRM storm: no -EINTR, deadlines hold" \
@@ -385,6 +394,7 @@ HELP := \
   "deps-check|the test packages (what make check installs): cmocka, servers, spin, clang, ..." \
   "deps-bench|the benchmark packages (what make bench installs): g++, google-benchmark, gnuplot" \
   "clean|removes build/" \
+  "print-VERSION|prints the version (used by install-test)" \
   "help|this list"
 
 help:
