@@ -5,10 +5,14 @@
 # checks SONAMEs, links and that libshardpool.so needs neither libpq nor
 # hiredis, and requires make uninstall to remove every file.
 
+# The test runs make install / uninstall itself: through INSTALL_TEST_MAKE,
+# not a literal $$(MAKE), so that `make -n check` does not run it, and
+# without the parent's MAKEFLAGS (everything is built by then).
+INSTALL_TEST_MAKE = $(MAKE)
 .PHONY: install-test print-VERSION
 install-test: all
-	timeout 300 bash tests/install/install_test.sh $(B)/install-test \
-	  $(MAKE) --no-print-directory B=$(B) WITH_TCP=$(WITH_TCP) WITH_PG=$(WITH_PG) WITH_REDIS=$(WITH_REDIS)
+	MAKEFLAGS= timeout 300 bash tests/install/install_test.sh $(B)/install-test \
+	  $(INSTALL_TEST_MAKE) --no-print-directory B=$(B) WITH_TCP=$(WITH_TCP) WITH_PG=$(WITH_PG) WITH_REDIS=$(WITH_REDIS)
 
 print-VERSION:
 	@echo $(VERSION)
