@@ -81,7 +81,7 @@ STATIC_LIBS := $(call SHP_ARCHIVES,release)
 TOOLS       := $(B)/release/tools/shpbench $(B)/release/tools/shptop
 
 .PHONY: all libs tools deps deps-build deps-check deps-bench check unit stress asan tsan broken-proof \
-        bench install uninstall clean readme-example help
+        bench install uninstall clean readme-example help help-check
 .DELETE_ON_ERROR:
 # Keep what pattern chains build (adapter objects, the .so.$(VERSION) files).
 .SECONDARY:
@@ -395,7 +395,18 @@ HELP := \
   "deps-bench|the benchmark packages (what make bench installs): g++, google-benchmark, gnuplot" \
   "clean|removes build/" \
   "print-VERSION|prints the version (used by install-test)" \
+  "help-check|[check] make help lists every .PHONY target" \
   "help|this list"
+
+# make help-check (part of make check): every .PHONY target of the
+# Makefile and its fragments has its line in HELP.
+help-check:
+	@listed=$$(for l in $(HELP); do printf '%s\n' "$${l%%|*}"; done); \
+	missing=$$($(MAKE) --no-print-directory -pqrR -f $(firstword $(MAKEFILE_LIST)) : 2>/dev/null | \
+	  sed -n 's/^\.PHONY: *//p' | tr ' ' '\n' | sort -u | grep -v '^FORCE$$' | grep . | \
+	  while read t; do printf '%s\n' "$$listed" | grep -qx -- "$$t" || echo $$t; done); \
+	if [ -n "$$missing" ]; then echo "help-check: FAIL - make help does not list:" $$missing; exit 1; fi; \
+	echo "help-check: make help lists every target"
 
 help:
 	@echo "make [target] [WITH_TCP=0] [WITH_PG=0] [WITH_REDIS=0] [PREFIX=...] [LIBDIR=...] [DESTDIR=...]"
@@ -407,7 +418,7 @@ $(eval $(call deps_set,build,$(BUILD_DEB_PKGS),))
 $(eval $(call deps_set,check,$(CHECK_DEB_PKGS),$(B)/.deps-build))
 $(eval $(call deps_set,bench,$(BENCH_DEB_PKGS),$(B)/.deps-build))
 
-CHECK_TARGETS := readme-example unit stress broken-proof asan tsan shpbench-smoke shptop-test $(CHECK_EXTRA)
+CHECK_TARGETS := help-check readme-example unit stress broken-proof asan tsan shpbench-smoke shptop-test $(CHECK_EXTRA)
 $(CHECK_TARGETS): | $(B)/.deps-check
 check: all $(CHECK_TARGETS)
 	@echo "make check: all passed"

@@ -123,6 +123,8 @@ for src in "$W"/ex/ex*.c; do
     elif grep -q 'shardpool/adapters/redis.h' "$src"; then mod=shardpool-redis
     else mod=shardpool; fi
     if ! pc "$R" --exists "$mod"; then step "$(basename "$src"): $mod not installed (adapter off), skipped"; continue; fi
+    h=$(grep -o 'shardpool/adapters/[a-z]*\.h' "$src" || true)
+    if [ -n "$h" ] && [ ! -f "$R$PFX/include/$h" ]; then step "$(basename "$src"): $h not installed (adapter off), skipped"; continue; fi
     c=$src; w=(-Wall -Wextra -Werror)
     if ! grep -q '^int main' "$src"; then
         w+=(-Wno-unused)  # a fragment's "/* ... use fd ... */" leaves a variable unused
