@@ -116,7 +116,7 @@ deps_install = missing=""; for p in $(sort $(2)); do \
 
 # $(1): set name, $(2): packages, $(3): the stamp to wait for.
 define deps_set
-$(B)/.deps-$(1): $(if $(filter-out $(file <$(B)/.deps-$(1)),$(sort $(2))),FORCE) $(3)
+$(B)/.deps-$(1): $(if $(filter-out $(file <$(B)/.deps-$(1)),$(sort $(2))),FORCE) $(if $(3),| $(3))
 	@mkdir -p $(B)
 	@$$(call deps_install,$(1),$(2))
 	@echo "$(sort $(2))" > $$@
