@@ -29,7 +29,7 @@ NM_ALIGN   := --set-section-alignment .text=4096
 
 NM_OBJ := $(patsubst lib/%.c,$(B)/nometrics/lib/%.o,$(LIB_SRC))
 
-$(B)/nometrics/lib/%.o: lib/%.c $(LIB_HDR) | $(B)/.deps-ok
+$(B)/nometrics/lib/%.o: lib/%.c $(LIB_HDR) | $(B)/.deps-build
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) -DSHP_NO_METRICS $(LIB_CFLAGS) $(INC) -c $< -o $@
 

@@ -16,6 +16,11 @@
 /* Slow paths: kept out of line so the fast paths keep small frames. */
 #define SHP__COLD       __attribute__((noinline, cold))
 #define SHP_NS_PER_S    1000000000LL
+/* The few internal functions libshardpool-pg.so and libshardpool-redis.so
+ * call in libshardpool.so: exported from it (the rest of the library is
+ * built -fvisibility=hidden), but not API: no header under include/
+ * declares them and they may change with any release. */
+#define SHP_ADAPTER_API __attribute__((visibility("default")))
 
 /* CLOCK_MONOTONIC in ns.  ~20 ns: slow paths and the reaper only; the fast
  * path reads the pool's tick instead. */
@@ -55,14 +60,14 @@ int shp__futex_wait(uint32_t *word, uint32_t expect, int64_t deadline_ns);
 void shp__futex_wake(uint32_t *word, int n);
 
 /* Logs one line "level=… pool=<name> " followed by fmt (key=value pairs). */
-void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
+SHP_ADAPTER_API void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int shp__log_enabled(shp_log_level level);
 
 /* The calling thread's callback failure detail (shp_set_error_detail):
  * copies it (masked, one line, no double quote) into buf, clears it, and
  * returns its length; 0 and buf = "" when none was recorded.  len > 0. */
-size_t shp__error_detail_take(char *buf, size_t len);
+SHP_ADAPTER_API size_t shp__error_detail_take(char *buf, size_t len);
 /* Forgets the calling thread's detail: the pool calls it before a callback. */
 void shp__error_detail_clear(void);
 

@@ -33,9 +33,9 @@
 SHPB_SRC := $(wildcard tools/shpbench/*.c)
 
 # The redis:// and postgresql:// backends go through the adapters, so they
-# are compiled in only when the Makefile builds those adapters into
-# libshardpool.a (and links -lhiredis / -lpq through LIBS); without them the
-# backend answers "built without the ... adapter".
+# are compiled in only when the Makefile builds those adapters (shpbench then
+# links libshardpool-redis.a / libshardpool-pg.a through SHP_ARCHIVES and
+# -lhiredis / -lpq through LIBS); without them the backend answers "built without the ... adapter".
 SHPB_DEFS :=
 ifeq ($(WITH_REDIS),1)
 SHPB_DEFS += -DSHPB_WITH_REDIS
@@ -46,18 +46,18 @@ endif
 SHPB_HDR := $(wildcard tools/shpbench/*.h) lib/hist.h
 
 $(B)/release/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.h \
-    $(B)/release/libshardpool.a $(B)/release/bench/baselines.o
+    $(call SHP_ARCHIVES,release) $(B)/release/bench/baselines.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g $(INC) $(SHPB_DEFS) -I tools -I bench $(SHPB_SRC) $(B)/release/bench/baselines.o \
-	  $(B)/release/libshardpool.a $(LIBS) -lm -o $@
+	  $(call SHP_ARCHIVES,release) $(LIBS) -lm -o $@
 
 # The sanitizer build compiles the baselines itself: the main Makefile only
 # builds them for release.
 $(B)/asan/tools/shpbench: $(SHPB_SRC) $(SHPB_HDR) bench/baselines.c bench/baselines.h \
-    $(B)/asan/libshardpool.a
+    $(call SHP_ARCHIVES,asan)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_asan) $(INC) $(SHPB_DEFS) -I tools -I bench $(SHPB_SRC) bench/baselines.c \
-	  $(B)/asan/libshardpool.a $(LIBS) -lm $(LDFLAGS_asan) -o $@
+	  $(call SHP_ARCHIVES,asan) $(LIBS) -lm $(LDFLAGS_asan) -o $@
 
 SHPB_SMOKE_PLOTS := $(B)/shpbench-smoke-plots
 

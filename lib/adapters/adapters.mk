@@ -1,33 +1,47 @@
-# lib/adapters/adapters.mk - the optional adapters (lib/adapters/*.c).
-# Included by the main Makefile, which adds $(ADAPTER_SRC) to the library
-# sources, $(ADAPTER_HDR) to the headers objects depend on and install, and
-# $(ADAPTER_UNIT) (paths under tests/, without .c) to the unit tests, built
-# like tests/*_test.c.  Each adapter is on by default; `make WITH_TCP=0`
-# leaves it out of the library and the tests.
+# lib/adapters/adapters.mk - the adapters (lib/adapters/*.c).  Included by
+# the main Makefile, which builds:
+#   CORE_ADAPTER_SRC   into libshardpool itself: the TCP adapter (no
+#                      dependency beyond libc) and net.c, the socket helpers
+#                      every adapter uses;
+#   ADAPTER_LIBNAMES   one library each, libshardpool-<name>.{a,so} from
+#                      lib/adapters/<name>.c, the shared one linked against
+#                      libshardpool.so and ADAPTER_LIBS_<name>, with its
+#                      lib/pkgconfig/shardpool-<name>.pc.in;
+# installs $(ADAPTER_HDR), adds $(ADAPTER_UNIT) (paths under tests/, without
+# .c) to the unit tests and $(ADAPTER_LIBS) to what programs using every
+# part link.  Each adapter is on by default; `make WITH_TCP=0` leaves it out
+# of the libraries and the tests.  An adapter's Debian packages go to
+# BUILD_DEB_PKGS (its -dev package), CHECK_DEB_PKGS (the server its tests
+# start) and BENCH_DEB_PKGS.
 
-ADAPTER_SRC  ?=
-ADAPTER_HDR  ?=
-ADAPTER_UNIT ?=
+CORE_ADAPTER_SRC ?=
+ADAPTER_HDR      ?=
+ADAPTER_UNIT     ?=
+ADAPTER_LIBNAMES ?=
+ADAPTER_LIBS     ?=
+# Every adapter library there is, built or not (make uninstall removes all).
+ADAPTER_ALL_LIBNAMES := pg redis
 
 # TCP and unix-domain stream sockets: no dependency beyond libc.
 WITH_TCP ?= 1
 ifeq ($(WITH_TCP),1)
-ADAPTER_SRC  += lib/adapters/tcp.c
-ADAPTER_HDR  += include/shardpool/adapters/tcp.h
-ADAPTER_UNIT += adapters/tcp_test
+CORE_ADAPTER_SRC += lib/adapters/tcp.c
+ADAPTER_HDR      += include/shardpool/adapters/tcp.h
+ADAPTER_UNIT     += adapters/tcp_test
 endif
 
-# Adapters with their own fragment (each sets ADAPTER_SRC/HDR/UNIT, and
-# ADAPTER_LIBS / ADAPTER_DEB_PKGS for what it links and installs).
+# Adapters with their own fragment and library.
 -include lib/adapters/pg.mk
 -include lib/adapters/redis.mk
 
 # Shared socket helpers (lib/adapters/net.c) for whichever adapters are
-# built.  The adapters' internal headers are not in $(ADAPTER_HDR), which
-# is installed: each adapter object depends on them here instead.
-ifneq ($(strip $(ADAPTER_SRC)),)
-ADAPTER_SRC += lib/adapters/net.c
+# built, in libshardpool (libshardpool-pg.so and -redis.so call them there:
+# lib/util.h, SHP_ADAPTER_API).  The adapters' internal headers are not in
+# $(ADAPTER_HDR), which is installed: each adapter object depends on them
+# here instead.
+ifneq ($(strip $(CORE_ADAPTER_SRC)$(ADAPTER_LIBNAMES)),)
+CORE_ADAPTER_SRC += lib/adapters/net.c
 ADAPTER_INTERNAL_HDR := lib/adapters/common.h lib/adapters/net.h
-$(foreach v,release asan tsan broken,$(foreach s,$(ADAPTER_SRC),\
+$(foreach v,release asan tsan broken,$(foreach s,$(CORE_ADAPTER_SRC) $(ADAPTER_LIBNAMES:%=lib/adapters/%.c),\
   $(eval $(B)/$(v)/$(s:lib/%.c=lib/%.o): $(ADAPTER_INTERNAL_HDR))))
 endif

@@ -17,6 +17,8 @@
 #include <sys/time.h>
 #include <sys/un.h>
 
+#include "util.h" /* SHP_ADAPTER_API */
+
 /* The poll() timeout for what is left from now until deadline, in ms
  * rounded up (a wait never ends before the deadline), at most INT_MAX;
  * -1 (no timeout) when deadline < 0; 0 when it has passed. */
@@ -26,7 +28,7 @@ int shp__poll_ms_left(int64_t deadline, int64_t now);
  * microseconds, since a zero timeval means "no timeout"; ns <= 0 gives the
  * zero timeval (none).  Any int64_t, INT64_MAX included, converts without
  * overflow (the kernel reads anything beyond its range as "none"). */
-struct timeval shp__ns_to_timeval(int64_t ns);
+SHP_ADAPTER_API struct timeval shp__ns_to_timeval(int64_t ns);
 
 /* Sets SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd to ns (0: none), as
  * shp__ns_to_timeval converts it.  Returns 0 or a negative errno. */
@@ -38,7 +40,7 @@ int shp__set_sock_timeout(int fd, int opt, int64_t ns);
  * the time left.  A deadline already past is -ETIMEDOUT without a poll:
  * nothing succeeds after its deadline.
  * Returns 0 (ready), -ETIMEDOUT, or poll()'s error (-ENOMEM, ...). */
-int shp__wait_fd(int fd, short events, int64_t deadline);
+SHP_ADAPTER_API int shp__wait_fd(int fd, short events, int64_t deadline);
 
 /* getaddrinfo's error g as a negative errno: -ENXIO for a name or service
  * that does not exist (permanent: the pool does not retry it),
@@ -97,6 +99,6 @@ typedef struct shp__net_conn {
  * -ETIMEDOUT when the deadline passed (also a unix backlog that stayed
  * full), -ECONNREFUSED (also a unix path with no socket file: no server
  * there yet), or the failing call's errno. */
-int shp__net_connect(const shp__net_target *t, shp__net_conn *out);
+SHP_ADAPTER_API int shp__net_connect(const shp__net_target *t, shp__net_conn *out);
 
 #endif

@@ -1,14 +1,18 @@
-# lib/adapters/redis.mk - the Redis adapter (hiredis), included by
-# lib/adapters/adapters.mk.  `make WITH_REDIS=0` leaves it out of the
-# library and the tests.  Its integration test starts a redis-server of its
-# own on a free loopback port (tests/integration/redisserver.c, compiled
-# into redis_test.c as one translation unit).
+# lib/adapters/redis.mk - the Redis adapter (hiredis): libshardpool-redis,
+# included by lib/adapters/adapters.mk.  `make WITH_REDIS=0` leaves it out
+# of the libraries and the tests.  Building it needs libhiredis-dev; its
+# integration test (and bench-redis) start a redis-server of their own on
+# a free loopback port (tests/integration/redisserver.c, compiled into
+# redis_test.c as one translation unit).
 
 WITH_REDIS ?= 1
 ifeq ($(WITH_REDIS),1)
-ADAPTER_SRC      += lib/adapters/redis.c
-ADAPTER_HDR      += include/shardpool/adapters/redis.h
-ADAPTER_UNIT     += integration/redis_test
-ADAPTER_LIBS     += -lhiredis
-ADAPTER_DEB_PKGS += libhiredis-dev redis-server
+ADAPTER_LIBNAMES   += redis
+ADAPTER_HDR        += include/shardpool/adapters/redis.h
+ADAPTER_UNIT       += integration/redis_test
+ADAPTER_LIBS_redis := -lhiredis
+ADAPTER_LIBS       += $(ADAPTER_LIBS_redis)
+BUILD_DEB_PKGS     += libhiredis-dev
+CHECK_DEB_PKGS     += redis-server
+BENCH_DEB_PKGS     += redis-server
 endif

@@ -33,7 +33,7 @@
 # $(B)/fuzz/run/<target>/artifacts/; new corpus inputs stay under $(B).
 
 FUZZ_CC      ?= clang-14
-DEB_PKGS     += clang-14 libclang-rt-14-dev
+CHECK_DEB_PKGS += clang-14 libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
 
@@ -60,7 +60,7 @@ endif
 FUZZ_BINS := $(addprefix $(B)/fuzz/bin/fuzz_,$(FUZZ_TARGETS))
 
 # ---- objects ----------------------------------------------------------------
-$(B)/fuzz/lib/%.o: lib/%.c $(LIB_HDR) | $(B)/.deps-ok
+$(B)/fuzz/lib/%.o: lib/%.c $(LIB_HDR) | $(B)/.deps-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) $(FUZZ_WARN) $(CFLAGS_fuzz) $(LIB_CFLAGS) $(INC) -c $< -o $@
 
@@ -72,10 +72,10 @@ $(B)/fuzz/libshardpool.a: $(patsubst lib/%.c,$(B)/fuzz/lib/%.o,$(LIB_SRC))
 # includes, to reach its static parsers), and the baselines they link.
 FUZZ_SHPB_OBJ := $(patsubst tools/shpbench/%.c,$(B)/fuzz/tools/shpbench/%.o,$(filter-out tools/shpbench/main.c,$(SHPB_SRC))) \
                  $(B)/fuzz/bench/baselines.o
-$(B)/fuzz/tools/shpbench/%.o: tools/shpbench/%.c $(SHPB_HDR) $(LIB_HDR) | $(B)/.deps-ok
+$(B)/fuzz/tools/shpbench/%.o: tools/shpbench/%.c $(SHPB_HDR) $(LIB_HDR) | $(B)/.deps-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) $(FUZZ_WARN) $(CFLAGS_fuzz) $(INC) $(SHPB_DEFS) -I tools -I bench -c $< -o $@
-$(B)/fuzz/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-ok
+$(B)/fuzz/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) $(FUZZ_WARN) $(CFLAGS_fuzz) -c $< -o $@
 

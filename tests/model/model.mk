@@ -19,11 +19,11 @@ MODEL_OUT := $(B)/model
 MODEL_PML := $(MODEL_DIR)/pool.pml
 MODEL_RUN := CC="$(CC)" sh $(MODEL_DIR)/verify.sh
 
-DEB_PKGS    += spin
+CHECK_DEB_PKGS += spin
 CHECK_EXTRA += model
 
 .PHONY: model
-model: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-ok
+model: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-check
 	@command -v spin >/dev/null || $(MAKE) --no-print-directory deps
 	@fail=0; \
 	$(MODEL_RUN) waiters       holds        live   $(MODEL_OUT)/waiters       $(MODEL_PML) || fail=1; \
@@ -40,7 +40,7 @@ model: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-ok
 # no_starvation claim; the evict model with the reaper's idle-timeout takes
 # (REAP_FRESH), the pass evict kicks (REAP_KICKED) and broken releases.
 .PHONY: model-big
-model-big: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-ok
+model-big: $(MODEL_PML) $(MODEL_DIR)/verify.sh | $(B)/.deps-check
 	@command -v spin >/dev/null || $(MAKE) --no-print-directory deps
 	@fail=0; \
 	$(MODEL_RUN) waiters-222   holds        live   $(MODEL_OUT)/waiters-222   $(MODEL_PML) -DROUNDS2=2 || fail=1; \

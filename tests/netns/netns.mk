@@ -1,6 +1,6 @@
 # tests/netns/netns.mk - fault programs: network blackhole and signal storm.
 # Included by the main Makefile after its variables and rules; adds its
-# targets to make check through CHECK_EXTRA and its packages to DEB_PKGS.
+# targets to make check through CHECK_EXTRA and its packages to CHECK_DEB_PKGS.
 #
 #   make blackhole     shardpool's TCP, Redis and PostgreSQL adapters against
 #                      servers whose packets an nftables rule drops, inside a
@@ -11,17 +11,17 @@
 #                      connect), checking, backing off and draining; release,
 #                      ASan+UBSan and TSan builds
 
-DEB_PKGS += nftables
+CHECK_DEB_PKGS += nftables
 
 NETNS_INTEG := tests/integration/redisserver.c tests/integration/pgserver.c
 NETNS_INTEG_H := tests/integration/redisserver.h tests/integration/pgserver.h
 
 ifeq ($(WITH_TCP)$(WITH_REDIS)$(WITH_PG),111)
 $(B)/release/netns/blackhole: tests/netns/blackhole.c $(NETNS_INTEG) $(NETNS_INTEG_H) \
-                              $(B)/release/libshardpool.a | $(B)/.deps-ok
+                              $(call SHP_ARCHIVES,release) | $(B)/.deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -I tests/integration $< $(NETNS_INTEG) \
-	  $(B)/release/libshardpool.a $(LIBS) -o $@
+	  $(call SHP_ARCHIVES,release) $(LIBS) -o $@
 
 # About 60 s; the timeout only stops a hang.
 blackhole: $(B)/release/netns/blackhole
@@ -38,10 +38,10 @@ ifeq ($(WITH_TCP),1)
 STORM_DEFS := -DSTORM_WITH_REDIS=$(if $(filter 1,$(WITH_REDIS)),1,0)
 define netns_storm
 $(B)/$(1)/netns/signal_storm: tests/netns/signal_storm.c $(wildcard tests/support/*.h) \
-                              $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a
+                              $(B)/$(1)/support/fakeconn.o $(call SHP_ARCHIVES,$(1))
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(STORM_DEFS) $(INC) -I tests/support $$< \
-	  $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a $(LIBS) -lrt $(LDFLAGS_$(1)) -o $$@
+	  $(B)/$(1)/support/fakeconn.o $(call SHP_ARCHIVES,$(1)) $(LIBS) -lrt $(LDFLAGS_$(1)) -o $$@
 endef
 $(foreach v,release asan tsan,$(eval $(call netns_storm,$(v))))
 

@@ -19,15 +19,15 @@ SOAK_ARGS ?=
 
 SOAK_OBJ := $(B)/release/soak/pgserver.o $(B)/release/soak/redisserver.o
 
-$(B)/release/soak/%.o: tests/integration/%.c tests/integration/%.h | $(B)/.deps-ok
+$(B)/release/soak/%.o: tests/integration/%.c tests/integration/%.h | $(B)/.deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -c $< -o $@
 
 $(B)/release/soak/soak: tests/soak/soak.c tests/support/testutil.h tests/integration/pgserver.h \
-    tests/integration/redisserver.h $(LIB_HDR) $(SOAK_OBJ) $(B)/release/libshardpool.a
+    tests/integration/redisserver.h $(LIB_HDR) $(SOAK_OBJ) $(call SHP_ARCHIVES,release)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -I tests/support -I tests/integration $< \
-	  $(SOAK_OBJ) $(B)/release/libshardpool.a $(LIBS) -lm -o $@
+	  $(SOAK_OBJ) $(call SHP_ARCHIVES,release) $(LIBS) -lm -o $@
 
 .PHONY: soak
 ifeq ($(WITH_TCP)$(WITH_PG)$(WITH_REDIS),111)
