@@ -56,7 +56,6 @@ static void test_acquire_release(void **state)
     fx_finish(f);
 }
 
-
 /* max_size: the next acquire gets -EAGAIN without waiting, -ETIMEDOUT with. */
 static void test_max_size_respected(void **state)
 {
@@ -91,7 +90,6 @@ static void test_default_acquire_timeout(void **state)
     assert_int_equal(rel(c), 0);
     fx_finish(f);
 }
-
 
 /* ---- connecting -------------------------------------------------------------------- */
 
@@ -210,7 +208,6 @@ static void test_max_connecting_bound(void **state)
     fx_finish(f);
 }
 
-
 /* ---- maintenance --------------------------------------------------------------------- */
 
 /* validate-on-acquire: an idle connection that fails its check is closed and
@@ -270,7 +267,6 @@ static void test_validate_skipped_when_recent(void **state)
     fx_finish(f);
 }
 
-
 /* ---- stats ------------------------------------------------------------------------------ */
 
 static void assert_gauges_add_up(const shp_stats *s)
@@ -320,9 +316,7 @@ static void test_stats_consistent(void **state)
     fx_finish(f);
 }
 
-
 /* ---- concurrency ------------------------------------------------------------------------ */
-
 
 /* Threads churning on a small pool: never two borrowers, no error, and the
  * books balance afterwards (I1, I2). */
@@ -333,26 +327,8 @@ static void test_concurrent_single_owner(void **state)
     fx *f = fx_make(1, 3);
     struct churn ch = { .f = f, .iterations = ITER, .timeout_ns = 2 * NS_PER_S,
                         .yield_every = 5, .broken_every = 97, .broken_at = 0 };
-    atomic_init(&ch.errors, 0);
-    atomic_init(&ch.shared, 0);
-    atomic_init(&ch.broken, 0);
-    pthread_barrier_init(&ch.go, NULL, T);
-    pthread_t t[T];
-    for (int i = 0; i < T; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, churn_main, &ch), 0);
-    for (int i = 0; i < T; i++)
-        pthread_join(t[i], NULL);
-    pthread_barrier_destroy(&ch.go);
-    assert_int_equal(atomic_load(&ch.shared), 0);
-    assert_int_equal(atomic_load(&ch.errors), 0);
-    shp_stats s = stats_of(f);
-    assert_true(s.live <= 3);
-    assert_int_equal(s.in_use, 0);
-    assert_int_equal(s.waiters, 0);
-    assert_int_equal(s.acquired, (uint64_t)T * ITER);
-    assert_int_equal(s.live, s.idle + s.connecting + s.checking);
-    assert_int_equal(atomic_load(&f->fb.closed), atomic_load(&ch.broken));
-    assert_int_equal(fake_open_now(&f->fb), s.created - s.closed);
+    churn_run(&ch, T);
+    churn_check(f, &ch, T);
     fx_finish(f);
 }
 

@@ -153,7 +153,6 @@ static void test_timed_out_waiter_loses_nothing(void **state)
     fx_finish(f);
 }
 
-
 /* With two shards, a connection released on one CPU is stolen by an acquire
  * on the other (not a new connect). */
 static void test_steal_between_shards(void **state)
@@ -191,7 +190,6 @@ static void test_steal_between_shards(void **state)
     assert_int_equal(s.steals, 1);
     fx_finish(f);
 }
-
 
 /* ---- waiting with handoff_after_ns > 0 ------------------------------------------------ */
 
@@ -438,30 +436,12 @@ static void test_handoff_after_no_lost_wakeup(void **state)
         fx_start(f);
         struct churn ch = { .f = f, .iterations = ITER, .timeout_ns = 60 * NS_PER_S,
                             .yield_every = 3, .broken_every = 101, .broken_at = 50 };
-        atomic_init(&ch.errors, 0);
-        atomic_init(&ch.shared, 0);
-        atomic_init(&ch.broken, 0);
-        pthread_barrier_init(&ch.go, NULL, T);
-        pthread_t t[T];
-        for (int i = 0; i < T; i++)
-            assert_int_equal(pthread_create(&t[i], NULL, churn_main, &ch), 0);
-        for (int i = 0; i < T; i++)
-            pthread_join(t[i], NULL);
-        pthread_barrier_destroy(&ch.go);
-        shp_stats s = stats_of(f);
+        churn_run(&ch, T);
+        shp_stats s = churn_check(f, &ch, T);
         shp_metrics m;
         assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
-        assert_int_equal(atomic_load(&ch.shared), 0);
-        assert_int_equal(atomic_load(&ch.errors), 0);
         assert_int_equal(s.timeouts, 0);
-        assert_true(s.live <= 2);
-        assert_int_equal(s.in_use, 0);
-        assert_int_equal(s.waiters, 0);
-        assert_int_equal(s.acquired, (uint64_t)T * ITER);
         assert_true(m.waits <= (uint64_t)T * ITER); /* once per acquire at most */
-        assert_int_equal(s.live, s.idle + s.connecting + s.checking);
-        assert_int_equal(atomic_load(&f->fb.closed), atomic_load(&ch.broken));
-        assert_int_equal(fake_open_now(&f->fb), s.created - s.closed);
         fx_finish(f);
     }
 }

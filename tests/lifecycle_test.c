@@ -74,7 +74,6 @@ static void test_prefill_failure_retried_by_reaper(void **state)
     fx_finish(f);
 }
 
-
 /* ---- shutdown ------------------------------------------------------------------------- */
 
 /* shp_pool_shutdown keeps the object: acquires answer -ESHUTDOWN, stats
@@ -222,7 +221,6 @@ static void test_destroy_drains_then_returns_0(void **state)
     assert_int_equal(atomic_load(&f->fb.bad_close), 0);
     free(f);
 }
-
 
 /* The fake backend with a health check that can be held: while armed, the
  * next check posts `entered` and blocks until `go` is posted. */
@@ -520,7 +518,6 @@ static void test_acquire_racing_destroy(void **state)
                      (unsigned long long)bad_close);
     }
 }
-
 
 /* Shutdown wakes every queued waiter with -ESHUTDOWN, in both handoff
  * modes. */

@@ -152,7 +152,6 @@ static void test_max_lifetime_replaces(void **state)
     fx_finish(f);
 }
 
-
 static int64_t mono_ns(void)
 {
     struct timespec ts;

@@ -51,7 +51,6 @@ static void test_release_then_reacquire_reuses(void **state)
     fx_finish(f);
 }
 
-
 /* ---- release variants ------------------------------------------------------------------ */
 
 /* release_broken closes the connection and frees its capacity. */

@@ -31,6 +31,18 @@ static fx *retry_fx(unsigned min, unsigned max)
     return f;
 }
 
+/* retry_fx with one connect attempt per acquire and the breaker opening
+ * after threshold consecutive failures, probing every probe_ns. */
+#define NO_PROBE (3600 * 1000 * MS) /* no probe during a test */
+static fx *breaker_fx(unsigned min, unsigned max, unsigned threshold, int64_t probe_ns)
+{
+    fx *f = retry_fx(min, max);
+    f->cfg.connect_attempts = 1;
+    f->cfg.breaker_threshold = threshold;
+    f->cfg.breaker_probe_ns = probe_ns;
+    return f;
+}
+
 /* Full jitter: attempt i waits in [0, min(cap, base << i)], and the draws
  * use the range (1000 draws all in the lower half: probability 2^-1000). */
 static void test_backoff_bounds(void **state)
@@ -132,10 +144,7 @@ static void test_auth_error_not_retried(void **state)
 static void test_breaker_opens_and_fails_fast(void **state)
 {
     (void)state;
-    fx *f = retry_fx(0, 2);
-    f->cfg.connect_attempts = 1;
-    f->cfg.breaker_threshold = 3;
-    f->cfg.breaker_probe_ns = 3600 * 1000 * MS; /* no probe during the test */
+    fx *f = breaker_fx(0, 2, 3, NO_PROBE);
     fx_start(f);
     shp_pool *p = f->pool;
     atomic_store(&f->fb.connect_err, -ECONNREFUSED);
@@ -157,10 +166,7 @@ static void test_breaker_opens_and_fails_fast(void **state)
 static void test_breaker_open_still_serves_idle(void **state)
 {
     (void)state;
-    fx *f = retry_fx(1, 2);
-    f->cfg.connect_attempts = 1;
-    f->cfg.breaker_threshold = 1;
-    f->cfg.breaker_probe_ns = 3600 * 1000 * MS;
+    fx *f = breaker_fx(1, 2, 1, NO_PROBE);
     fx_start(f);
     shp_pool *p = f->pool;
     shp_conn *c1, *c2;
@@ -196,10 +202,7 @@ static void *waiter_main(void *a)
 static void test_breaker_open_wakes_waiter_with_free_capacity(void **state)
 {
     (void)state;
-    fx *f = retry_fx(1, 1);
-    f->cfg.connect_attempts = 1;
-    f->cfg.breaker_threshold = 1;
-    f->cfg.breaker_probe_ns = 3600 * 1000 * MS;
+    fx *f = breaker_fx(1, 1, 1, NO_PROBE);
     fx_start(f);
     shp_pool *p = f->pool;
     shp_conn *held;
@@ -225,10 +228,7 @@ static void test_breaker_open_wakes_waiter_with_free_capacity(void **state)
 static void test_breaker_probe_closes_it(void **state)
 {
     (void)state;
-    fx *f = retry_fx(0, 2);
-    f->cfg.connect_attempts = 1;
-    f->cfg.breaker_threshold = 1;
-    f->cfg.breaker_probe_ns = 1 * MS;
+    fx *f = breaker_fx(0, 2, 1, 1 * MS);
     f->cfg.reaper_interval_ns = 1 * MS;
     fx_start(f);
     shp_pool *p = f->pool;

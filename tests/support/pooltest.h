@@ -269,4 +269,41 @@ static inline void *churn_main(void *p)
     }
     return NULL;
 }
+
+/* Runs `threads` churn_main threads over ch (its counters zeroed first),
+ * started together, and joins them. */
+static inline void churn_run(struct churn *ch, int threads)
+{
+    atomic_init(&ch->errors, 0);
+    atomic_init(&ch->shared, 0);
+    atomic_init(&ch->broken, 0);
+    pthread_barrier_init(&ch->go, NULL, (unsigned)threads);
+    pthread_t *t = calloc((size_t)threads, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < threads; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churn_main, ch), 0);
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+    pthread_barrier_destroy(&ch->go);
+}
+
+/* After churn_run: never two borrowers, no error, nothing held or waiting,
+ * every acquire counted, live within max_size, and the books balance
+ * (I1, I2).  Returns the stats it judged. */
+static inline shp_stats churn_check(fx *f, struct churn *ch, int threads)
+{
+    assert_int_equal(atomic_load(&ch->shared), 0);
+    assert_int_equal(atomic_load(&ch->errors), 0);
+    shp_stats s = stats_of(f);
+    assert_true(s.live <= f->cfg.max_size);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(s.waiters, 0);
+    assert_int_equal(s.acquired, (uint64_t)threads * (uint64_t)ch->iterations);
+    assert_int_equal(s.live, s.idle + s.connecting + s.checking);
+    assert_int_equal(atomic_load(&f->fb.closed), atomic_load(&ch->broken));
+    assert_int_equal(fake_open_now(&f->fb), s.created - s.closed);
+    return s;
+}
+
 #endif
