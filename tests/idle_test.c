@@ -212,8 +212,7 @@ static void test_handoff_after_release_pushes(void **state)
     shp_conn *got = atomic_load(&w->conn);
     uint64_t id = atomic_load(&w->conn_id);
     shp_stats s = stats_of(f);
-    shp_metrics m;
-    assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+    shp_metrics m = metrics_of(f);
     sem_post(&w->may_release);
     borrower_wait(w);
     int rrc = atomic_load(&w->release_rc);
@@ -306,8 +305,7 @@ static void test_handoff_after_bounds_starvation(void **state)
     borrower_free(w);
     if (rc == 0)
         assert_int_equal(rel(c), 0); /* the waiter gave up: still ours */
-    shp_metrics m;
-    assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+    shp_metrics m = metrics_of(f);
     assert_int_equal(bad_rc, 0);
     assert_true(rounds >= 1);
     assert_int_equal(wrc, 0);
@@ -438,8 +436,7 @@ static void test_handoff_after_no_lost_wakeup(void **state)
                             .yield_every = 3, .broken_every = 101, .broken_at = 50 };
         churn_run(&ch, T);
         shp_stats s = churn_check(f, &ch, T);
-        shp_metrics m;
-        assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+        shp_metrics m = metrics_of(f);
         assert_int_equal(s.timeouts, 0);
         assert_true(m.waits <= (uint64_t)T * ITER); /* once per acquire at most */
         fx_finish(f);
