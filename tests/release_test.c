@@ -136,6 +136,27 @@ static void test_max_uses(void **state)
     fx_finish(f);
 }
 
+/* Every release of c - plain, broken, through its pool - is -EALREADY. */
+static void assert_released_already(fx *f, shp_conn *c)
+{
+    assert_int_equal(shp_release(c), -EALREADY);
+    assert_int_equal(shp_release_broken(c), -EALREADY);
+    assert_int_equal(shp_pool_release(f->pool, c), -EALREADY);
+}
+
+/* The pool (max_size 2) still works: two distinct connections at once, no
+ * third, both released. */
+static void assert_serves_two(fx *f)
+{
+    shp_conn *c1, *c2, *x;
+    assert_int_equal(acq(f, &c1, 0), 0);
+    assert_int_equal(acq(f, &c2, 0), 0);
+    assert_int_equal(acq(f, &x, 0), -EAGAIN);
+    assert_true(fh(c1)->id != fh(c2)->id);
+    assert_int_equal(rel(c1), 0);
+    assert_int_equal(rel(c2), 0);
+}
+
 /* A second release is -EALREADY and changes nothing. */
 static void test_double_release(void **state)
 {
@@ -145,9 +166,7 @@ static void test_double_release(void **state)
     assert_int_equal(acq(f, &c, 0), 0);
     assert_int_equal(rel(c), 0);
     shp_stats before = stats_of(f);
-    assert_int_equal(shp_release(c), -EALREADY);
-    assert_int_equal(shp_release_broken(c), -EALREADY);
-    assert_int_equal(shp_pool_release(f->pool, c), -EALREADY);
+    assert_released_already(f, c);
     shp_stats s = stats_of(f);
     assert_int_equal(s.live, 1);
     assert_int_equal(s.idle, 1);
@@ -155,13 +174,7 @@ static void test_double_release(void **state)
     assert_int_equal(s.closed, before.closed);
     assert_int_equal(atomic_load(&f->fb.closed), 0);
     /* the pool still works: the idle one plus one new, then max_size */
-    shp_conn *c1, *c2, *x;
-    assert_int_equal(acq(f, &c1, 0), 0);
-    assert_int_equal(acq(f, &c2, 0), 0);
-    assert_int_equal(acq(f, &x, 0), -EAGAIN);
-    assert_true(fh(c1)->id != fh(c2)->id);
-    assert_int_equal(rel(c1), 0);
-    assert_int_equal(rel(c2), 0);
+    assert_serves_two(f);
     assert_int_equal(atomic_load(&f->fb.opened), 2);
     fx_finish(f);
 }
@@ -181,9 +194,7 @@ static void test_release_after_release_broken(void **state)
     assert_int_equal(atomic_load(&f->fb.closed), 1);
     assert_int_equal(shp_release(c), -EALREADY);
     shp_quiesce(); /* its memory is on the pool's spare list now */
-    assert_int_equal(shp_release(c), -EALREADY);
-    assert_int_equal(shp_release_broken(c), -EALREADY);
-    assert_int_equal(shp_pool_release(f->pool, c), -EALREADY);
+    assert_released_already(f, c);
     assert_int_equal(atomic_load(&f->fb.reset_calls), 0);
 
     /* reset fails: the release closes it; a second release is -EALREADY */
@@ -194,9 +205,7 @@ static void test_release_after_release_broken(void **state)
     assert_int_equal(atomic_load(&f->fb.closed), 2);
     assert_int_equal(shp_release(c), -EALREADY);
     shp_quiesce();
-    assert_int_equal(shp_release(c), -EALREADY);
-    assert_int_equal(shp_release_broken(c), -EALREADY);
-    assert_int_equal(shp_pool_release(f->pool, c), -EALREADY);
+    assert_released_already(f, c);
     assert_int_equal(atomic_load(&f->fb.reset_calls), 1); /* no reset for those */
 
     /* nothing changed: no close, no capacity given back twice */
@@ -208,13 +217,7 @@ static void test_release_after_release_broken(void **state)
     assert_int_equal(atomic_load(&f->fb.closed), 2);
     assert_int_equal(fake_open_now(&f->fb), 0);
     /* the pool still works, up to max_size and no further */
-    shp_conn *c1, *c2, *x;
-    assert_int_equal(acq(f, &c1, 0), 0);
-    assert_int_equal(acq(f, &c2, 0), 0);
-    assert_int_equal(acq(f, &x, 0), -EAGAIN);
-    assert_true(fh(c1)->id != fh(c2)->id);
-    assert_int_equal(rel(c1), 0);
-    assert_int_equal(rel(c2), 0);
+    assert_serves_two(f);
     s = stats_of(f);
     assert_int_equal(s.live, 2);
     assert_int_equal(s.idle, 2);
