@@ -54,10 +54,7 @@ static void test_waiter_gets_released_conn(void **state)
     shp_stats s = stats_of(f);
     assert_int_equal(s.handoffs, 1);
     assert_int_equal(s.waiters, 0);
-    sem_post(&w->may_release);
-    borrower_wait(w);
-    assert_int_equal(atomic_load(&w->release_rc), 0);
-    borrower_free(w);
+    assert_int_equal(borrower_done(w), 0);
     assert_int_equal(atomic_load(&f->fb.opened), 1);
     fx_finish(f);
 }
@@ -213,10 +210,7 @@ static void test_handoff_after_release_pushes(void **state)
     uint64_t id = atomic_load(&w->conn_id);
     shp_stats s = stats_of(f);
     shp_metrics m = metrics_of(f);
-    sem_post(&w->may_release);
-    borrower_wait(w);
-    int rrc = atomic_load(&w->release_rc);
-    borrower_free(w);
+    int rrc = borrower_done(w);
     assert_int_equal(rc, 0);
     assert_ptr_equal(got, c);
     assert_int_equal(id, 1);
@@ -252,10 +246,7 @@ static void test_handoff_after_hands_over_past_bound(void **state)
     int rc = atomic_load(&w->rc);
     shp_conn *got = atomic_load(&w->conn);
     shp_stats s = stats_of(f);
-    sem_post(&w->may_release);
-    borrower_wait(w);
-    int rrc = atomic_load(&w->release_rc);
-    borrower_free(w);
+    int rrc = borrower_done(w);
     assert_int_equal(again, -EAGAIN);
     assert_int_equal(rc, 0);
     assert_ptr_equal(got, c);
@@ -299,10 +290,7 @@ static void test_handoff_after_bounds_starvation(void **state)
     sem_wait(&w->got);
     int wrc = atomic_load(&w->rc);
     uint64_t id = atomic_load(&w->conn_id);
-    sem_post(&w->may_release);
-    borrower_wait(w);
-    int wrel = atomic_load(&w->release_rc);
-    borrower_free(w);
+    int wrel = borrower_done(w);
     if (rc == 0)
         assert_int_equal(rel(c), 0); /* the waiter gave up: still ours */
     shp_metrics m = metrics_of(f);

@@ -84,10 +84,7 @@ static void test_release_broken_wakes_waiter(void **state)
     sem_wait(&w->got);
     int rc = atomic_load(&w->rc);
     uint64_t id = atomic_load(&w->conn_id);
-    sem_post(&w->may_release);
-    borrower_wait(w);
-    int rrc = atomic_load(&w->release_rc);
-    borrower_free(w);
+    int rrc = borrower_done(w);
     assert_int_equal(rc, 0);
     assert_int_equal(id, 2);
     assert_int_equal(rrc, 0);

@@ -195,6 +195,17 @@ static inline void borrower_free(borrower *b)
     free(b);
 }
 
+/* Lets a holding borrower release, joins and frees it; returns what its
+ * release returned. */
+static inline int borrower_done(borrower *b)
+{
+    sem_post(&b->may_release);
+    borrower_wait(b);
+    int rc = atomic_load(&b->release_rc);
+    borrower_free(b);
+    return rc;
+}
+
 /* Waits for s at most `seconds` (a bound against a hang, not a timing
  * assertion).  Returns whether it was posted. */
 static inline bool sem_wait_bounded(sem_t *s, int seconds)
