@@ -695,6 +695,31 @@ double st_run(void)
     return started < n ? -1 : elapsed;
 }
 
+void st_report_run(const char *unit, double elapsed)
+{
+    fprintf(stderr, "%s: run ended by %s after %" PRIu64 " %s in %.2f s (%.0f %s/s); "
+            "I2 samples=%" PRIu64 " max live seen=%" PRIu64 " censuses=%" PRIu64 "\n",
+            st.prog, st_stop_name(atomic_load(&st.stop_reason)), atomic_load(&st.done), unit,
+            elapsed, (double)atomic_load(&st.done) / (elapsed > 0 ? elapsed : 1), unit,
+            atomic_load(&st.i2_samples), atomic_load(&st.max_live_seen),
+            atomic_load(&st.censuses));
+}
+
+st_final st_final_checks(int64_t wait_ns, unsigned refused_retries)
+{
+    st_final r;
+    memset(&r, 0, sizeof r);
+    st_arm("final checks", 60.0);
+    st_check_conservation("end of run", &r.s, &r.open_now);
+    r.held = st_check_capacity("end of run", wait_ns, refused_retries);
+    if (shp_pool_stats(st.pool, &r.after) != 0)
+        r.after = r.s;
+    shp_metrics mx;
+    r.waits = shp_pool_metrics(st.pool, &mx) == 0 ? mx.waits : 0;
+    st_disarm();
+    return r;
+}
+
 bool st_destroy_and_check(int64_t drain_ns, int *destroy_rc)
 {
     bool ok = true;

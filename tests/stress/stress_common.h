@@ -209,6 +209,24 @@ bool st_create_pool(const shp_config *cfg, st_cycle_fn cycle);
  * threads that did start are stopped and joined). */
 double st_run(void);
 
+/* Prints the run phase's summary line to stderr: why it ended, the ops
+ * done (called `unit`: "ops", "pairs") and their rate, the monitor's
+ * samples and the censuses. */
+void st_report_run(const char *unit, double elapsed);
+
+/* What the end-of-run checks saw. */
+typedef struct st_final {
+    shp_stats s;       /* the snapshot the conservation check judged */
+    shp_stats after;   /* after the capacity check (s if stats failed) */
+    uint64_t open_now; /* the backend's open connections */
+    uint64_t waits;    /* acquires that queued, each counted once (metrics) */
+    unsigned held;     /* the capacity check's most held at once */
+} st_final;
+
+/* The end-of-run checks with every worker joined, under the watchdog:
+ * st_check_conservation, then st_check_capacity(wait_ns, refused_retries). */
+st_final st_final_checks(int64_t wait_ns, unsigned refused_retries);
+
 /* Destroys the pool (must return 0), waits for deferred frees, and checks
  * the backend: no close of a non-open handle, nothing left open. */
 bool st_destroy_and_check(int64_t drain_ns, int *destroy_rc);
