@@ -132,10 +132,9 @@ static void expect_status(redisContext *c, const char *want, const char *fmt, ..
     freeReplyObject(r);
 }
 
-/* GET key: expects the string want, or nil when want is NULL. */
-static void expect_get(redisContext *c, const char *key, const char *want)
+/* A GET's reply r (freed here): the string want, or nil when want is NULL. */
+static void expect_get_reply(redisReply *r, const char *want)
 {
-    redisReply *r = redisCommand(c, "GET %s", key);
     assert_non_null(r);
     if (want) {
         assert_int_equal(r->type, REDIS_REPLY_STRING);
@@ -144,6 +143,27 @@ static void expect_get(redisContext *c, const char *key, const char *want)
         assert_int_equal(r->type, REDIS_REPLY_NIL);
     }
     freeReplyObject(r);
+}
+
+/* GET key: expects the string want, or nil when want is NULL. */
+static void expect_get(redisContext *c, const char *key, const char *want)
+{
+    expect_get_reply(redisCommand(c, "GET %s", key), want);
+}
+
+/* After a SUBSCRIBE to chan (its reply r, an array; freed here), the admin
+ * connection a publishes three messages that the subscriber never reads. */
+static void publish_unread(redisContext *a, redisReply *r)
+{
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    for (int i = 0; i < 3; i++) {
+        r = redisCommand(a, "PUBLISH chan m%d", i);
+        assert_non_null(r);
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
 }
 
 /* ---- configuration ------------------------------------------------------------------ */
@@ -706,16 +726,8 @@ static void test_dirty_release(void **state)
     expect_get(c, "queued", NULL); /* discarded, not executed */
 
     /* SUBSCRIBE, with messages arriving that the borrower never reads */
-    redisReply *r = redisCommand(c, "SUBSCRIBE chan");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    freeReplyObject(r);
-    for (int i = 0; i < 3; i++) {
-        r = redisCommand(a, "PUBLISH chan m%d", i);
-        assert_non_null(r);
-        assert_int_equal(r->integer, 1);
-        freeReplyObject(r);
-    }
+    publish_unread(a, redisCommand(c, "SUBSCRIBE chan"));
+    redisReply *r;
     assert_int_equal(shp_release(conn), 0);
     c = borrow(pool, &conn, h);
     expect_clean(c);
@@ -815,15 +827,7 @@ static void w_error(shp_conn *conn, const char *fmt)
 static void w_get(shp_conn *conn, const char *key, const char *want)
 {
     const char *argv[2] = { "GET", key };
-    redisReply *r = shp_redis_command_argv(conn, 2, argv, NULL);
-    assert_non_null(r);
-    if (want) {
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->str, want);
-    } else {
-        assert_int_equal(r->type, REDIS_REPLY_NIL);
-    }
-    freeReplyObject(r);
+    expect_get_reply(shp_redis_command_argv(conn, 2, argv, NULL), want);
 }
 
 /* expect_clean through the wrapper (which it leaves clean): on db 3, not in
@@ -920,16 +924,8 @@ static void test_tracked_cleanup(void **state)
     w_get(conn, "queued", NULL);
 
     /* SUBSCRIBE with messages never read: comes back usable, unsubscribed. */
-    redisReply *r = shp_redis_command(conn, "SUBSCRIBE chan");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    freeReplyObject(r);
-    for (int i = 0; i < 3; i++) {
-        r = redisCommand(a, "PUBLISH chan m%d", i);
-        assert_non_null(r);
-        assert_int_equal(r->integer, 1);
-        freeReplyObject(r);
-    }
+    publish_unread(a, shp_redis_command(conn, "SUBSCRIBE chan"));
+    redisReply *r;
     assert_int_equal(t_cycle(&t, conn, &conn), 1);
     r = redisCommand(a, "PUBSUB NUMSUB chan");
     assert_non_null(r);
