@@ -1205,6 +1205,21 @@ static void test_check_ping(void **state)
 
 /* ---- through a pool ----------------------------------------------------------------------- */
 
+/* A pool of one connection over ops that validates it on every hand-out
+ * (validate_idle_ns = 0; the reaper moves the idle clock every ms). */
+static shp_pool *validating_pool(const shp_ops *ops, const char *name)
+{
+    shp_config pc;
+    shp_config_init(&pc);
+    pc.max_size = 1;
+    pc.validate_idle_ns = 0;
+    pc.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
+    pc.name = name;
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &pc, ops), 0);
+    return pool;
+}
+
 /* The server closes (or resets) the pooled connection while it is idle;
  * the next acquire validates it (validate_idle_ns = 0), finds it dead,
  * closes it and hands out a new, working connection. */
@@ -1214,14 +1229,7 @@ static void pool_replaces_dead_peer(int op)
     assert_non_null(s);
     shp_tcp_config c = cfg_inet("127.0.0.1", s->port);
     shp_ops ops = make_ops(&c);
-    shp_config pc;
-    shp_config_init(&pc);
-    pc.max_size = 1;
-    pc.validate_idle_ns = 0;
-    pc.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
-    pc.name = "tcpreplace";
-    shp_pool *pool;
-    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_pool *pool = validating_pool(&ops, "tcpreplace");
 
     shp_conn *conn;
     assert_int_equal(shp_acquire(pool, &conn, 5 * NS_PER_S), 0);
@@ -1298,14 +1306,7 @@ static void test_ping_capped_by_acquire_deadline(void **state)
     c.read_timeout_ns = 5 * NS_PER_S;
     c.ping = ping_echo;
     shp_ops ops = make_ops(&c);
-    shp_config pc;
-    shp_config_init(&pc);
-    pc.max_size = 1;
-    pc.validate_idle_ns = 0;
-    pc.reaper_interval_ns = NS_PER_MS; /* the idle clock's resolution */
-    pc.name = "tcpcap";
-    shp_pool *pool;
-    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    shp_pool *pool = validating_pool(&ops, "tcpcap");
     shp_conn *conn;
     assert_int_equal(shp_acquire(pool, &conn, 5 * NS_PER_S), 0);
     assert_int_equal(shp_release(conn), 0);
@@ -1352,8 +1353,7 @@ static void test_ping_capped_by_acquire_deadline(void **state)
     c.write_timeout_ns = 0;
     c.ping = ping_echo;
     ops = make_ops(&c);
-    pc.name = "tcpcap2";
-    assert_int_equal(shp_pool_create(&pool, &pc, &ops), 0);
+    pool = validating_pool(&ops, "tcpcap2");
     assert_int_equal(shp_acquire(pool, &conn, 5 * NS_PER_S), 0);
     int fd = shp_tcp_fd(shp_conn_handle(conn));
     assert_int_equal(shp_release(conn), 0);
