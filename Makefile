@@ -162,10 +162,16 @@ $(B)/$(1)/tests/%: tests/%.c $(wildcard tests/support/*.h) $(B)/$(1)/support/fak
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support $$< $(B)/$(1)/support/fakeconn.o \
 	  $(call SHP_ARCHIVES,$(1)) -lcmocka $(LIBS) -lm $(LDFLAGS_$(1)) -o $$@
 
-$(B)/$(1)/stress/%: tests/stress/%.c $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a | $(B)/.deps-check
+$(B)/$(1)/stress/stress_common.o: tests/stress/stress_common.c tests/stress/stress_common.h \
+                                  tests/support/fakeconn.h $(LIB_HDR) | $(B)/.deps-check
 	@mkdir -p $$(dir $$@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support $$< $(B)/$(1)/support/fakeconn.o \
-	  $(B)/$(1)/libshardpool.a $(CORE_LIBS) -lm $(LDFLAGS_$(1)) -o $$@
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support -c $$< -o $$@
+
+$(B)/$(1)/stress/%: tests/stress/%.c tests/stress/stress_common.h $(B)/$(1)/stress/stress_common.o \
+                    $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a | $(B)/.deps-check
+	@mkdir -p $$(dir $$@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support $$< $(B)/$(1)/stress/stress_common.o \
+	  $(B)/$(1)/support/fakeconn.o $(B)/$(1)/libshardpool.a $(CORE_LIBS) -lm $(LDFLAGS_$(1)) -o $$@
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant,$(v))))
 

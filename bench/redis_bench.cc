@@ -3,7 +3,7 @@
 // per thread group), in the same run.
 //
 // One private redis-server (no password, loopback, persistence off) is
-// started with the integration tests' helper (tests/integration/
+// started with the adapter tests' helper (tests/adapters/
 // redisserver.h).  One operation = one INCR round trip on the thread's own
 // key, checked: the reply must be the integer one above the last value
 // that thread slot saw (keys are DEL'd first), and at the end the keys'

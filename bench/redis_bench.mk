@@ -18,14 +18,14 @@ ifeq ($(WITH_REDIS),1)
 # The server helper is C (designated initializers, void * from
 # redisCommand) and does not compile as C++, so it is built as its own C
 # object and the benchmark includes only its header.
-$(B)/release/bench/redisserver.o: tests/integration/redisserver.c tests/integration/redisserver.h | $(B)/.deps-bench
+$(B)/release/bench/redisserver.o: tests/adapters/redisserver.c tests/adapters/redisserver.h | $(B)/.deps-bench
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O2 -g -I tests/integration -c $< -o $@
+	$(CC) $(CSTD) $(WARN) -O2 -g -I tests/adapters -c $< -o $@
 
 $(B)/release/bench/redis_bench: bench/redis_bench.cc bench/bench_args.h $(LIB_HDR) $(call SHP_ARCHIVES,release) \
                                 $(B)/release/bench/redisserver.o
 	@mkdir -p $(dir $@)
-	$(CXX) -std=c++17 -O2 $(WARN) -I include -I lib -I bench -I tests/integration $< \
+	$(CXX) -std=c++17 -O2 $(WARN) -I include -I lib -I bench -I tests/adapters $< \
 	  $(B)/release/bench/redisserver.o $(call SHP_ARCHIVES,release) -lbenchmark $(LIBS) -o $@
 
 .PHONY: bench-redis

@@ -19,6 +19,7 @@
 #include <shardpool.h>
 
 #include "fakeconn.h"
+#include "fixture.h"
 
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
@@ -271,25 +272,12 @@ static void test_validate_accepts(void **state)
 static void test_create_validate_never(void **state)
 {
     (void)state;
-    fake_backend *fb = calloc(1, sizeof *fb);
-    assert_non_null(fb);
-    fake_init(fb);
-    shp_ops ops = fake_ops(fb);
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.validate_idle_ns = -1;
-    cfg.min_size = 1;
-    cfg.max_size = 2;
-    shp_pool *pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
-    assert_non_null(pool);
+    fx *f = fx_make(1, 2); /* the fixture's config has validate_idle_ns = -1 */
+    assert_true(f->cfg.validate_idle_ns < 0);
     shp_conn *c = NULL;
-    assert_int_equal(shp_acquire(pool, &c, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(f->pool, &c, NS_PER_S), 0);
     assert_int_equal(shp_release(c), 0);
-    assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(fb), 0);
-    free(fb);
+    fx_finish(f);
 }
 
 /* ---- create: rejected configs create nothing ----------------------------------- */
@@ -298,39 +286,27 @@ static void test_create_rejects_bad_config(void **state)
 {
     (void)state;
     for (size_t i = 0; i < N_BAD; i++) {
-        fake_backend *fb = calloc(1, sizeof *fb);
-        assert_non_null(fb);
-        fake_init(fb);
-        shp_ops ops = fake_ops(fb);
-        shp_config cfg;
-        shp_config_init(&cfg);
-        cfg.min_size = 2; /* a created pool would prefill */
-        cfg.max_size = 4;
-        bad_cases[i].mutate(&cfg);
-        shp_pool *pool = NULL;
-        int rc = shp_pool_create(&pool, &cfg, &ops);
+        fx *f = fx_new(2, 4); /* a created pool would prefill */
+        bad_cases[i].mutate(&f->cfg);
+        int rc = shp_pool_create(&f->pool, &f->cfg, &f->ops);
         if (rc != -EINVAL)
             fail_msg("%s: create returned %d, want -EINVAL", bad_cases[i].what, rc);
         shp_quiesce();
-        assert_int_equal(atomic_load(&fb->connect_calls), 0);
-        assert_int_equal(atomic_load(&fb->opened), 0);
-        free(fb);
+        assert_int_equal(atomic_load(&f->fb.connect_calls), 0);
+        assert_int_equal(atomic_load(&f->fb.opened), 0);
+        free(f);
     }
 }
 
 static void test_create_null_pool_ptr(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops = fake_ops(&fb);
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.min_size = 2;
-    assert_int_equal(shp_pool_create(NULL, &cfg, &ops), -EINVAL);
-    assert_int_equal(shp_pool_create(NULL, NULL, &ops), -EINVAL);
-    assert_int_equal(atomic_load(&fb.connect_calls), 0);
-    assert_int_equal(atomic_load(&fb.opened), 0);
+    fx *f = fx_new(2, 4);
+    assert_int_equal(shp_pool_create(NULL, &f->cfg, &f->ops), -EINVAL);
+    assert_int_equal(shp_pool_create(NULL, NULL, &f->ops), -EINVAL);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 0);
+    assert_int_equal(atomic_load(&f->fb.opened), 0);
+    free(f);
 }
 
 static void test_create_null_ops(void **state)
@@ -347,82 +323,61 @@ static void test_create_null_ops(void **state)
 static void test_create_ops_missing_callbacks(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.min_size = 2;
+    fx *f = fx_new(2, 4);
     shp_pool *pool = NULL;
 
-    shp_ops no_connect = fake_ops(&fb);
+    shp_ops no_connect = f->ops;
     no_connect.connect = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &no_connect), -EINVAL);
+    assert_int_equal(shp_pool_create(&pool, &f->cfg, &no_connect), -EINVAL);
 
-    shp_ops no_close = fake_ops(&fb);
+    shp_ops no_close = f->ops;
     no_close.close = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &no_close), -EINVAL);
+    assert_int_equal(shp_pool_create(&pool, &f->cfg, &no_close), -EINVAL);
 
-    shp_ops neither = fake_ops(&fb);
+    shp_ops neither = f->ops;
     neither.connect = NULL;
     neither.close = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &neither), -EINVAL);
+    assert_int_equal(shp_pool_create(&pool, &f->cfg, &neither), -EINVAL);
 
     shp_quiesce();
-    assert_int_equal(atomic_load(&fb.connect_calls), 0);
-    assert_int_equal(atomic_load(&fb.opened), 0);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 0);
+    assert_int_equal(atomic_load(&f->fb.opened), 0);
+    free(f);
 }
 
 /* check and reset are optional: a pool without them works. */
 static void test_create_optional_callbacks_absent(void **state)
 {
     (void)state;
-    fake_backend *fb = calloc(1, sizeof *fb);
-    assert_non_null(fb);
-    fake_init(fb);
-    shp_ops ops = fake_ops(fb);
-    ops.check = NULL;
-    ops.reset = NULL;
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.min_size = 1;
-    cfg.max_size = 2;
-    cfg.validate_idle_ns = 0;
-    shp_pool *pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    fx *f = fx_new(1, 2);
+    f->ops.check = NULL;
+    f->ops.reset = NULL;
+    f->cfg.validate_idle_ns = 0;
+    fx_start(f);
     shp_conn *c = NULL;
-    assert_int_equal(shp_acquire(pool, &c, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(f->pool, &c, NS_PER_S), 0);
     assert_int_equal(shp_release(c), 0);
-    assert_int_equal(shp_acquire(pool, &c, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(f->pool, &c, NS_PER_S), 0);
     assert_int_equal(shp_release(c), 0);
-    assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(fb), 0);
-    free(fb);
+    fx_finish(f);
 }
 
 /* cfg NULL means defaults: min 0 (nothing prefilled), max 16. */
 static void test_create_null_cfg_defaults(void **state)
 {
     (void)state;
-    fake_backend *fb = calloc(1, sizeof *fb);
-    assert_non_null(fb);
-    fake_init(fb);
-    shp_ops ops = fake_ops(fb);
-    shp_pool *pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, NULL, &ops), 0);
-    assert_non_null(pool);
-    assert_int_equal(atomic_load(&fb->opened), 0);
+    fx *f = fx_new(0, 1); /* its backend and ops; the pool is made with cfg NULL */
+    assert_int_equal(shp_pool_create(&f->pool, NULL, &f->ops), 0);
+    assert_non_null(f->pool);
+    assert_int_equal(atomic_load(&f->fb.opened), 0);
     shp_conn *c[16];
     for (int i = 0; i < 16; i++)
-        assert_int_equal(shp_acquire(pool, &c[i], NS_PER_S), 0);
+        assert_int_equal(shp_acquire(f->pool, &c[i], NS_PER_S), 0);
     shp_conn *extra = NULL;
-    assert_int_equal(shp_acquire(pool, &extra, 0), -EAGAIN);
+    assert_int_equal(shp_acquire(f->pool, &extra, 0), -EAGAIN);
     for (int i = 0; i < 16; i++)
         assert_int_equal(shp_release(c[i]), 0);
-    assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(fb), 0);
-    free(fb);
+    fx_finish(f);
 }
 
 /* *cfg is copied: changing or freeing it after create has no effect, and the
@@ -430,10 +385,7 @@ static void test_create_null_cfg_defaults(void **state)
 static void test_create_copies_config(void **state)
 {
     (void)state;
-    fake_backend *fb = calloc(1, sizeof *fb);
-    assert_non_null(fb);
-    fake_init(fb);
-    shp_ops ops = fake_ops(fb);
+    fx *f = fx_new(0, 1); /* its backend and ops; the pool is made from *cfg */
     shp_config *cfg = malloc(sizeof *cfg);
     assert_non_null(cfg);
     shp_config_init(cfg);
@@ -441,51 +393,38 @@ static void test_create_copies_config(void **state)
     assert_non_null(name);
     cfg->name = name;
     cfg->max_size = 2;
-    shp_pool *pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, cfg, &ops), 0);
+    assert_int_equal(shp_pool_create(&f->pool, cfg, &f->ops), 0);
     cfg->max_size = 100;
     memset(name, 'Z', strlen(name));
     free(name);
     free(cfg);
     shp_conn *c1 = NULL, *c2 = NULL, *c3 = NULL;
-    assert_int_equal(shp_acquire(pool, &c1, NS_PER_S), 0);
-    assert_int_equal(shp_acquire(pool, &c2, NS_PER_S), 0);
-    assert_int_equal(shp_acquire(pool, &c3, 0), -EAGAIN);
+    assert_int_equal(shp_acquire(f->pool, &c1, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(f->pool, &c2, NS_PER_S), 0);
+    assert_int_equal(shp_acquire(f->pool, &c3, 0), -EAGAIN);
     assert_int_equal(shp_release(c1), 0);
     assert_int_equal(shp_release(c2), 0);
-    assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(fb), 0);
-    free(fb);
+    fx_finish(f);
 }
 
 /* A name of 63 bytes is kept whole: the pool's log lines carry all of it. */
 static void test_create_name_63_whole(void **state)
 {
     (void)state;
-    fake_backend *fb = calloc(1, sizeof *fb);
-    assert_non_null(fb);
-    fake_init(fb);
-    shp_ops ops = fake_ops(fb);
-    shp_config cfg;
-    shp_config_init(&cfg);
-    m_name_63(&cfg);
+    fx *f = fx_new(0, 16);
+    m_name_63(&f->cfg);
     char want[96];
-    snprintf(want, sizeof want, "pool=%s event=created", cfg.name);
+    snprintf(want, sizeof want, "pool=%s event=created", f->cfg.name);
     log_reset();
-    shp_pool *pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    fx_start(f);
     assert_true(log_mentions(want));
-    assert_int_equal(shp_pool_destroy(pool, 0), 0);
 
-    m_name_64(&cfg); /* one more byte: refused, nothing made */
-    pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), -EINVAL);
+    m_name_64(&f->cfg); /* one more byte: refused, nothing made */
+    shp_pool *pool = NULL;
+    assert_int_equal(shp_pool_create(&pool, &f->cfg, &f->ops), -EINVAL);
     assert_null(pool);
-    assert_int_equal(atomic_load(&fb->connect_calls), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(fb), 0);
-    free(fb);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 0);
+    fx_finish(f); /* the first pool; nothing left open */
 }
 
 int main(void)

@@ -1,8 +1,8 @@
 /*
  * deadline_test.c - an acquire's deadline is the caller's, end to end.
  *
- * - Every hook an acquire runs (prepare here; connect and check in
- *   pool_test) sees the acquire's own deadline through
+ * - Every hook an acquire runs (prepare; check and connect in
+ *   test_no_callback_after_the_deadline) sees the acquire's own deadline through
  *   shp_connect_deadline_ns(), and a refused connection's replacement runs
  *   within what is left of it: nothing computes a new one.
  * - Durations saturate: INT64_MAX is a legal value of every duration the

@@ -32,13 +32,6 @@
 #define NS_PER_MS 1000000LL
 #define NS_PER_S  1000000000LL
 
-static shp_metrics snap(shp_pool *p)
-{
-    shp_metrics m;
-    assert_int_equal(shp_pool_metrics(p, &m), 0);
-    return m;
-}
-
 /* ---- the forced interleaving ---------------------------------------------------------- */
 
 /* The reaper, at SHP__TP_REAPER_KEEP for `target`, announces it and waits
@@ -101,7 +94,7 @@ static void test_evict_between_judgement_and_push(void **state)
     shp_stats st = stats_of(f);
     assert_int_equal(st.live, 0);
     assert_int_equal(st.created - st.closed, st.live);
-    assert_int_equal(snap(f->pool).closes[SHP_CLOSE_EVICTED], 2);
+    assert_int_equal(metrics_of(f).closes[SHP_CLOSE_EVICTED], 2);
     assert_int_equal(fake_open_now(&f->fb), 0);
     /* And the pool serves its whole max_size again. */
     assert_int_equal(shp_acquire(f->pool, &a, 0), 0);
@@ -163,7 +156,7 @@ static void test_connect_in_flight_across_evict(void **state)
     assert_int_equal(a.err, 0);
     assert_int_equal(atomic_load(&slow.entered), 2); /* connected again */
     assert_int_equal(((fake_handle *)shp_conn_handle(a.got))->id, 2);
-    assert_int_equal(snap(f->pool).closes[SHP_CLOSE_EVICTED], 1);
+    assert_int_equal(metrics_of(f).closes[SHP_CLOSE_EVICTED], 1);
     assert_int_equal(shp_release(a.got), 0);
     fx_finish(f);
 }
@@ -221,7 +214,7 @@ static void test_evict_churn_with_sweeping_reaper(void **state)
         assert_int_equal(shp_acquire(f->pool, &c[i], 5 * NS_PER_S), 0);
     for (int i = 0; i < MAX; i++)
         assert_int_equal(shp_release(c[i]), 0);
-    assert_true(snap(f->pool).closes[SHP_CLOSE_EVICTED] > 0);
+    assert_true(metrics_of(f).closes[SHP_CLOSE_EVICTED] > 0);
     fx_finish(f);
 }
 

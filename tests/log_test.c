@@ -24,6 +24,8 @@
 #include <shardpool.h>
 
 #include "fakeconn.h"
+#define FX_POOL_NAME "logtest"
+#include "fixture.h"
 #include "util.h"
 
 /* ---- a thread-safe line recorder ---------------------------------------- */
@@ -135,24 +137,12 @@ static void provoke_bad_config(void)
 /* A pool whose only connection is released twice (misuse: logged). */
 static void provoke_double_release(void)
 {
-    fake_backend *fb = calloc(1, sizeof *fb);
-    assert_non_null(fb);
-    fake_init(fb);
-    shp_ops ops = fake_ops(fb);
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.max_size = 1;
-    cfg.name = "logtest";
-    shp_pool *pool = NULL;
-    assert_int_equal(shp_pool_create(&pool, &cfg, &ops), 0);
+    fx *f = fx_make(0, 1);
     shp_conn *c = NULL;
-    assert_int_equal(shp_acquire(pool, &c, 1000000000), 0);
+    assert_int_equal(shp_acquire(f->pool, &c, 1000000000), 0);
     assert_int_equal(shp_release(c), 0);
     assert_int_equal(shp_release(c), -EALREADY);
-    assert_int_equal(shp_pool_destroy(pool, 0), 0);
-    shp_quiesce();
-    assert_int_equal(fake_open_now(fb), 0);
-    free(fb);
+    fx_finish(f);
 }
 
 static int restore_log(void **state)

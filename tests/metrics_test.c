@@ -126,14 +126,6 @@ static void test_hist_summary_le_and_weights(void **state)
     free(h);
 }
 
-static shp_metrics snap(shp_pool *p)
-{
-    shp_metrics m;
-    assert_int_equal(shp_pool_metrics(p, &m), 0);
-    assert_int_equal(m.version, SHP_METRICS_VERSION);
-    return m;
-}
-
 /* ---- counters ------------------------------------------------------------------- */
 
 static void test_counters_single_thread(void **state)
@@ -149,7 +141,7 @@ static void test_counters_single_thread(void **state)
         for (int i = 0; i < 3; i++)
             assert_int_equal(shp_release(c[i]), 0);
     }
-    shp_metrics m = snap(f->pool);
+    shp_metrics m = metrics_of(f);
     assert_string_equal(m.pool, "metrics");
     assert_int_equal(m.acquisitions, 300);
     assert_int_equal(m.releases, 300);
@@ -208,7 +200,7 @@ static void test_sampled_counts_are_weighted(void **state)
         assert_int_equal(shp_acquire(b->pool, &c, -1), 0);
         assert_int_equal(shp_release(c), 0);
     }
-    shp_metrics ma = snap(a->pool), mb = snap(b->pool);
+    shp_metrics ma = metrics_of(a), mb = metrics_of(b);
     assert_int_equal(ma.acquisitions, N);
     assert_int_equal(ma.acquire.count, N);
     assert_int_equal(ma.hold.count, N);
@@ -299,7 +291,7 @@ static void test_counters_exact_under_load(void **state)
     pthread_join(wt, NULL);
     assert_int_equal(w.backwards, 0);
     assert_true(w.snapshots > 0);
-    shp_metrics m = snap(f->pool);
+    shp_metrics m = metrics_of(f);
     assert_int_equal(m.acquisitions, (uint64_t)T * OPS);
     assert_int_equal(m.releases, (uint64_t)T * OPS);
     assert_int_equal(m.acquire.count, (uint64_t)T * OPS);
@@ -330,7 +322,7 @@ static void test_closes_by_reason(void **state)
     assert_int_equal(shp_release(c), 0);              /* closed: max_uses */
     atomic_store(&f->fb.connect_err, -ECONNREFUSED);
     assert_int_equal(shp_acquire(f->pool, &c, 0), -ECONNREFUSED);
-    shp_metrics m = snap(f->pool);
+    shp_metrics m = metrics_of(f);
     assert_int_equal(m.closes[SHP_CLOSE_BROKEN], 1);
     assert_int_equal(m.closes[SHP_CLOSE_MAX_USES], 1);
     assert_int_equal(m.closes[SHP_CLOSE_IDLE], 0);
@@ -352,7 +344,7 @@ static void test_timeouts_counted(void **state)
     assert_int_equal(shp_acquire(f->pool, &c, 0), 0);
     assert_int_equal(shp_acquire(f->pool, &d, 0), -EAGAIN);
     assert_int_equal(shp_acquire(f->pool, &d, NS_PER_MS), -ETIMEDOUT);
-    shp_metrics m = snap(f->pool);
+    shp_metrics m = metrics_of(f);
     assert_int_equal(m.timeouts, 2);
     assert_int_equal(m.acquire_failures, 2);
     assert_int_equal(m.waits, 1);
@@ -392,7 +384,7 @@ static void test_conn_error_and_info(void **state)
     assert_int_equal(shp_pool_conn_info(f->pool, info, 1), 2); /* more than cap */
     assert_int_equal(shp_pool_conn_info(f->pool, NULL, 0), 2);
     assert_int_equal(shp_pool_conn_info(f->pool, NULL, 3), -EINVAL);
-    assert_int_equal(snap(f->pool).errors, 2);
+    assert_int_equal(metrics_of(f).errors, 2);
     assert_int_equal(shp_release(c), 0);
     assert_int_equal(shp_conn_error(c, -EIO), -EALREADY); /* not borrowed */
     assert_non_null(strstr(log_buf, "event=conn_error_not_borrowed"));
@@ -410,7 +402,7 @@ static void test_evict(void **state)
     uint64_t opened_before = atomic_load(&f->fb.opened);
     assert_int_equal(shp_pool_evict(f->pool), 0);
     /* When evict returns, the idle one is gone. */
-    shp_metrics m = snap(f->pool);
+    shp_metrics m = metrics_of(f);
     assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 1);
     /* Nothing old is handed out again: a new acquire gets a new connection. */
     shp_conn *c;
@@ -418,10 +410,10 @@ static void test_evict(void **state)
     assert_true(((fake_handle *)shp_conn_handle(c))->id > opened_before);
     /* The borrowed one goes when it comes back. */
     assert_int_equal(shp_release(borrowed), 0);
-    m = snap(f->pool);
+    m = metrics_of(f);
     assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 2);
     assert_int_equal(shp_release(c), 0); /* a new one: kept */
-    m = snap(f->pool);
+    m = metrics_of(f);
     assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 2);
     assert_int_equal(shp_pool_evict(NULL), -EINVAL);
     fx_finish(f);
@@ -484,7 +476,7 @@ static void test_evict_under_load(void **state)
         pthread_join(th[i], NULL);
     assert_int_equal(e.errors, 0);
     assert_int_equal(stale, 0);
-    assert_true(snap(f->pool).closes[SHP_CLOSE_EVICTED] > 0);
+    assert_true(metrics_of(f).closes[SHP_CLOSE_EVICTED] > 0);
     fx_finish(f);
 }
 
@@ -588,7 +580,7 @@ static void test_alert_utilization_hysteresis(void **state)
     assert_int_equal(alog.alert[0], SHP_ALERT_UTILIZATION);
     assert_true(alog.raised[0]);
     assert_true(alog.value[0] > 0.8);
-    assert_true(snap(f->pool).alerts & (1u << SHP_ALERT_UTILIZATION));
+    assert_true(metrics_of(f).alerts & (1u << SHP_ALERT_UTILIZATION));
     /* 0.8, then 0.75: above 90 % of the threshold (0.72), it stays raised. */
     while (held > 16)
         assert_int_equal(shp_release(c[--held]), 0);
@@ -603,7 +595,7 @@ static void test_alert_utilization_hysteresis(void **state)
     assert_false(alog.raised[1]);
     wait_passes(f->pool, 3);
     assert_int_equal(alog_count(), 2);
-    assert_int_equal(snap(f->pool).alerts, 0);
+    assert_int_equal(metrics_of(f).alerts, 0);
     while (held > 0)
         assert_int_equal(shp_release(c[--held]), 0);
     fx_finish(f);

@@ -38,6 +38,7 @@
 #include <shardpool/metrics.h>
 
 #include "fakeconn.h"
+#include "fixture.h"
 #include "monitor.h"
 #include "monitor_shm.h"
 #include "testutil.h"
@@ -45,34 +46,22 @@
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-typedef struct tpool {
-    fake_backend fb;
-    shp_pool *pool;
-} tpool;
-
-static tpool *tpool_new(const char *name)
+/* The fixture's pool (max 4) under name, known to the monitor; no reaper
+ * publishes metrics (the test does). */
+static fx *tpool_new(const char *name)
 {
-    tpool *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    fake_init(&t->fb);
-    shp_ops ops = fake_ops(&t->fb);
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.name = name;
-    cfg.min_size = 0;
-    cfg.max_size = 4;
-    cfg.metrics_interval_ns = 0; /* no reaper publishes: the test does */
-    assert_int_equal(shp_pool_create(&t->pool, &cfg, &ops), 0);
-    shp__monitor_pool_added(t->pool);
-    return t;
+    fx *f = fx_new(0, 4);
+    f->cfg.name = name;
+    f->cfg.metrics_interval_ns = 0;
+    fx_start(f);
+    shp__monitor_pool_added(f->pool);
+    return f;
 }
 
-static void tpool_free(tpool *t)
+static void tpool_free(fx *f)
 {
-    shp__monitor_pool_removed(t->pool);
-    assert_int_equal(shp_pool_destroy(t->pool, 0), 0);
-    assert_int_equal(fake_open_now(&t->fb), 0);
-    free(t);
+    shp__monitor_pool_removed(f->pool);
+    fx_finish(f);
 }
 
 static void seg_path(char *buf, size_t len)
@@ -232,7 +221,7 @@ static void test_env_bad_value_warns_once(void **state)
     if (pid == 0) {
         setenv("SHARDPOOL_MONITOR", "maybe", 1);
         log_start_level(SHP_LOG_WARN);
-        tpool *a = tpool_new("envbad1"), *b = tpool_new("envbad2");
+        fx *a = tpool_new("envbad1"), *b = tpool_new("envbad2");
         int rc = log_count("event=bad_env var=SHARDPOOL_MONITOR value=\"maybe\"") != 1 ? 1
                  : shp__monitor_mapping() != NULL                                   ? 2
                  : seg_exists()                                                     ? 3
@@ -258,7 +247,7 @@ static void test_env_enables_at_first_pool(void **state)
     assert_false(seg_exists());
     setenv("SHARDPOOL_MONITOR", "Yes", 1);
     log_start_level(SHP_LOG_WARN);
-    tpool *a = tpool_new("envpool");
+    fx *a = tpool_new("envpool");
     log_stop();
     assert_false(log_has("event=bad_env"));
     assert_true(seg_exists());
@@ -268,7 +257,7 @@ static void test_env_enables_at_first_pool(void **state)
     assert_false(seg_exists());
 
     /* Read once: a later first pool of the process would not enable it again. */
-    tpool *b = tpool_new("envpool2");
+    fx *b = tpool_new("envpool2");
     assert_false(seg_exists());
     tpool_free(b);
     unsetenv("SHARDPOOL_MONITOR");
@@ -382,7 +371,7 @@ static void test_header(void **state)
 static void test_publish_round_trip(void **state)
 {
     (void)state;
-    tpool *a = tpool_new("orders");
+    fx *a = tpool_new("orders");
     shp_metrics m = sample("orders", 1);
 
     shp__monitor_publish(a->pool, &m); /* disabled: nothing, and no segment */
@@ -426,7 +415,7 @@ static void test_publish_round_trip(void **state)
 static void test_unknown_pool_not_published(void **state)
 {
     (void)state;
-    tpool *a = tpool_new("known");
+    fx *a = tpool_new("known");
     shp__monitor_pool_removed(a->pool); /* now unknown to the monitor */
     shp__monitor_pool_removed(a->pool); /* twice: no effect */
     assert_int_equal(shp_monitor_enable(), 0);
@@ -449,7 +438,7 @@ static void test_slot_freed_and_reused(void **state)
     (void)state;
     assert_int_equal(shp_monitor_enable(), 0);
     const struct shp__shm_header *h = map_ro();
-    tpool *a = tpool_new("alpha"), *b = tpool_new("beta");
+    fx *a = tpool_new("alpha"), *b = tpool_new("beta");
     shp_metrics ma = sample("alpha", 10), mb = sample("beta", 20);
     shp__monitor_publish(a->pool, &ma);
     shp__monitor_publish(b->pool, &mb);
@@ -468,7 +457,7 @@ static void test_slot_freed_and_reused(void **state)
     assert_true(g == gen_b);
 
     /* The next pool to publish gets the freed slot, under a new generation. */
-    tpool *c = tpool_new("gamma");
+    fx *c = tpool_new("gamma");
     shp_metrics mc = sample("gamma", 30);
     shp__monitor_publish(c->pool, &mc);
     assert_int_equal(find_pool(h, "gamma", &got, &gen_c), slot_a);
@@ -491,7 +480,7 @@ static void test_slots_exhausted(void **state)
     (void)state;
     assert_int_equal(shp_monitor_enable(), 0);
     const struct shp__shm_header *h = map_ro();
-    tpool *t[SHP__SHM_NSLOTS + 1];
+    fx *t[SHP__SHM_NSLOTS + 1];
     char name[32];
     for (unsigned i = 0; i <= SHP__SHM_NSLOTS; i++) {
         snprintf(name, sizeof name, "p%u", i);
@@ -659,7 +648,7 @@ static void test_concurrent_publish_never_torn(void **state)
     assert_int_equal(shp_monitor_enable(), 0);
     struct shp__shm_header *h = shp__monitor_mapping();
     assert_non_null(h);
-    tpool *t[NWRITERS];
+    fx *t[NWRITERS];
     char name[32];
     for (unsigned i = 0; i < NWRITERS; i++) {
         snprintf(name, sizeof name, "w%u", i);

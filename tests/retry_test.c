@@ -16,43 +16,31 @@
 #include <time.h>
 
 #include "fakeconn.h"
+#define FX_POOL_NAME "retrytest"
+#include "fixture.h"
 #include "pool_internal.h"
 
 #define MS 1000000LL
 
-static shp_pool *make_pool(fake_backend *fb, shp_ops *ops, shp_config *cfg)
+/* The fixture's pool config with a fast backoff (1 ms base, 4 ms cap). */
+static fx *retry_fx(unsigned min, unsigned max)
 {
-    shp_pool *p = NULL;
-    *ops = fake_ops(fb);
-    assert_int_equal(shp_pool_create(&p, cfg, ops), 0);
-    return p;
+    fx *f = fx_new(min, max);
+    f->cfg.retry_base_ns = 1 * MS;
+    f->cfg.retry_cap_ns = 4 * MS;
+    return f;
 }
 
-static shp_config base_cfg(unsigned min, unsigned max)
+/* retry_fx with one connect attempt per acquire and the breaker opening
+ * after threshold consecutive failures, probing every probe_ns. */
+#define NO_PROBE (3600 * 1000 * MS) /* no probe during a test */
+static fx *breaker_fx(unsigned min, unsigned max, unsigned threshold, int64_t probe_ns)
 {
-    shp_config cfg;
-    shp_config_init(&cfg);
-    cfg.min_size = min;
-    cfg.max_size = max;
-    cfg.validate_idle_ns = -1;
-    cfg.retry_base_ns = 1 * MS;
-    cfg.retry_cap_ns = 4 * MS;
-    cfg.name = "retrytest";
-    return cfg;
-}
-
-static void finish(shp_pool *p, fake_backend *fb)
-{
-    assert_int_equal(shp_pool_destroy(p, 0), 0);
-    assert_int_equal(fake_open_now(fb), 0);
-    assert_int_equal(atomic_load(&fb->bad_close), 0);
-}
-
-static shp_stats stats(shp_pool *p)
-{
-    shp_stats s;
-    assert_int_equal(shp_pool_stats(p, &s), 0);
-    return s;
+    fx *f = retry_fx(min, max);
+    f->cfg.connect_attempts = 1;
+    f->cfg.breaker_threshold = threshold;
+    f->cfg.breaker_probe_ns = probe_ns;
+    return f;
 }
 
 /* Full jitter: attempt i waits in [0, min(cap, base << i)], and the draws
@@ -60,22 +48,23 @@ static shp_stats stats(shp_pool *p)
 static void test_backoff_bounds(void **state)
 {
     (void)state;
-    shp_config cfg = base_cfg(0, 1);
-    cfg.retry_base_ns = 10 * MS;
-    cfg.retry_cap_ns = 80 * MS;
+    fx *f = retry_fx(0, 1); /* its config only: no pool */
+    f->cfg.retry_base_ns = 10 * MS;
+    f->cfg.retry_cap_ns = 80 * MS;
     for (unsigned a = 0; a < 8; a++) {
         int64_t ceiling = 10 * MS << a;
         if (ceiling > 80 * MS)
             ceiling = 80 * MS;
         int64_t max_seen = 0;
         for (int i = 0; i < 1000; i++) {
-            int64_t d = shp__backoff_ns(&cfg, a);
+            int64_t d = shp__backoff_ns(&f->cfg, a);
             assert_true(d >= 0 && d <= ceiling);
             if (d > max_seen)
                 max_seen = d;
         }
         assert_true(max_seen > ceiling / 2);
     }
+    free(f);
 }
 
 static void test_retryable_errors(void **state)
@@ -98,39 +87,35 @@ static void test_retryable_errors(void **state)
 static void test_retry_then_success(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(0, 2);
-    cfg.connect_attempts = 3;
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
-    atomic_store(&fb.fail_next, 2);
+    fx *f = retry_fx(0, 2);
+    f->cfg.connect_attempts = 3;
+    fx_start(f);
+    shp_pool *p = f->pool;
+    atomic_store(&f->fb.fail_next, 2);
     shp_conn *c;
     assert_int_equal(shp_acquire(p, &c, 2000 * MS), 0);
-    assert_int_equal(atomic_load(&fb.connect_calls), 3);
-    assert_int_equal(stats(p).retries, 2);
-    assert_int_equal(stats(p).breaker_open, 0);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 3);
+    assert_int_equal(stats_of(f).retries, 2);
+    assert_int_equal(stats_of(f).breaker_open, 0);
     assert_int_equal(shp_release(c), 0);
-    finish(p, &fb);
+    fx_finish(f);
 }
 
 /* Attempts used up: the connect error, not a timeout. */
 static void test_retries_exhausted_return_connect_error(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(0, 2);
-    cfg.connect_attempts = 3;
-    cfg.breaker_threshold = 0;
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
-    atomic_store(&fb.connect_err, -ECONNREFUSED);
+    fx *f = retry_fx(0, 2);
+    f->cfg.connect_attempts = 3;
+    f->cfg.breaker_threshold = 0;
+    fx_start(f);
+    shp_pool *p = f->pool;
+    atomic_store(&f->fb.connect_err, -ECONNREFUSED);
     shp_conn *c;
     assert_int_equal(shp_acquire(p, &c, 2000 * MS), -ECONNREFUSED);
-    assert_int_equal(atomic_load(&fb.connect_calls), 3);
-    assert_int_equal(stats(p).live, 0);
-    finish(p, &fb);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), 3);
+    assert_int_equal(stats_of(f).live, 0);
+    fx_finish(f);
 }
 
 /* A permanent error (bad password, no such database, TLS missing, a host
@@ -141,18 +126,16 @@ static void test_auth_error_not_retried(void **state)
     (void)state;
     static const int permanent[] = { -EACCES, -ENOENT, -EPROTONOSUPPORT, -ENXIO };
     for (size_t i = 0; i < sizeof permanent / sizeof permanent[0]; i++) {
-        fake_backend fb;
-        fake_init(&fb);
-        shp_ops ops;
-        shp_config cfg = base_cfg(0, 2);
-        cfg.connect_attempts = 0; /* until the deadline, for transient errors */
-        shp_pool *p = make_pool(&fb, &ops, &cfg);
-        atomic_store(&fb.connect_err, permanent[i]);
+        fx *f = retry_fx(0, 2);
+        f->cfg.connect_attempts = 0; /* until the deadline, for transient errors */
+        fx_start(f);
+        shp_pool *p = f->pool;
+        atomic_store(&f->fb.connect_err, permanent[i]);
         shp_conn *c;
         assert_int_equal(shp_acquire(p, &c, 5000 * MS), permanent[i]);
-        assert_int_equal(atomic_load(&fb.connect_calls), 1);
-        assert_int_equal(stats(p).retries, 0);
-        finish(p, &fb);
+        assert_int_equal(atomic_load(&f->fb.connect_calls), 1);
+        assert_int_equal(stats_of(f).retries, 0);
+        fx_finish(f);
     }
 }
 
@@ -161,26 +144,21 @@ static void test_auth_error_not_retried(void **state)
 static void test_breaker_opens_and_fails_fast(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(0, 2);
-    cfg.connect_attempts = 1;
-    cfg.breaker_threshold = 3;
-    cfg.breaker_probe_ns = 3600 * 1000 * MS; /* no probe during the test */
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
-    atomic_store(&fb.connect_err, -ECONNREFUSED);
+    fx *f = breaker_fx(0, 2, 3, NO_PROBE);
+    fx_start(f);
+    shp_pool *p = f->pool;
+    atomic_store(&f->fb.connect_err, -ECONNREFUSED);
     shp_conn *c;
     for (int i = 0; i < 3; i++)
         assert_int_equal(shp_acquire(p, &c, 100 * MS), -ECONNREFUSED);
-    shp_stats s = stats(p);
+    shp_stats s = stats_of(f);
     assert_int_equal(s.breaker_open, 1);
     assert_int_equal(s.breaker_opens, 1);
-    uint64_t calls = atomic_load(&fb.connect_calls);
+    uint64_t calls = atomic_load(&f->fb.connect_calls);
     assert_int_equal(shp_acquire(p, &c, 1000 * MS), -EHOSTDOWN);
     assert_int_equal(shp_acquire(p, &c, 0), -EHOSTDOWN);
-    assert_int_equal(atomic_load(&fb.connect_calls), calls);
-    finish(p, &fb);
+    assert_int_equal(atomic_load(&f->fb.connect_calls), calls);
+    fx_finish(f);
 }
 
 /* While open, idle connections are still handed out, and an acquire at
@@ -188,23 +166,18 @@ static void test_breaker_opens_and_fails_fast(void **state)
 static void test_breaker_open_still_serves_idle(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(1, 2);
-    cfg.connect_attempts = 1;
-    cfg.breaker_threshold = 1;
-    cfg.breaker_probe_ns = 3600 * 1000 * MS;
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
+    fx *f = breaker_fx(1, 2, 1, NO_PROBE);
+    fx_start(f);
+    shp_pool *p = f->pool;
     shp_conn *c1, *c2;
     assert_int_equal(shp_acquire(p, &c1, 0), 0); /* the prefilled one */
-    atomic_store(&fb.connect_err, -ECONNREFUSED);
+    atomic_store(&f->fb.connect_err, -ECONNREFUSED);
     assert_int_equal(shp_acquire(p, &c2, 100 * MS), -ECONNREFUSED);
-    assert_int_equal(stats(p).breaker_open, 1);
+    assert_int_equal(stats_of(f).breaker_open, 1);
     assert_int_equal(shp_release(c1), 0);
     assert_int_equal(shp_acquire(p, &c1, 0), 0); /* idle: handed out while open */
     assert_int_equal(shp_release(c1), 0);
-    finish(p, &fb);
+    fx_finish(f);
 }
 
 /* A waiter queued at max_size when the breaker is open, and whose capacity
@@ -229,54 +202,44 @@ static void *waiter_main(void *a)
 static void test_breaker_open_wakes_waiter_with_free_capacity(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(1, 1);
-    cfg.connect_attempts = 1;
-    cfg.breaker_threshold = 1;
-    cfg.breaker_probe_ns = 3600 * 1000 * MS;
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
+    fx *f = breaker_fx(1, 1, 1, NO_PROBE);
+    fx_start(f);
+    shp_pool *p = f->pool;
     shp_conn *held;
     assert_int_equal(shp_acquire(p, &held, 0), 0);
     struct waiter_arg w = { .p = p };
     atomic_init(&w.done, 0);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, waiter_main, &w), 0);
-    for (long i = 0; i < 100000000 && stats(p).waiters != 1; i++)
+    for (long i = 0; i < 100000000 && stats_of(f).waiters != 1; i++)
         sched_yield();
-    assert_int_equal(stats(p).waiters, 1);
+    assert_int_equal(stats_of(f).waiters, 1);
     /* Open the breaker: a failed probe-like connect from the pool's side. */
-    atomic_store(&fb.connect_err, -ECONNREFUSED);
+    atomic_store(&f->fb.connect_err, -ECONNREFUSED);
     shp__breaker_failure(p, -ECONNREFUSED);
-    assert_int_equal(stats(p).breaker_open, 1);
+    assert_int_equal(stats_of(f).breaker_open, 1);
     assert_int_equal(shp_release_broken(held), 0); /* frees the only slot */
     pthread_join(t, NULL);
     assert_int_equal(w.rc, -EHOSTDOWN);
-    finish(p, &fb);
+    fx_finish(f);
 }
 
 /* The reaper's probe closes the breaker once the backend answers. */
 static void test_breaker_probe_closes_it(void **state)
 {
     (void)state;
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops ops;
-    shp_config cfg = base_cfg(0, 2);
-    cfg.connect_attempts = 1;
-    cfg.breaker_threshold = 1;
-    cfg.breaker_probe_ns = 1 * MS;
-    cfg.reaper_interval_ns = 1 * MS;
-    shp_pool *p = make_pool(&fb, &ops, &cfg);
-    atomic_store(&fb.connect_err, -ECONNREFUSED);
+    fx *f = breaker_fx(0, 2, 1, 1 * MS);
+    f->cfg.reaper_interval_ns = 1 * MS;
+    fx_start(f);
+    shp_pool *p = f->pool;
+    atomic_store(&f->fb.connect_err, -ECONNREFUSED);
     shp_conn *c;
     assert_int_equal(shp_acquire(p, &c, 100 * MS), -ECONNREFUSED);
-    assert_int_equal(stats(p).breaker_open, 1);
-    atomic_store(&fb.connect_err, 0);
+    assert_int_equal(stats_of(f).breaker_open, 1);
+    atomic_store(&f->fb.connect_err, 0);
     bool closed = false;
     for (int i = 0; i < 10000 && !closed; i++) { /* polls the reaper's progress */
-        closed = stats(p).breaker_open == 0;
+        closed = stats_of(f).breaker_open == 0;
         if (!closed) {
             struct timespec ts = { 0, 1000000 };
             nanosleep(&ts, NULL);
@@ -285,7 +248,7 @@ static void test_breaker_probe_closes_it(void **state)
     assert_true(closed);
     assert_int_equal(shp_acquire(p, &c, 1000 * MS), 0);
     assert_int_equal(shp_release(c), 0);
-    finish(p, &fb);
+    fx_finish(f);
 }
 
 int main(void)

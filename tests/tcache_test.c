@@ -241,8 +241,7 @@ static void test_evict_closes_parked(void **state)
     assert_int_equal(shp_release(b), 0);
     assert_int_equal(state_of(b), SHP__CACHED);
     assert_int_equal(shp_pool_evict(f->pool), 0);
-    shp_metrics m;
-    assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+    shp_metrics m = metrics_of(f);
     assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 2);
     assert_int_equal(m.live, 0);
     shp_conn *c;

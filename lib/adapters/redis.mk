@@ -2,14 +2,14 @@
 # included by lib/adapters/adapters.mk.  `make WITH_REDIS=0` leaves it out
 # of the libraries and the tests.  Building it needs libhiredis-dev; its
 # integration test (and bench-redis) start a redis-server of their own on
-# a free loopback port (tests/integration/redisserver.c, compiled into
+# a free loopback port (tests/adapters/redisserver.c, compiled into
 # redis_test.c as one translation unit).
 
 WITH_REDIS ?= 1
 ifeq ($(WITH_REDIS),1)
 ADAPTER_LIBNAMES   += redis
 ADAPTER_HDR        += include/shardpool/adapters/redis.h
-ADAPTER_UNIT       += integration/redis_test
+ADAPTER_UNIT       += adapters/redis_test
 ADAPTER_LIBS_redis := -lhiredis
 ADAPTER_LIBS       += $(ADAPTER_LIBS_redis)
 BUILD_DEB_PKGS     += libhiredis-dev

@@ -5,9 +5,9 @@
  *
  * The program moves itself into a network namespace of its own
  * (unshare(CLONE_NEWNET) before any thread exists), brings its loopback up,
- * and starts an echo server (a thread of its own), redis-server
- * (tests/integration/redisserver.c) and PostgreSQL 15
- * (tests/integration/pgserver.c, as an unprivileged user) on that loopback.
+ * and starts an echo server (tests/support/echo.c), redis-server
+ * (tests/adapters/redisserver.c) and PostgreSQL 15
+ * (tests/adapters/pgserver.c, as an unprivileged user) on that loopback.
  * A blackhole is an nftables rule in the namespace's output hook that drops
  * every TCP segment to or from the server's port: SYNs go unanswered and an
  * established connection's requests are never seen.  The host's network is
@@ -85,6 +85,7 @@
 #include <shardpool/adapters/redis.h>
 #include <shardpool/adapters/tcp.h>
 
+#include "echo.h"
 #include "pgserver.h"
 #include "redisserver.h"
 
@@ -267,118 +268,11 @@ static bool port_blackholed(int port)
     return dropped;
 }
 
-/* ---- the echo server (a thread; one poll loop) --------------------------------- */
+/* ---- the echo server (tests/support/echo.c) ------------------------------------ */
 
-#define ECHO_MAX 256
-
-static struct {
-    int lfd, port, wake[2];
-    pthread_t thread;
-} echo;
-
-static void *echo_main(void *arg)
-{
-    (void)arg;
-    struct pollfd fds[ECHO_MAX];
-    int n = 2;
-    fds[0] = (struct pollfd){ .fd = echo.wake[0], .events = POLLIN };
-    fds[1] = (struct pollfd){ .fd = echo.lfd, .events = POLLIN };
-    for (;;) {
-        if (poll(fds, (nfds_t)n, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (fds[0].revents)
-            break;
-        if (fds[1].revents & POLLIN) {
-            int c = accept4(echo.lfd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0 && n < ECHO_MAX)
-                fds[n++] = (struct pollfd){ .fd = c, .events = POLLIN };
-            else if (c >= 0)
-                close(c);
-        }
-        for (int i = 2; i < n; i++) {
-            if (!fds[i].revents)
-                continue;
-            char buf[512];
-            ssize_t r = recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT);
-            if (r > 0 && send(fds[i].fd, buf, (size_t)r, MSG_NOSIGNAL) == r)
-                continue;
-            if (r < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            close(fds[i].fd);
-            fds[i--] = fds[--n];
-        }
-    }
-    for (int i = 2; i < n; i++)
-        close(fds[i].fd);
-    return NULL;
-}
-
-static int echo_start(void)
-{
-    echo.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (echo.lfd < 0 || bind(echo.lfd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(echo.lfd, 128) != 0 || getsockname(echo.lfd, (struct sockaddr *)&a, &len) != 0 ||
-        pipe2(echo.wake, O_CLOEXEC) != 0)
-        return -errno;
-    echo.port = ntohs(a.sin_port);
-    return -pthread_create(&echo.thread, NULL, echo_main, NULL);
-}
-
-static void echo_stop(void)
-{
-    if (write(echo.wake[1], "x", 1) == 1)
-        pthread_join(echo.thread, NULL);
-    close(echo.lfd);
-}
+static echo_server *echo;
 
 /* ---- adapters ------------------------------------------------------------------ */
-
-/* Reads exactly len bytes from fd until deadline.  0 or a negative errno. */
-static int read_until(int fd, char *buf, size_t len, int64_t deadline)
-{
-    size_t got = 0;
-    while (got < len) {
-        int64_t left = deadline - now_ns();
-        if (left <= 0)
-            return -ETIMEDOUT;
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, (int)((left + NS_PER_MS - 1) / NS_PER_MS));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue;
-        ssize_t r = recv(fd, buf + got, len - got, MSG_DONTWAIT);
-        if (r == 0)
-            return -ECONNRESET;
-        if (r < 0 && errno != EAGAIN && errno != EINTR)
-            return -errno;
-        if (r > 0)
-            got += (size_t)r;
-    }
-    return 0;
-}
-
-/* One echo round trip on fd within timeout_ns, or less if an acquire that
- * validates the connection has an earlier deadline (as the adapters cap
- * their own I/O). */
-static int echo_ping(int fd, void *ud)
-{
-    (void)ud;
-    int64_t deadline = now_ns() + IO_TMO_NS, acq = shp_connect_deadline_ns();
-    if (acq >= 0 && acq < deadline)
-        deadline = acq;
-    static const char msg[] = "ping\n";
-    if (send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof msg - 1)
-        return -EIO;
-    char buf[sizeof msg - 1];
-    int err = read_until(fd, buf, sizeof buf, deadline);
-    return err ? err : memcmp(buf, msg, sizeof buf) ? -EPROTO : 0;
-}
 
 /* What a phase asks of an adapter's ops. */
 enum ops_kind { OPS_PLAIN, OPS_HANDOUT };
@@ -402,15 +296,10 @@ static pgserver pg_srv;
 static int tcp_make_ops(shp_ops *ops, enum ops_kind kind)
 {
     (void)kind;
-    char port[16];
-    snprintf(port, sizeof port, "%d", echo.port);
     shp_tcp_config tc;
-    shp_tcp_config_init(&tc);
-    tc.host = "127.0.0.1";
-    tc.port_or_service = port;
+    echo_tcp_config(echo, &tc); /* its ping: one echo within IO_TMO_NS (1 s) */
     tc.connect_timeout_ns = CONNECT_TMO_NS;
     tc.read_timeout_ns = tc.write_timeout_ns = IO_TMO_NS;
-    tc.ping = echo_ping;
     tc.name = "bh-tcp";
     return shp_tcp_ops(ops, &tc);
 }
@@ -1110,12 +999,12 @@ int main(int argc, char **argv)
 
     int64_t t0 = now_ns();
     int err;
-    if ((err = echo_start()) != 0) {
+    if ((err = echo_start(&echo, NULL)) != 0) {
         printf("blackhole: FAIL - echo server: %s\n", strerror(-err));
         return 1;
     }
-    const struct adapter tcp = { "tcp", echo.port, tcp_make_ops, shp_tcp_ops_free, tcp_roundtrip,
-                                 NULL };
+    const struct adapter tcp = { "tcp", echo_port(echo), tcp_make_ops, shp_tcp_ops_free,
+                                 tcp_roundtrip, NULL };
     if (!only || !strcmp(only, "tcp"))
         run_adapter(&tcp);
 
@@ -1141,7 +1030,7 @@ int main(int argc, char **argv)
         }
         pgserver_destroy(&pg_srv);
     }
-    echo_stop();
+    echo_stop(echo);
     shp_quiesce();
 
     long leaks = atomic_load(&log_leaks);

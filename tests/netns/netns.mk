@@ -13,14 +13,14 @@
 
 CHECK_DEB_PKGS += nftables
 
-NETNS_INTEG := tests/integration/redisserver.c tests/integration/pgserver.c
-NETNS_INTEG_H := tests/integration/redisserver.h tests/integration/pgserver.h
+NETNS_INTEG := tests/adapters/redisserver.c tests/adapters/pgserver.c tests/support/echo.c
+NETNS_INTEG_H := tests/adapters/redisserver.h tests/adapters/pgserver.h tests/support/echo.h
 
 ifeq ($(WITH_TCP)$(WITH_REDIS)$(WITH_PG),111)
 $(B)/release/netns/blackhole: tests/netns/blackhole.c $(NETNS_INTEG) $(NETNS_INTEG_H) \
                               $(call SHP_ARCHIVES,release) | $(B)/.deps-check
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -I tests/integration $< $(NETNS_INTEG) \
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -I tests/adapters -I tests/support $< $(NETNS_INTEG) \
 	  $(call SHP_ARCHIVES,release) $(LIBS) -o $@
 
 # About 60 s; the timeout only stops a hang.
@@ -38,10 +38,10 @@ ifeq ($(WITH_TCP),1)
 STORM_DEFS := -DSTORM_WITH_REDIS=$(if $(filter 1,$(WITH_REDIS)),1,0)
 define netns_storm
 $(B)/$(1)/netns/signal_storm: tests/netns/signal_storm.c $(wildcard tests/support/*.h) \
-                              $(B)/$(1)/support/fakeconn.o $(call SHP_ARCHIVES,$(1))
+                              $(B)/$(1)/support/fakeconn.o $(B)/$(1)/support/echo.o $(call SHP_ARCHIVES,$(1))
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(STORM_DEFS) $(INC) -I tests/support $$< \
-	  $(B)/$(1)/support/fakeconn.o $(call SHP_ARCHIVES,$(1)) $(LIBS) -lrt $(LDFLAGS_$(1)) -o $$@
+	  $(B)/$(1)/support/fakeconn.o $(B)/$(1)/support/echo.o $(call SHP_ARCHIVES,$(1)) $(LIBS) -lrt $(LDFLAGS_$(1)) -o $$@
 endef
 $(foreach v,release asan tsan,$(eval $(call netns_storm,$(v))))
 

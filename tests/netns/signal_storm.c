@@ -72,6 +72,7 @@
 #include <shardpool/adapters/redis.h>
 #endif
 
+#include "echo.h"
 #include "fakeconn.h"
 
 #ifndef sigev_notify_thread_id
@@ -322,113 +323,21 @@ static bool synq_full(int *lfd, int *filler, int *port)
     return false;
 }
 
-/* A server thread (not a target of the storm).  slow: echoes each request
- * SLOW_REPLY_NS after it came (requests served in turn); silent: accepts,
- * reads, never answers. */
-struct server {
-    int lfd, port, wake[2];
-    bool silent;
-    pthread_t th;
-};
+/* Echo servers (tests/support/echo.c; their threads are not targets of the
+ * storm).  slow: echoes each request SLOW_REPLY_NS after it came (requests
+ * served in turn); silent: accepts, reads, never answers.  The check's
+ * ping is echo_ping: "ping\n" echoed, within the acquire's deadline when it
+ * validates for one (else 1 s), retrying after signals. */
+static echo_server *slow, *silent;
 
-static void *server_main(void *arg)
+static void server_start(echo_server **sv, bool quiet)
 {
-    struct server *sv = arg;
-    struct pollfd fds[256];
-    int n = 2;
-    fds[0] = (struct pollfd){ .fd = sv->wake[0], .events = POLLIN };
-    fds[1] = (struct pollfd){ .fd = sv->lfd, .events = POLLIN };
-    for (;;) {
-        if (poll(fds, (nfds_t)n, -1) < 0)
-            continue;
-        if (fds[0].revents)
-            break;
-        if (fds[1].revents & POLLIN) {
-            int c = accept4(sv->lfd, NULL, NULL, SOCK_CLOEXEC);
-            if (c >= 0 && n < 256)
-                fds[n++] = (struct pollfd){ .fd = c, .events = POLLIN };
-            else if (c >= 0)
-                close(c);
-        }
-        for (int i = 2; i < n; i++) {
-            if (!fds[i].revents)
-                continue;
-            char buf[256];
-            ssize_t r = recv(fds[i].fd, buf, sizeof buf, MSG_DONTWAIT);
-            if (r < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            if (r > 0 && sv->silent)
-                continue;
-            if (r > 0) {
-                nap_ns(SLOW_REPLY_NS);
-                if (send(fds[i].fd, buf, (size_t)r, MSG_NOSIGNAL) == r)
-                    continue;
-            }
-            close(fds[i].fd);
-            fds[i--] = fds[--n];
-        }
-    }
-    for (int i = 2; i < n; i++)
-        close(fds[i].fd);
-    return NULL;
-}
-
-static void server_start(struct server *sv, bool silent)
-{
-    sv->silent = silent;
-    sv->lfd = listen_lo(64, &sv->port);
-    if (pipe2(sv->wake, O_CLOEXEC) != 0 || pthread_create(&sv->th, NULL, server_main, sv) != 0) {
-        perror("server");
+    const echo_opts o = { .reply_delay_ns = SLOW_REPLY_NS, .silent = quiet };
+    int err = echo_start(sv, &o);
+    if (err != 0) {
+        fprintf(stderr, "server: %s\n", strerror(-err));
         exit(2);
     }
-}
-
-static void server_stop(struct server *sv)
-{
-    if (write(sv->wake[1], "x", 1) == 1)
-        pthread_join(sv->th, NULL);
-    close(sv->lfd);
-    close(sv->wake[0]);
-    close(sv->wake[1]);
-}
-
-static struct server slow, silent;
-
-/* The check's ping: "ping\n" echoed, within the acquire's deadline when it
- * validates for one (else 1 s), retrying after signals. */
-static int slow_ping(int fd, void *ud)
-{
-    (void)ud;
-    int64_t deadline = now_ns() + NS_PER_S, acq = shp_connect_deadline_ns();
-    if (acq >= 0 && acq < deadline)
-        deadline = acq;
-    static const char msg[] = "ping\n";
-    ssize_t w;
-    while ((w = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR)
-        ;
-    if (w != (ssize_t)sizeof msg - 1)
-        return -EIO;
-    char buf[sizeof msg - 1];
-    size_t got = 0;
-    while (got < sizeof buf) {
-        int64_t left = deadline - now_ns();
-        if (left <= 0)
-            return -ETIMEDOUT;
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, (int)((left + NS_PER_MS - 1) / NS_PER_MS));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue;
-        ssize_t r = recv(fd, buf + got, sizeof buf - got, MSG_DONTWAIT);
-        if (r == 0)
-            return -ECONNRESET;
-        if (r > 0)
-            got += (size_t)r;
-        else if (errno != EAGAIN && errno != EINTR)
-            return -errno;
-    }
-    return memcmp(buf, msg, sizeof buf) ? -EPROTO : 0;
 }
 
 /* ---- a connect that sleeps ------------------------------------------------------------------ */
@@ -759,10 +668,9 @@ int main(int argc, char **argv)
         return 2;
 
     server_start(&slow, false);
-    snprintf(port_s, sizeof port_s, "%d", slow.port);
-    tc.port_or_service = port_s;
+    tc.port_or_service = echo_port_str(slow);
     tc.read_timeout_ns = tc.write_timeout_ns = NS_PER_S;
-    tc.ping = slow_ping;
+    tc.ping = echo_ping;
     if (shp_tcp_ops(&o_check, &tc) != 0)
         return 2;
 
@@ -778,7 +686,7 @@ int main(int argc, char **argv)
     shp_ops o_rconn, o_rhand;
     if (shp_redis_ops(&o_rconn, &rc) != 0)
         return 2;
-    rc.port = silent.port;
+    rc.port = echo_port(silent);
     if (shp_redis_ops(&o_rhand, &rc) != 0)
         return 2;
     pool_rconn = make_pool("storm-rconn", &o_rconn, 0, 4, tune_tcp);
@@ -832,9 +740,9 @@ int main(int argc, char **argv)
             bad_final++;
     storm_disarm(mt);
     shp_quiesce();
-    server_stop(&slow);
+    echo_stop(slow);
 #if STORM_WITH_REDIS
-    server_stop(&silent);
+    echo_stop(silent);
     shp_redis_ops_free(&o_rconn);
     shp_redis_ops_free(&o_rhand);
 #endif

@@ -83,6 +83,7 @@
 #include <shardpool/adapters/redis.h>
 #include <shardpool/adapters/tcp.h>
 
+#include "echo.h"
 #include "pgserver.h"
 #include "redisserver.h"
 #include "testutil.h"
@@ -379,129 +380,9 @@ static int mgr_call(char cmd)
     return err ? err : r.rc;
 }
 
-/* ---- the echo server (the TCP pool's backend) ------------------------------- */
+/* ---- the echo server (the TCP pool's backend; tests/support/echo.c) ------------ */
 
-#define ECHO_MAX 64
-enum { E_NONE, E_DROP, E_UP, E_STOP };
-static struct {
-    pthread_t th;
-    int port, lfd;
-    int fds[ECHO_MAX], n;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int cmd;
-    uint64_t cmd_seq, done_seq;
-    atomic_int nclients;
-} echo = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .lfd = -1 };
-
-static int echo_listen(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)echo.port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    echo.port = ntohs(a.sin_port);
-    return fd;
-}
-
-static void echo_drop(int i, bool rst)
-{
-    if (rst) {
-        struct linger lg = { 1, 0 };
-        setsockopt(echo.fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    }
-    close(echo.fds[i]);
-    echo.fds[i] = echo.fds[--echo.n];
-    atomic_store(&echo.nclients, echo.n);
-}
-
-static void *echo_main(void *arg)
-{
-    (void)arg;
-    struct pollfd pf[ECHO_MAX + 1];
-    char buf[4096];
-    for (;;) {
-        pthread_mutex_lock(&echo.mu);
-        int cmd = echo.cmd_seq != echo.done_seq ? echo.cmd : E_NONE;
-        pthread_mutex_unlock(&echo.mu);
-        if (cmd == E_DROP || cmd == E_STOP) {
-            while (echo.n)
-                echo_drop(echo.n - 1, true);
-            if (echo.lfd >= 0)
-                close(echo.lfd);
-            echo.lfd = -1;
-        } else if (cmd == E_UP && echo.lfd < 0) {
-            int fd = echo_listen();
-            if (fd < 0)
-                say("echo: listen on port %d: %s", echo.port, strerror(-fd));
-            echo.lfd = fd;
-        }
-        if (cmd != E_NONE) {
-            pthread_mutex_lock(&echo.mu);
-            echo.done_seq = echo.cmd_seq;
-            pthread_cond_broadcast(&echo.cv);
-            pthread_mutex_unlock(&echo.mu);
-        }
-        if (cmd == E_STOP)
-            return NULL;
-        int n = 0;
-        for (int i = 0; i < echo.n; i++)
-            pf[n++] = (struct pollfd){ .fd = echo.fds[i], .events = POLLIN };
-        if (echo.lfd >= 0)
-            pf[n++] = (struct pollfd){ .fd = echo.lfd, .events = POLLIN };
-        if (poll(pf, (nfds_t)n, 20) <= 0) /* 20 ms: how soon a command is seen */
-            continue;
-        for (int i = echo.n - 1; i >= 0; i--) {
-            if (!pf[i].revents)
-                continue;
-            ssize_t r = recv(echo.fds[i], buf, sizeof buf, 0);
-            if (r > 0) {
-                if (send(echo.fds[i], buf, (size_t)r, MSG_NOSIGNAL) != r)
-                    echo_drop(i, false); /* tiny messages: a short send is a dead peer */
-            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-                echo_drop(i, false);
-            }
-        }
-        if (echo.lfd >= 0 && pf[n - 1].revents) {
-            int c;
-            while ((c = accept4(echo.lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
-                if (echo.n == ECHO_MAX) {
-                    close(c);
-                    continue;
-                }
-                echo.fds[echo.n++] = c;
-                atomic_store(&echo.nclients, echo.n);
-            }
-        }
-    }
-}
-
-/* Has the echo thread run cmd; 0 or -ETIMEDOUT. */
-static int echo_cmd(int cmd)
-{
-    pthread_mutex_lock(&echo.mu);
-    echo.cmd = cmd;
-    uint64_t seq = ++echo.cmd_seq;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 5;
-    int rc = 0;
-    while (echo.done_seq < seq && rc == 0)
-        rc = pthread_cond_timedwait(&echo.cv, &echo.mu, &ts);
-    bool done = echo.done_seq >= seq;
-    pthread_mutex_unlock(&echo.mu);
-    return done ? 0 : -ETIMEDOUT;
-}
+static echo_server *echo;
 
 /* ---- attributing a late acquire ---------------------------------------------------- */
 
@@ -981,7 +862,7 @@ static long rss_bytes(void)
  * may not have theirs yet), plus the echo server's side of TCP ones. */
 static long pool_sockets(void)
 {
-    long n = atomic_load(&echo.nclients);
+    long n = echo_clients(echo);
     for (int i = 0; i < NPOOL; i++) {
         shp_stats st;
         if (shp_pool_stats(pools[i].pool, &st) == 0)
@@ -1069,12 +950,8 @@ static int make_pools(int pg_port, int redis_port)
         SOAK_ACQ_TMO_NS + (REDIS_MAX_CMDS + 1) * REDIS_CMD_NS + SOAK_MARGIN_NS;
     pools[P_REDIS].nowait_ns = 2 * REDIS_CMD_NS; /* connect; or check (cleanup read, PING) */
 
-    char port[16];
-    snprintf(port, sizeof port, "%d", echo.port);
     shp_tcp_config tc;
-    shp_tcp_config_init(&tc);
-    tc.host = "127.0.0.1";
-    tc.port_or_service = port;
+    echo_tcp_config(echo, &tc);
     tc.connect_timeout_ns = TCP_IO_NS;
     tc.read_timeout_ns = tc.write_timeout_ns = TCP_IO_NS;
     tc.ping = tcp_ping;
@@ -1115,13 +992,13 @@ static PGconn *pg_direct(void)
 static int kill_server(int pi)
 {
     return pi == P_PG ? mgr_call(M_PG_KILL) : pi == P_REDIS ? mgr_call(M_REDIS_KILL)
-                                                            : echo_cmd(E_DROP);
+                                                            : echo_down(echo);
 }
 
 static int start_server(int pi)
 {
     return pi == P_PG ? mgr_call(M_PG_START) : pi == P_REDIS ? mgr_call(M_REDIS_START)
-                                                             : echo_cmd(E_UP);
+                                                             : echo_up(echo);
 }
 
 static void chaos_step(int64_t now, int64_t end)
@@ -1199,7 +1076,7 @@ static long backend_count(int pi, PGconn *pg, redisContext *rc)
             freeReplyObject(r);
         return n;
     }
-    return atomic_load(&echo.nclients);
+    return echo_clients(echo);
 }
 
 struct endcheck {
@@ -1339,10 +1216,9 @@ int main(int argc, char **argv)
         setvbuf(log_file, NULL, _IOFBF, 1 << 16);
     shp_log_set(lib_log, NULL, SHP_LOG_INFO);
 
-    echo.port = 0;
-    if ((echo.lfd = echo_listen()) < 0)
-        return fprintf(stderr, "soak: echo listen: %s\n", strerror(-echo.lfd)), 2;
-    pthread_create(&echo.th, NULL, echo_main, NULL);
+    int eerr = echo_start(&echo, NULL);
+    if (eerr != 0)
+        return fprintf(stderr, "soak: echo server: %s\n", strerror(-eerr)), 2;
 
     snprintf(pg_conninfo, sizeof pg_conninfo,
              "host=127.0.0.1 port=%d dbname=postgres user=%s password=%s", boot.pg_port,
@@ -1366,7 +1242,7 @@ int main(int argc, char **argv)
     say("soak: %.0f s, %d workers, pools pg/redis/tcp max %u/%u/%u, pg port %d, redis port %d, "
         "echo port %d, seed %" PRIu64 ", fds before pools %d",
         secs(duration), SOAK_WORKERS, pool_max[P_PG], pool_max[P_REDIS], pool_max[P_TCP],
-        boot.pg_port, boot.redis_port, echo.port, seed, fds_before);
+        boot.pg_port, boot.redis_port, echo_port(echo), seed, fds_before);
     for (int pi = 0; pi < NPOOL; pi++)
         pools[pi].next_kill = t_start + kill_offset[pi];
 
@@ -1488,8 +1364,7 @@ int main(int argc, char **argv)
     shp_quiesce();
     int fds_after = count_fds();
     free_ops();
-    echo_cmd(E_STOP);
-    pthread_join(echo.th, NULL);
+    echo_stop(echo);
 
     /* ---- resources ---- */
     long rss_limit = s_rss.first + (long)fmax((double)s_rss.first * SOAK_RSS_PCT / 100.0,

@@ -17,16 +17,16 @@
 SOAK_MIN  ?= 30
 SOAK_ARGS ?=
 
-SOAK_OBJ := $(B)/release/soak/pgserver.o $(B)/release/soak/redisserver.o
+SOAK_OBJ := $(B)/release/soak/pgserver.o $(B)/release/soak/redisserver.o $(B)/release/support/echo.o
 
-$(B)/release/soak/%.o: tests/integration/%.c tests/integration/%.h | $(B)/.deps-check
+$(B)/release/soak/%.o: tests/adapters/%.c tests/adapters/%.h | $(B)/.deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -c $< -o $@
 
-$(B)/release/soak/soak: tests/soak/soak.c tests/support/testutil.h tests/integration/pgserver.h \
-    tests/integration/redisserver.h $(LIB_HDR) $(SOAK_OBJ) $(call SHP_ARCHIVES,release)
+$(B)/release/soak/soak: tests/soak/soak.c tests/support/testutil.h tests/support/echo.h tests/adapters/pgserver.h \
+    tests/adapters/redisserver.h $(LIB_HDR) $(SOAK_OBJ) $(call SHP_ARCHIVES,release)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -I tests/support -I tests/integration $< \
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(INC) -I tests/support -I tests/adapters $< \
 	  $(SOAK_OBJ) $(call SHP_ARCHIVES,release) $(LIBS) -lm -o $@
 
 .PHONY: soak

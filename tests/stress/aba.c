@@ -156,31 +156,17 @@ int main(int argc, char **argv)
         print_line(stdout, "FAIL", elapsed < 0 ? st_elapsed_s() : elapsed);
         st_fail_fast();
     }
-    fprintf(stderr, "%s: run ended by %s after %" PRIu64 " pairs in %.2f s (%.0f pairs/s); "
-            "I2 samples=%" PRIu64 " max live seen=%" PRIu64 " censuses=%" PRIu64 "\n",
-            PROG, st_stop_name(atomic_load(&st.stop_reason)), atomic_load(&st.done), elapsed,
-            (double)atomic_load(&st.done) / (elapsed > 0 ? elapsed : 1),
-            atomic_load(&st.i2_samples), atomic_load(&st.max_live_seen),
-            atomic_load(&st.censuses));
+    st_report_run("pairs", elapsed);
 
-    st_arm("final checks", 60.0);
-    shp_stats s;
-    uint64_t open_now = 0;
-    st_check_conservation("end of run", &s, &open_now);
-    unsigned held = st_check_capacity("end of run", 100 * ST_NS_PER_MS, 0);
-    shp_stats after;
-    if (shp_pool_stats(st.pool, &after) != 0)
-        after = s;
-    shp_metrics mx; /* waits: acquires that queued (each counted once) */
-    uint64_t waits = shp_pool_metrics(st.pool, &mx) == 0 ? mx.waits : 0;
-    st_disarm();
+    st_final fin = st_final_checks(100 * ST_NS_PER_MS, 0);
+    const shp_stats s = fin.s, after = fin.after;
     fprintf(stderr, "%s: before destroy: live=%" PRIu64 " idle=%" PRIu64 " in_use=%" PRIu64
             " created=%" PRIu64 " closed=%" PRIu64 " backend_open=%" PRIu64
             "; capacity check held %u of %u; acquired=%" PRIu64 " steals=%" PRIu64
             " waits=%" PRIu64 " handoffs=%" PRIu64 " pool_timeouts=%" PRIu64 "; nested pairs=%" PRIu64
             " (tries that found none: %" PRIu64 ")\n",
-            PROG, s.live, s.idle, s.in_use, s.created, s.closed, open_now, held, MAX_SIZE,
-            after.acquired, after.steals, waits, after.handoffs, after.timeouts,
+            PROG, s.live, s.idle, s.in_use, s.created, s.closed, fin.open_now, fin.held, MAX_SIZE,
+            after.acquired, after.steals, fin.waits, after.handoffs, after.timeouts,
             atomic_load(&g_nested), atomic_load(&g_nested_miss));
 
     int drc = 0;

@@ -129,30 +129,17 @@ int main(int argc, char **argv)
         print_line(stdout, "FAIL", &s, elapsed < 0 ? st_elapsed_s() : elapsed);
         st_fail_fast();
     }
-    fprintf(stderr, "%s: run ended by %s after %" PRIu64 " ops in %.2f s (%.0f ops/s); "
-            "I2 samples=%" PRIu64 " max live seen=%" PRIu64 " censuses=%" PRIu64 "\n",
-            PROG, st_stop_name(atomic_load(&st.stop_reason)), atomic_load(&st.done), elapsed,
-            (double)atomic_load(&st.done) / (elapsed > 0 ? elapsed : 1),
-            atomic_load(&st.i2_samples), atomic_load(&st.max_live_seen),
-            atomic_load(&st.censuses));
+    st_report_run("ops", elapsed);
 
-    /* Conservation with every worker joined, before destroy. */
-    st_arm("final checks", 60.0);
-    uint64_t open_now = 0;
-    st_check_conservation("end of run", &s, &open_now);
-    unsigned held = st_check_capacity("end of run", 200 * ST_NS_PER_MS, 100);
-    shp_stats after;
-    if (shp_pool_stats(st.pool, &after) != 0)
-        after = s;
-    shp_metrics mx; /* waits: acquires that queued (each counted once) */
-    uint64_t waits = shp_pool_metrics(st.pool, &mx) == 0 ? mx.waits : 0;
-    st_disarm();
+    st_final fin = st_final_checks(200 * ST_NS_PER_MS, 100);
+    s = fin.s;
+    const shp_stats after = fin.after;
     fprintf(stderr, "%s: before destroy: live=%" PRIu64 " idle=%" PRIu64 " in_use=%" PRIu64
             " backend_open=%" PRIu64 "; capacity check held %u of %u; acquired=%" PRIu64
             " waits=%" PRIu64 " handoffs=%" PRIu64 " health_checks=%" PRIu64 " pool_timeouts=%" PRIu64
             " connect_failures=%" PRIu64 " broken_releases=%" PRIu64 "\n",
-            PROG, s.live, s.idle, s.in_use, open_now, held, MAX_SIZE, after.acquired, waits,
-            after.handoffs, after.health_checks, after.timeouts, after.connect_failures,
+            PROG, s.live, s.idle, s.in_use, fin.open_now, fin.held, MAX_SIZE, after.acquired,
+            fin.waits, after.handoffs, after.health_checks, after.timeouts, after.connect_failures,
             atomic_load(&st.broken_releases));
 
     int drc = 0;

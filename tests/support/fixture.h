@@ -64,6 +64,17 @@ static inline shp_stats stats_of(fx *f)
     return s;
 }
 
+/* The pool's metrics (asserting the call succeeds and the snapshot's
+ * layout version). */
+static inline shp_metrics metrics_of(fx *f)
+{
+    shp_metrics m;
+    memset(&m, 0xee, sizeof m);
+    assert_int_equal(shp_pool_metrics(f->pool, &m), 0);
+    assert_int_equal(m.version, SHP_METRICS_VERSION);
+    return m;
+}
+
 /* Destroys the pool (every connection must be back) and checks the backend:
  * nothing open, no close of a bad handle. */
 static inline void fx_finish(fx *f)

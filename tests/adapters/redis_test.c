@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "fakeconn.h"
+#include "fixture.h"
 #include "testutil.h"
 #include "storm.h"
 #include "failtest.h"
@@ -131,10 +132,9 @@ static void expect_status(redisContext *c, const char *want, const char *fmt, ..
     freeReplyObject(r);
 }
 
-/* GET key: expects the string want, or nil when want is NULL. */
-static void expect_get(redisContext *c, const char *key, const char *want)
+/* A GET's reply r (freed here): the string want, or nil when want is NULL. */
+static void expect_get_reply(redisReply *r, const char *want)
 {
-    redisReply *r = redisCommand(c, "GET %s", key);
     assert_non_null(r);
     if (want) {
         assert_int_equal(r->type, REDIS_REPLY_STRING);
@@ -143,6 +143,27 @@ static void expect_get(redisContext *c, const char *key, const char *want)
         assert_int_equal(r->type, REDIS_REPLY_NIL);
     }
     freeReplyObject(r);
+}
+
+/* GET key: expects the string want, or nil when want is NULL. */
+static void expect_get(redisContext *c, const char *key, const char *want)
+{
+    expect_get_reply(redisCommand(c, "GET %s", key), want);
+}
+
+/* After a SUBSCRIBE to chan (its reply r, an array; freed here), the admin
+ * connection a publishes three messages that the subscriber never reads. */
+static void publish_unread(redisContext *a, redisReply *r)
+{
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    for (int i = 0; i < 3; i++) {
+        r = redisCommand(a, "PUBLISH chan m%d", i);
+        assert_non_null(r);
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
 }
 
 /* ---- configuration ------------------------------------------------------------------ */
@@ -705,16 +726,8 @@ static void test_dirty_release(void **state)
     expect_get(c, "queued", NULL); /* discarded, not executed */
 
     /* SUBSCRIBE, with messages arriving that the borrower never reads */
-    redisReply *r = redisCommand(c, "SUBSCRIBE chan");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    freeReplyObject(r);
-    for (int i = 0; i < 3; i++) {
-        r = redisCommand(a, "PUBLISH chan m%d", i);
-        assert_non_null(r);
-        assert_int_equal(r->integer, 1);
-        freeReplyObject(r);
-    }
+    publish_unread(a, redisCommand(c, "SUBSCRIBE chan"));
+    redisReply *r;
     assert_int_equal(shp_release(conn), 0);
     c = borrow(pool, &conn, h);
     expect_clean(c);
@@ -814,15 +827,7 @@ static void w_error(shp_conn *conn, const char *fmt)
 static void w_get(shp_conn *conn, const char *key, const char *want)
 {
     const char *argv[2] = { "GET", key };
-    redisReply *r = shp_redis_command_argv(conn, 2, argv, NULL);
-    assert_non_null(r);
-    if (want) {
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->str, want);
-    } else {
-        assert_int_equal(r->type, REDIS_REPLY_NIL);
-    }
-    freeReplyObject(r);
+    expect_get_reply(shp_redis_command_argv(conn, 2, argv, NULL), want);
 }
 
 /* expect_clean through the wrapper (which it leaves clean): on db 3, not in
@@ -863,22 +868,41 @@ static long long t_cycle(tracked *t, shp_conn *conn, shp_conn **next)
     return reset_calls(t->admin) - before;
 }
 
+/* The cleanup tests' start: a server (password pw), its admin connection on
+ * db 3 holding marker=db3, and a pool of one connection to db 3 with this
+ * cleanup and validate_idle_ns = -1 (no PING on acquire: only the cleanup
+ * counts).  Returns the first borrow; its handle is t->h. */
+static shp_conn *t_start(tracked *t, const char *pw, shp_redis_cleanup cleanup, shp_ops *ops)
+{
+    assert_int_equal(rsrv_start(&srv, pw), 0);
+    *t = (tracked){ .admin = admin(pw, 3) };
+    expect_status(t->admin, "OK", "SET marker db3");
+    shp_redis_config rc = redis_cfg(srv.port, pw, 3);
+    rc.cleanup = cleanup;
+    *ops = make_ops(&rc);
+    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
+    pc.validate_idle_ns = -1;
+    assert_int_equal(shp_pool_create(&t->pool, &pc, ops), 0);
+    shp_conn *conn = t_borrow(t);
+    t->h = shp_conn_handle(conn);
+    return conn;
+}
+
+static void t_end(tracked *t, shp_ops *ops)
+{
+    redisFree(t->admin);
+    assert_int_equal(shp_pool_destroy(t->pool, -1), 0);
+    shp_redis_ops_free(ops);
+    rsrv_stop(&srv);
+}
+
 static void test_tracked_cleanup(void **state)
 {
     (void)state;
-    assert_int_equal(rsrv_start(&srv, GOOD_PW), 0);
-    redisContext *a = admin(GOOD_PW, 3);
-    expect_status(a, "OK", "SET marker db3");
-
-    shp_redis_config rc = redis_cfg(srv.port, GOOD_PW, 3);
-    rc.cleanup = SHP_REDIS_CLEANUP_TRACKED;
-    shp_ops ops = make_ops(&rc);
-    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
-    pc.validate_idle_ns = -1; /* no PING on acquire: only the cleanup counts */
-    tracked t = { .admin = a };
-    assert_int_equal(shp_pool_create(&t.pool, &pc, &ops), 0);
-    shp_conn *conn = t_borrow(&t);
-    t.h = shp_conn_handle(conn);
+    tracked t;
+    shp_ops ops;
+    shp_conn *conn = t_start(&t, GOOD_PW, SHP_REDIS_CLEANUP_TRACKED, &ops);
+    redisContext *a = t.admin;
     w_expect_clean(conn);
 
     /* Clean releases send nothing: no RESET on the server. */
@@ -900,16 +924,8 @@ static void test_tracked_cleanup(void **state)
     w_get(conn, "queued", NULL);
 
     /* SUBSCRIBE with messages never read: comes back usable, unsubscribed. */
-    redisReply *r = shp_redis_command(conn, "SUBSCRIBE chan");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    freeReplyObject(r);
-    for (int i = 0; i < 3; i++) {
-        r = redisCommand(a, "PUBLISH chan m%d", i);
-        assert_non_null(r);
-        assert_int_equal(r->integer, 1);
-        freeReplyObject(r);
-    }
+    publish_unread(a, shp_redis_command(conn, "SUBSCRIBE chan"));
+    redisReply *r;
     assert_int_equal(t_cycle(&t, conn, &conn), 1);
     r = redisCommand(a, "PUBSUB NUMSUB chan");
     assert_non_null(r);
@@ -1021,27 +1037,16 @@ static void test_tracked_cleanup(void **state)
     w_expect_clean(conn);
     assert_int_equal(shp_release(conn), 0);
 
-    redisFree(a);
-    assert_int_equal(shp_pool_destroy(t.pool, -1), 0);
-    shp_redis_ops_free(&ops);
-    rsrv_stop(&srv);
+    t_end(&t, &ops);
 }
 
 /* The default, ALWAYS: every release cleans, also after wrapper-only use. */
 static void test_always_cleanup(void **state)
 {
     (void)state;
-    assert_int_equal(rsrv_start(&srv, NULL), 0);
-    redisContext *a = admin(NULL, 3);
-    expect_status(a, "OK", "SET marker db3");
-    shp_redis_config rc = redis_cfg(srv.port, NULL, 3);
-    shp_ops ops = make_ops(&rc);
-    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
-    pc.validate_idle_ns = -1;
-    tracked t = { .admin = a };
-    assert_int_equal(shp_pool_create(&t.pool, &pc, &ops), 0);
-    shp_conn *conn = t_borrow(&t);
-    t.h = shp_conn_handle(conn);
+    tracked t;
+    shp_ops ops;
+    shp_conn *conn = t_start(&t, NULL, SHP_REDIS_CLEANUP_ALWAYS, &ops);
     for (int i = 0; i < 3; i++) {
         w_get(conn, "marker", "db3");
         assert_int_equal(t_cycle(&t, conn, &conn), 1);
@@ -1050,10 +1055,7 @@ static void test_always_cleanup(void **state)
     expect_status(shp_redis_ctx(t.h), "OK", "SELECT 6");
     assert_int_equal(t_cycle(&t, conn, &conn), 1);
     assert_int_equal(shp_release(conn), 0);
-    redisFree(a);
-    assert_int_equal(shp_pool_destroy(t.pool, -1), 0);
-    shp_redis_ops_free(&ops);
-    rsrv_stop(&srv);
+    t_end(&t, &ops);
 }
 
 /* The wrapper on bad arguments: NULL and a log line, nothing sent, the
@@ -1061,18 +1063,9 @@ static void test_always_cleanup(void **state)
 static void test_command_bad_args(void **state)
 {
     (void)state;
-    assert_int_equal(rsrv_start(&srv, NULL), 0);
-    redisContext *a = admin(NULL, 3);
-    expect_status(a, "OK", "SET marker db3");
-    shp_redis_config rc = redis_cfg(srv.port, NULL, 3);
-    rc.cleanup = SHP_REDIS_CLEANUP_TRACKED;
-    shp_ops ops = make_ops(&rc);
-    shp_config pc = pool_cfg(1, 5 * NS_PER_S);
-    pc.validate_idle_ns = -1;
-    tracked t = { .admin = a };
-    assert_int_equal(shp_pool_create(&t.pool, &pc, &ops), 0);
-    shp_conn *conn = t_borrow(&t);
-    t.h = shp_conn_handle(conn);
+    tracked t;
+    shp_ops ops;
+    shp_conn *conn = t_start(&t, NULL, SHP_REDIS_CLEANUP_TRACKED, &ops);
 
     const char *argv[2] = { "GET", NULL };
     log_start();
@@ -1106,26 +1099,19 @@ static void test_command_bad_args(void **state)
     assert_int_equal(t_cycle(&t, conn, &conn), 0);
     assert_int_equal(shp_release(conn), 0);
 
-    /* A connection of another adapter. */
-    fake_backend fb;
-    fake_init(&fb);
-    shp_ops fops = fake_ops(&fb);
-    shp_pool *fp;
-    assert_int_equal(shp_pool_create(&fp, &pc, &fops), 0);
+    /* A connection of another adapter (the fixture's fake backend). */
+    fx *f = fx_make(0, 1);
     shp_conn *fc;
-    assert_int_equal(shp_acquire(fp, &fc, -1), 0);
+    assert_int_equal(shp_acquire(f->pool, &fc, -1), 0);
     log_start();
     assert_null(shp_redis_command(fc, "PING"));
     assert_int_equal(shp_redis_mark_dirty(fc), -EINVAL);
     log_stop();
     assert_true(log_has("not a redis adapter connection"));
     assert_int_equal(shp_release(fc), 0);
-    assert_int_equal(shp_pool_destroy(fp, -1), 0);
+    fx_finish(f);
 
-    redisFree(a);
-    assert_int_equal(shp_pool_destroy(t.pool, -1), 0);
-    shp_redis_ops_free(&ops);
-    rsrv_stop(&srv);
+    t_end(&t, &ops);
 }
 
 /* ---- a server that accepts but never answers --------------------------------------------- */

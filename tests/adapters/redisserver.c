@@ -1,5 +1,5 @@
 /* redisserver.c - a private redis-server for integration tests
- * (tests/integration/redisserver.h). */
+ * (tests/adapters/redisserver.h). */
 #include "redisserver.h"
 
 #include <arpa/inet.h>
