@@ -24,7 +24,7 @@
 #include <shardpool.h>
 
 #include "fakeconn.h"
-#include "util.h"
+#include "log_internal.h"
 
 /* ---- a thread-safe line recorder ---------------------------------------- */
 

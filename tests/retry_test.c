@@ -17,6 +17,7 @@
 
 #include "fakeconn.h"
 #include "pool_internal.h"
+#include "retry.h"
 
 #define MS 1000000LL
 
