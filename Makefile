@@ -21,9 +21,9 @@ LIB_CFLAGS := -fPIC -ftls-model=initial-exec -fvisibility=hidden
 INC     := -I include -I lib
 LIBS    := -lck -lurcu-bp -lurcu-common -lpthread
 
-LIB_SRC := lib/util.c lib/error.c lib/log.c lib/futex.c lib/hist.c lib/config.c lib/tcache.c \
-           lib/fork.c lib/ref.c lib/retry.c lib/idle.c lib/conn.c lib/acquire.c lib/release.c \
-           lib/reaper.c lib/lifecycle.c lib/metrics.c lib/export.c lib/monitor.c
+LIB_SRC := lib/util.c lib/error.c lib/log.c lib/futex.c lib/hist.c lib/config.c lib/deadline.c \
+           lib/tcache.c lib/fork.c lib/ref.c lib/retry.c lib/idle.c lib/conn.c lib/acquire.c \
+           lib/release.c lib/reaper.c lib/lifecycle.c lib/metrics.c lib/export.c lib/monitor.c
 LIB_HDR := $(wildcard include/*.h include/shardpool/*.h lib/*.h)
 UNIT    := $(basename $(notdir $(wildcard tests/*_test.c)))
 

@@ -226,15 +226,6 @@ SHP__COLD static void timed_hit(shp_pool *p, shp_conn *c, int64_t sampled_at)
 
 /* ---------------------------------------------------------------- the slow path */
 
-/* The deadline of the acquire whose callback runs on this thread, for
- * shp_connect_deadline_ns; -1 outside one. */
-static _Thread_local int64_t connect_deadline = -1;
-
-int64_t shp_connect_deadline_ns(void)
-{
-    return connect_deadline;
-}
-
 /* The absolute deadline of an acquire that started at `now` with
  * shp_acquire's timeout_ns (< 0: the pool's acquire_timeout_ns): -1 for one
  * that may not wait (0); INT64_MAX when now + timeout does not fit. */
@@ -369,10 +360,9 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
  * old primary): it is closed, and the caller tries again. */
 static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
 {
-    int64_t outer = connect_deadline;
-    connect_deadline = deadline;
+    int64_t outer = shp__callback_deadline_swap(deadline);
     int ret = shp__create(p, out, SHP__IN_USE);
-    connect_deadline = outer;
+    shp__callback_deadline_swap(outer);
     if (ret == 0 && shp__stale(p, *out)) {
         shp__give_up(p, *out, SHP__CLOSE_EVICTED);
         return 1;
@@ -385,10 +375,9 @@ static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
 static int checked_for(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count,
                        int64_t deadline)
 {
-    int64_t outer = connect_deadline;
-    connect_deadline = deadline;
+    int64_t outer = shp__callback_deadline_swap(deadline);
     int ret = hand_out_checked(p, c, out, count);
-    connect_deadline = outer;
+    shp__callback_deadline_swap(outer);
     return ret;
 }
 
@@ -709,11 +698,10 @@ SHP__COLD static int acquire_prepared(shp_pool *p, shp_conn **out, int64_t deadl
             shp__unref(p);
             return refusal_failed(p, -ETIMEDOUT);
         }
-        int64_t outer = connect_deadline;
-        connect_deadline = deadline;
+        int64_t outer = shp__callback_deadline_swap(deadline);
         shp__error_detail_clear();
         int r = p->ops.prepare(p->ops.ctx, (*out)->handle);
-        connect_deadline = outer;
+        shp__callback_deadline_swap(outer);
         if (r == 0)
             return 0;
         shp__callback_failed(p, "prepare", r < 0 ? r : -EIO, SHP_LOG_INFO, *out);

@@ -1,6 +1,6 @@
 /*
  * deadline.h - an acquire's deadline, as its callbacks and waits see it
- * (internal; the per-thread deadline lives in acquire.c).
+ * (internal; deadline.c).
  *
  * A deadline is the caller's, end to end: shp_acquire fixes it once, as an
  * absolute CLOCK_MONOTONIC time (< 0: none, the acquire may not wait;
@@ -36,5 +36,11 @@ static inline int64_t shp__connect_deadline(int64_t own_timeout_ns)
     int64_t a = shp_connect_deadline_ns();
     return a >= 0 && (d < 0 || a < d) ? a : d;
 }
+
+/* Publishes deadline as the calling thread's shp_connect_deadline_ns, for
+ * the callback an acquire is about to run, and returns the one it replaces:
+ * the caller restores it after the callback (which may itself acquire from
+ * another pool).  Thread-safe (per thread). */
+int64_t shp__callback_deadline_swap(int64_t deadline);
 
 #endif
