@@ -407,7 +407,7 @@ static bool retry_after_failure(shp_pool *p, int err, unsigned *attempts, int64_
  * is odd, at most SHP__SWEEP_YIELDS times and never past deadline (< 0:
  * none), so that an acquirer the reaper cannot preempt (SCHED_FIFO on its
  * CPU) never spins for it: it goes on to connect or wait, and a connection
- * the sweep pushes back reaches a waiter through put_idle_to. */
+ * the sweep pushes back reaches a waiter through shp__put_idle. */
 #define SHP__SWEEP_YIELDS 16
 
 /* Puts back c, which the acquire holds (CHECKING: taken for validation; or
