@@ -235,22 +235,27 @@ static int64_t acquire_deadline(const shp_pool *p, int64_t timeout_ns, int64_t n
     return wait_ns > 0 ? shp__add_sat(now, wait_ns) : -1;
 }
 
+/* hand_out_checked, create_for and the slow path's helpers return TRY_AGAIN
+ * when the acquire goes on: the connection failed its validation (closed),
+ * an evict made a new one stale (closed), or a failed connect is retried. */
+#define TRY_AGAIN 1
+
 /* How hand_out_checked counts the borrow: not at all (handed over, counted
  * by shp__take), as a fast hit (from the caller's thread cache or home
  * shard), or as a slow-path borrow (stolen). */
 enum count_as { COUNT_NONE, COUNT_FAST, COUNT_SLOW };
 
 /* Validates c, popped by the caller, which holds a reference.  Returns 0 and
- * sets *out, 1 if c failed (closed), or -ESHUTDOWN. */
+ * sets *out, TRY_AGAIN if c failed (closed), or -ESHUTDOWN. */
 static int hand_out_checked(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count)
 {
     int64_t now = shp__tick(p);
     if (now >= c->expires || shp__stale(p, c)) {
         shp__close(p, c, SHP__CLOSE_LIFETIME); /* or evicted */
-        return 1;
+        return TRY_AGAIN;
     }
     if (!shp__check(p, c, now))
-        return 1;
+        return TRY_AGAIN;
     /* seq_cst store, then seq_cst load of the pool state: either destroy's
      * orphan scan sees IN_USE, or we see STOPPING and give it up. */
     atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_seq_cst);
@@ -355,7 +360,7 @@ static int wait_turn(shp_pool *p, shp_conn **out, int64_t deadline, int64_t *sin
 /* shp__create for an acquire: the connect callback sees the acquire's
  * deadline through shp_connect_deadline_ns (saved and restored, so that a
  * callback may itself acquire from another pool).  Returns shp__create's
- * result, or 1 when the connection was made but an shp_pool_evict came
+ * result, or TRY_AGAIN when the connection was made but an shp_pool_evict came
  * while it connected (it was made for the generation before, e.g. to the
  * old primary): it is closed, and the caller tries again. */
 static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
@@ -365,7 +370,7 @@ static int create_for(shp_pool *p, shp_conn **out, int64_t deadline)
     shp__callback_deadline_swap(outer);
     if (ret == 0 && shp__stale(p, *out)) {
         shp__give_up(p, *out, SHP__CLOSE_EVICTED);
-        return 1;
+        return TRY_AGAIN;
     }
     return ret;
 }
@@ -453,6 +458,72 @@ static void wait_sweep(shp_pool *p, int64_t deadline)
     }
 }
 
+/* An acquire that ends at its deadline (or, with err a connect error, after
+ * retrying it until then): counted as a timeout.  Returns err. */
+static int timed_out(shp_pool *p, int err)
+{
+    atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
+    return err;
+}
+
+/* Validates c, which the acquire holds (CHECKING), unless the deadline
+ * passed: then c goes back (put_back).  Returns 0 with *out, TRY_AGAIN,
+ * -ETIMEDOUT or -ESHUTDOWN. */
+static int validate(shp_pool *p, shp_conn *c, shp_conn **out, enum count_as count,
+                    int64_t deadline)
+{
+    if (shp__past(deadline)) { /* validation ate the time: do not start another */
+        put_back(p, c);
+        return timed_out(p, -ETIMEDOUT);
+    }
+    return checked_for(p, c, out, count, deadline);
+}
+
+/* Connects with a reservation (shp__reserve, or a waiter's grant), unless
+ * the deadline passed: then the reservation goes back.  *attempts and
+ * *last_err carry the acquire's connect retries.  Returns 0 with *out,
+ * TRY_AGAIN, or a negative errno. */
+static int connect_reserved(shp_pool *p, shp_conn **out, int64_t deadline, unsigned *attempts,
+                            int *last_err)
+{
+    if (shp__past(deadline)) {
+        shp__unreserve(p);
+        return timed_out(p, *last_err ? *last_err : -ETIMEDOUT);
+    }
+    int ret = create_for(p, out, deadline);
+    if (ret == TRY_AGAIN || (ret < 0 && retry_after_failure(p, ret, attempts, deadline))) {
+        *last_err = ret < 0 ? ret : *last_err;
+        return TRY_AGAIN;
+    }
+    return ret;
+}
+
+/* *out was handed over by a release, already borrowed (IN_USE, use
+ * counted), outside any read-side section: destroy's orphan scan may have
+ * taken it meanwhile, so it is claimed by CAS before it is checked.
+ * Returns 0 with *out, TRY_AGAIN, or a negative errno. */
+static int take_handed_over(shp_pool *p, shp_conn **out, int64_t deadline)
+{
+    shp_conn *c = *out;
+    if (needs_validation(p, c)) {
+        if (shp__past(deadline)) {
+            put_back(p, c);
+            return timed_out(p, -ETIMEDOUT);
+        }
+        uint32_t s = SHP__IN_USE;
+        if (!atomic_compare_exchange_strong(&c->state, &s, SHP__CHECKING)) {
+            shp__give_up(p, c, SHP__CLOSE_SHUTDOWN); /* orphaned: closes it, drops its ref */
+            return -ESHUTDOWN;
+        }
+        return checked_for(p, c, out, COUNT_NONE, deadline);
+    }
+    if (!shp__running(p)) {
+        shp__give_up(p, c, SHP__CLOSE_SHUTDOWN);
+        return -ESHUTDOWN;
+    }
+    return 0;
+}
+
 /* The slow path of an attempt: popped (or NULL) is what the fast path took
  * and must validate.  Entered inside the caller's read-side section, which
  * it leaves.  Returns 0 with *out borrowed, or a negative errno
@@ -481,14 +552,8 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
     if (first)
         shp__acquire_error_clear(); /* shp_acquire_last_error describes this acquire */
     if (popped) {
-        if (shp__past(deadline)) {
-            put_back(p, popped);
-            ret = -ETIMEDOUT;
-            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-            goto done;
-        }
-        ret = checked_for(p, popped, out, COUNT_FAST, deadline);
-        if (ret <= 0)
+        ret = validate(p, popped, out, COUNT_FAST, deadline);
+        if (ret != TRY_AGAIN)
             goto done;
     }
     for (;;) {
@@ -539,30 +604,11 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         }
         ret = c ? 0 : shp__reserve(p);
         shp__rcu_unlock();
-        if (c) {
-            if (shp__past(deadline)) { /* validation ate the time: do not start another */
-                put_back(p, c);
-                ret = -ETIMEDOUT;
-                atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-                goto done;
-            }
-            ret = checked_for(p, c, out, COUNT_SLOW, deadline);
-            if (ret <= 0)
-                goto done;
-            continue;
-        }
-        if (ret == 0 && shp__past(deadline)) {
-            shp__unreserve(p);
-            ret = last_err ? last_err : -ETIMEDOUT;
-            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-            goto done;
-        }
-        if (ret == 0) {
-            ret = create_for(p, out, deadline);
-            if (ret == 1 || (ret < 0 && retry_after_failure(p, ret, &attempts, deadline))) {
-                last_err = ret < 0 ? ret : last_err;
+        if (c || ret == 0) {
+            ret = c ? validate(p, c, out, COUNT_SLOW, deadline)
+                    : connect_reserved(p, out, deadline, &attempts, &last_err);
+            if (ret == TRY_AGAIN)
                 continue;
-            }
             goto done;
         }
         if (deadline < 0) { /* may not wait */
@@ -574,54 +620,18 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         if (retry && shp__now_ns() >= deadline) {
             /* Lost the race for a pushed connection, and out of time.  We
              * hold no claim on anything: whoever took it has it. */
-            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-            ret = last_err ? last_err : -ETIMEDOUT;
+            ret = timed_out(p, last_err ? last_err : -ETIMEDOUT);
             goto done;
         }
         ret = wait_turn(p, out, deadline, &since);
         retry = false;
         switch (ret) {
         case SHP__W_CONN:
-            /* Handed over already borrowed (IN_USE, use counted), outside
-             * any read-side section: destroy's orphan scan may have taken
-             * it meanwhile, so claim it by CAS before checking it. */
-            if (needs_validation(p, *out)) {
-                if (shp__past(deadline)) {
-                    put_back(p, *out);
-                    ret = -ETIMEDOUT;
-                    atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-                    goto done;
-                }
-                uint32_t s = SHP__IN_USE;
-                if (!atomic_compare_exchange_strong(&(*out)->state, &s, SHP__CHECKING)) {
-                    shp__give_up(p, *out, SHP__CLOSE_SHUTDOWN); /* orphaned: closes it, drops its ref */
-                    ret = -ESHUTDOWN;
-                    goto done;
-                }
-                ret = checked_for(p, *out, out, COUNT_NONE, deadline);
-                if (ret <= 0)
-                    goto done;
-                continue;
-            }
-            ret = 0;
-            if (!shp__running(p)) {
-                shp__give_up(p, *out, SHP__CLOSE_SHUTDOWN);
-                ret = -ESHUTDOWN;
-            }
-            goto done;
+            ret = take_handed_over(p, out, deadline);
+            break;
         case SHP__W_GRANT:
-            if (shp__past(deadline)) {
-                shp__unreserve(p);
-                ret = last_err ? last_err : -ETIMEDOUT;
-                atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-                goto done;
-            }
-            ret = create_for(p, out, deadline);
-            if (ret == 1 || (ret < 0 && retry_after_failure(p, ret, &attempts, deadline))) {
-                last_err = ret < 0 ? ret : last_err;
-                continue;
-            }
-            goto done;
+            ret = connect_reserved(p, out, deadline, &attempts, &last_err);
+            break;
         case SHP__W_RETRY:
             /* A connection was pushed for us to compete for: steal again
              * from the top; if someone else was faster, queue again. */
@@ -633,12 +643,12 @@ SHP__COLD static int acquire_slow(shp_pool *p, shp_conn **out, int64_t timeout_n
         case SHP__W_DOWN:
             ret = last_err ? last_err : -EHOSTDOWN;
             goto done;
-        default:
-            atomic_fetch_add_explicit(&p->timeouts, 1, memory_order_relaxed);
-            if (last_err)
-                ret = last_err;
+        default: /* -ETIMEDOUT */
+            ret = timed_out(p, last_err ? last_err : ret);
             goto done;
         }
+        if (ret != TRY_AGAIN) /* handed over, or granted */
+            goto done;
     }
 done:
     if (ret < 0)
