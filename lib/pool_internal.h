@@ -4,7 +4,8 @@
  * declared in its own header: tcache.h (the thread cache), idle.h
  * (connections nobody holds, capacity, waiters), conn.h (one connection's
  * life), ref.h (what keeps a pool's memory alive), reaper.h, retry.h,
- * metrics_internal.h, fork.h, deadline.h, log_internal.h, futex.h.
+ * metrics_internal.h, fork.h, config.h, deadline.h, log_internal.h,
+ * futex.h, util.h.
  *
  * Ownership (invariant I1): a connection belongs to exactly one of a shard
  * stack, one borrower, the reaper, its creator or its closer - or, idle in
