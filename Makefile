@@ -40,8 +40,9 @@ INC     := -I include -I lib
 # liburcu-common after it in a static link.
 CORE_LIBS := -lck -lurcu-bp -lurcu-common -lpthread
 
-LIB_SRC := lib/error.c lib/log.c lib/futex.c lib/config.c lib/pool.c lib/reaper.c lib/retry.c \
-           lib/metrics.c lib/export.c lib/monitor.c lib/fork.c
+LIB_SRC := lib/util.c lib/error.c lib/log.c lib/futex.c lib/hist.c lib/config.c lib/deadline.c \
+           lib/tcache.c lib/fork.c lib/ref.c lib/retry.c lib/idle.c lib/conn.c lib/acquire.c \
+           lib/release.c lib/reaper.c lib/lifecycle.c lib/metrics.c lib/export.c lib/monitor.c
 LIB_HDR := $(wildcard include/*.h include/shardpool/*.h lib/*.h)
 UNIT    := $(basename $(notdir $(wildcard tests/*_test.c)))
 

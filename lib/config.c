@@ -1,9 +1,15 @@
-/* config.c - defaults and validation of shp_config. */
+/* config.c - defaults and validation of shp_config (config.h). */
+#include "config.h"
+#include "log_internal.h"
 #include "pool_internal.h"
 
 #include <errno.h>
 #include <shardpool/pool.h>
 #include <string.h>
+
+/* The defaults of the fields whose 0 also means "the default". */
+#define DEFAULT_MAX_CONNECTING 4
+#define DEFAULT_METRICS_SAMPLE 256
 
 void shp_config_init(shp_config *cfg)
 {
@@ -20,14 +26,14 @@ void shp_config_init(shp_config *cfg)
     cfg->validate_idle_ns = 500 * 1000000LL;
     cfg->reaper_interval_ns = 100 * 1000000LL;
     cfg->max_uses = 0;
-    cfg->max_connecting = 4;
+    cfg->max_connecting = DEFAULT_MAX_CONNECTING;
     cfg->name = "pool";
     cfg->connect_attempts = 3;
     cfg->retry_base_ns = 10 * 1000000LL;
     cfg->retry_cap_ns = SHP_NS_PER_S;
     cfg->breaker_threshold = 5;
     cfg->breaker_probe_ns = 250 * 1000000LL;
-    cfg->metrics_sample = 256;
+    cfg->metrics_sample = DEFAULT_METRICS_SAMPLE;
     cfg->metrics_interval_ns = SHP_NS_PER_S;
     cfg->history_len = 60;
     cfg->alert_utilization = 0.8;
@@ -36,6 +42,14 @@ void shp_config_init(shp_config *cfg)
     cfg->alert_error_rate = 0.05;
     cfg->handoff_after_ns = 0;
     cfg->thread_cache = true;
+}
+
+void shp__config_resolve(shp_config *cfg)
+{
+    if (cfg->max_connecting == 0)
+        cfg->max_connecting = DEFAULT_MAX_CONNECTING;
+    if (cfg->metrics_sample == 0)
+        cfg->metrics_sample = DEFAULT_METRICS_SAMPLE;
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u

@@ -41,8 +41,10 @@
  * An application that also calls liburcu-bp's fork hooks itself must not:
  * they are not reentrant.
  */
+#include "fork.h"
+#include "log_internal.h"
 #include "monitor.h"
-#include "pool_internal.h"
+#include "tcache.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -126,7 +128,7 @@ static void after_fork_child(void)
         atomic_store_explicit(&p->state, SHP__FORKED, memory_order_relaxed);
     }
     pools = NULL;
-    shp__tlc_forget();
+    shp__tcache_forget();
     shp__log_after_fork(true);
     pthread_mutex_unlock(&pools_lock);
     urcu_bp_after_fork_child();
@@ -179,5 +181,5 @@ SHP__COLD int shp__bad_pool(shp_pool *p, const char *event)
                  event, (void *)p);
         return -ECHILD;
     }
-    return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p : NULL, -EINVAL, event, p);
+    return shp__misuse(p && p->magic == SHP__POOL_MAGIC ? p->name : NULL, -EINVAL, event, p);
 }

@@ -1,6 +1,9 @@
-/* log.c - the log sink, the repeat limit, secret masking and the
- * SHARDPOOL_* environment variables it reads. */
+/* log.c - the log sink, the repeat limit, misuse reports, secret masking
+ * and the SHARDPOOL_* environment variables it reads (log_internal.h). */
+#include "log_internal.h"
 #include "util.h"
+
+#include <shardpool/error.h>
 
 #include <ctype.h>
 #include <pthread.h>
@@ -293,6 +296,12 @@ void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
         fn(level, line, ud);
     else
         fprintf(stderr, "shardpool: %s\n", line);
+}
+
+SHP__COLD int shp__misuse(const char *pool, int err, const char *event, const void *what)
+{
+    shp__log(SHP_LOG_WARN, pool, "event=%s ptr=%p err=%s", event, what, shp_err_name(err));
+    return err;
 }
 
 /* Appends c to dst if room remains (one byte is kept for the NUL). */

@@ -1,11 +1,14 @@
 /*
- * metrics.c - snapshots, histograms, per-connection info, eviction, and the
- * reaper's metrics pass (alerts, history, live monitor).  See
- * shardpool/metrics.h for what is counted where and what a snapshot
- * guarantees.
+ * metrics.c - snapshots, per-connection info and error reports, and the
+ * reaper's metrics pass (alerts, history, live monitor); the histogram is
+ * hist.c's.  See shardpool/metrics.h for what is counted where and what a
+ * snapshot guarantees.
  */
+#include "fork.h"
+#include "log_internal.h"
+#include "metrics_internal.h"
 #include "monitor.h"
-#include "pool_internal.h"
+#include "retry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -29,85 +32,6 @@ static const char *const alert_names[SHP_ALERT_N] = {
 const char *shp_alert_name(shp_alert a)
 {
     return (unsigned)a < SHP_ALERT_N ? alert_names[a] : "unknown";
-}
-
-/* ---------------------------------------------------------------- histograms */
-
-void shp__hist_merge(struct shp__hist_copy *out, struct shp__hist *h)
-{
-    for (unsigned i = 0; i < SHP__HIST_N; i++) {
-        uint64_t n = atomic_load_explicit(&h->n[i], memory_order_relaxed);
-        out->n[i] += n;
-        out->count += n;
-    }
-    out->sum += atomic_load_explicit(&h->sum, memory_order_relaxed);
-    uint64_t m = atomic_load_explicit(&h->max, memory_order_relaxed);
-    if (m > out->max)
-        out->max = m;
-}
-
-int64_t shp__hist_quantile(const struct shp__hist_copy *h, double q)
-{
-    if (h->count == 0)
-        return 0;
-    /* The smallest bucket whose cumulative count reaches rank ceil(q * n). */
-    uint64_t rank = (uint64_t)(q * (double)h->count);
-    if ((double)rank < q * (double)h->count)
-        rank++;
-    if (rank == 0)
-        rank = 1;
-    uint64_t cum = 0;
-    for (unsigned i = 0; i < SHP__HIST_N; i++) {
-        cum += h->n[i];
-        if (cum >= rank)
-            return shp__hist_lo(i) + shp__hist_width(i) / 2;
-    }
-    return shp__hist_lo(SHP__HIST_N - 1);
-}
-
-void shp__hist_diff(struct shp__hist_copy *out, const struct shp__hist_copy *a,
-                    const struct shp__hist_copy *b)
-{
-    out->count = 0;
-    for (unsigned i = 0; i < SHP__HIST_N; i++) {
-        out->n[i] = a->n[i] >= b->n[i] ? a->n[i] - b->n[i] : 0;
-        out->count += out->n[i];
-    }
-    out->sum = a->sum >= b->sum ? a->sum - b->sum : 0;
-    out->max = a->max; /* the max is since create, not per interval */
-}
-
-void shp__hist_summarize(shp_hist_summary *out, const struct shp__hist_copy *h)
-{
-    static const double le[SHP_METRICS_LE_N] = SHP_METRICS_LE_INIT;
-    memset(out, 0, sizeof *out);
-    out->count = h->count;
-    out->sum_ns = h->sum;
-    if (h->count == 0)
-        return;
-    out->mean_ns = (int64_t)(h->sum / h->count);
-    out->p50_ns = shp__hist_quantile(h, 0.50);
-    out->p90_ns = shp__hist_quantile(h, 0.90);
-    out->p99_ns = shp__hist_quantile(h, 0.99);
-    out->p999_ns = shp__hist_quantile(h, 0.999);
-    out->max_ns = (int64_t)h->max;
-    /* a bucket's midpoint may lie above the largest value recorded in it */
-    int64_t *q[] = { &out->p50_ns, &out->p90_ns, &out->p99_ns, &out->p999_ns };
-    for (unsigned i = 0; i < 4; i++)
-        if (*q[i] > out->max_ns)
-            *q[i] = out->max_ns;
-    /* A fine bucket counts towards bound j when all of it lies at or below
-     * the bound (upper edge lo + width - 1 <= bound). */
-    unsigned j = 0;
-    uint64_t cum = 0;
-    for (unsigned i = 0; i < SHP__HIST_N && j < SHP_METRICS_LE_N; i++) {
-        int64_t top = shp__hist_lo(i) + shp__hist_width(i) - 1;
-        while (j < SHP_METRICS_LE_N && (double)top > le[j] * 1e9)
-            out->le[j++] = cum;
-        cum += h->n[i];
-    }
-    while (j < SHP_METRICS_LE_N)
-        out->le[j++] = cum;
 }
 
 /* ---------------------------------------------------------------- set-up */
@@ -161,10 +85,11 @@ static int64_t wall_ns(void)
     return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
 }
 
-/* Home hits are the acquisitions the slow path did not serve.  A slow-path
+/* Fast hits (reported as home_hits: served from the thread cache or the
+ * home shard) are the acquisitions the slow path did not serve.  A slow-path
  * borrow counts itself in slow_hits before its uses (release order; read
  * here after the uses, with acquire), so a snapshot can only see too few
- * home hits, by the borrows in flight: reporting the highest value yet keeps
+ * fast hits, by the borrows in flight: reporting the highest value yet keeps
  * the counter monotonic, and it is exact when nothing is in flight. */
 /* v, or the highest value *seen reported before if that is higher. */
 static inline uint64_t monotonic(_Atomic uint64_t *seen, uint64_t v)
@@ -176,11 +101,11 @@ static inline uint64_t monotonic(_Atomic uint64_t *seen, uint64_t v)
     return v > s ? v : s;
 }
 
-static uint64_t home_hits(shp_pool *p, uint64_t acquisitions)
+static uint64_t fast_hits(shp_pool *p, uint64_t acquisitions)
 {
 #ifndef SHP_NO_METRICS
     uint64_t slow = atomic_load_explicit(&p->slow_hits, memory_order_acquire);
-    return monotonic(&p->home_hits_seen, acquisitions > slow ? acquisitions - slow : 0);
+    return monotonic(&p->fast_hits_seen, acquisitions > slow ? acquisitions - slow : 0);
 #else
     (void)p;
     (void)acquisitions;
@@ -234,7 +159,7 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
      * keeps the counter monotonic, exact when nothing is in flight. */
     m->releases = monotonic(&p->releases_seen, m->releases);
 #endif
-    m->home_hits = home_hits(p, m->acquisitions);
+    m->home_hits = fast_hits(p, m->acquisitions);
     m->age_avg_ns = n ? age_sum / (int64_t)n : 0;
 }
 
@@ -405,35 +330,11 @@ int shp_conn_error(shp_conn *c, int err)
     if (shp__inherited(c->pool))
         return shp__bad_pool(c->pool, "conn_error_inherited");
     if (atomic_load_explicit(&c->state, memory_order_acquire) != SHP__IN_USE)
-        return shp__misuse(c->pool, -EALREADY, "conn_error_not_borrowed", c);
+        return shp__misuse(c->pool->name, -EALREADY, "conn_error_not_borrowed", c);
     atomic_store_explicit(&c->errors, atomic_load_explicit(&c->errors, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&c->last_error, err, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->pool->errors, 1, memory_order_relaxed);
-    return 0;
-}
-
-int shp_pool_evict(shp_pool *p)
-{
-    if (!valid_pool(p))
-        return bad_arg(p, "evict_bad_arg");
-    if (atomic_load(&p->state) != SHP__RUNNING)
-        return -ESHUTDOWN;
-    unsigned n = 0;
-    struct shp__reg *node;
-    pthread_mutex_lock(&p->reg_lock); /* creators read the generation under it */
-    atomic_fetch_add_explicit(&p->evict_gen, 1, memory_order_seq_cst);
-    shp__reg_for_each(node, &p->reg)
-        n++;
-    pthread_mutex_unlock(&p->reg_lock);
-    /* Every push of an idle connection checks the generation inside a
-     * read-side section: after this grace period, none that saw the old one
-     * is still in flight, so the reaper pass below finds every stale idle
-     * connection on a shard, and later pushes see the new generation. */
-    shp__rcu_sync();
-    shp__uncache(p, NULL, NULL); /* closes the stale ones parked in thread caches */
-    shp__reaper_kick_wait(p);
-    shp__log(SHP_LOG_INFO, p->name, "event=evict connections=%u", n);
     return 0;
 }
 

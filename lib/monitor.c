@@ -10,6 +10,7 @@
 #include "monitor.h"
 #include "monitor_shm.h"
 #include "pool_internal.h"
+#include "log_internal.h"
 #include "util.h"
 
 #include <errno.h>

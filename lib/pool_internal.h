@@ -1,29 +1,22 @@
 /*
- * pool_internal.h - the pool's and the connection's layout (internal).
+ * pool_internal.h - the pool's and the connection's layout, their states,
+ * and tiny inlines on them (internal).  Each module's functions are
+ * declared in its own header: tcache.h (the thread cache), idle.h
+ * (connections nobody holds, capacity, waiters), conn.h (one connection's
+ * life), ref.h (what keeps a pool's memory alive), reaper.h, retry.h,
+ * metrics_internal.h, fork.h, config.h, deadline.h, log_internal.h,
+ * futex.h, util.h.
  *
  * Ownership (invariant I1): a connection belongs to exactly one of a shard
  * stack, one borrower, the reaper, its creator or its closer - or, idle in
- * state CACHED, to nobody: parked in the cache of the thread that released
- * it last (see "Thread caches" below).  Ownership passes by an ABA-safe pop
+ * state CACHED, to nobody: parked in the thread cache of the thread that
+ * released it last (tcache.h).  Ownership passes by an ABA-safe pop
  * (stack → thread), by a CAS on the state word (borrower → pool on release;
  * CACHED → whoever claims it; borrower → orphan at the destroy deadline), or
  * under the waiter-queue lock (releaser → waiter on handoff).
  *
- * Thread caches: each thread keeps, per pool, the connection it released
- * last (one slot per pool in a small per-thread table).  Its next acquire
- * of that pool claims it with one CAS (CACHED → IN_USE), touching no shared
- * cache line; the release that parked it made a plain store.  A slot is a
- * hint: anyone may claim a CACHED connection by CAS, and a slot whose
- * connection was claimed elsewhere just misses.  A release parks only when
- * its shard has other idle connections and nobody waits; shp__uncache()
- * moves parked connections back to the shards: for an acquire that found
- * the shards empty, for a waiter at its recheck 1 ms after it queued (after
- * the heavy fence, see shp__fence_light; on queueing it only steals from
- * the shards), for the reaper (those unused for a whole interval), for
- * evict and for shutdown.
- *
  * Capacity (I2): cap.live counts connecting + idle + in use + checking +
- * closing; it only grows by a CAS that keeps it <= max_size.
+ * closing; it only grows by a CAS that keeps it <= max_size (idle.c).
  */
 #ifndef SHP_POOL_INTERNAL_H
 #define SHP_POOL_INTERNAL_H
@@ -35,6 +28,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <sched.h>
+#include <sys/rseq.h>
 
 #include "hist.h"
 #include "rcu.h"
@@ -56,7 +52,7 @@ enum shp__conn_state {
     SHP__CLOSING,
     SHP__CLOSED,
     SHP__ORPHANED,
-    SHP__CACHED,       /* idle in a thread cache: claimed by CAS only */
+    SHP__CACHED,       /* idle in a thread cache (tcache.h): claimed by CAS only */
 };
 
 enum shp__pool_state { SHP__RUNNING = 1, SHP__STOPPING, SHP__STOPPED,
@@ -96,8 +92,10 @@ struct shp_conn {
     _Atomic uint64_t errors;      /* shp_conn_error reports */
     _Atomic int last_error;
     struct shp__reg reg;          /* pool registry (RCU list) */
-    shp_conn *rnext;              /* the reaper's private list while it owns it */
-    int verdict;                  /* the reaper's judgement, while it owns it */
+    shp_conn *rnext;              /* a private list of its owner (the reaper's
+                                     work, stale ones to close, spares) */
+    int reap_action;              /* what the reaper will do with it, while it
+                                     owns it (reaper.c) */
     struct rcu_head rcu;
 } __attribute__((aligned(SHP_CACHELINE)));
 
@@ -108,20 +106,11 @@ struct shp__shard {
     struct shp__hist *hold_hist;  /* hold time, recorded by its CPU's releasers */
 } __attribute__((aligned(SHP_CACHELINE)));
 
-/* What the reaper's metrics pass keeps between intervals (read and written
- * by the reaper only; what it publishes is in the pool, under mx_lock). */
-struct shp__metrics_state {
-    int64_t next_ns;              /* when the next pass is due */
-    bool have_prev;
-    shp_metrics prev;             /* the previous pass's snapshot */
-    struct shp__hist_copy prev_acq;
-    uint32_t raised;              /* alerts raised now (bit per shp_alert) */
-};
-
 /* A waiting acquirer, on its own stack frame, in the pool's FIFO queue.
- * word goes WAITING (→ SLEEPING, set by the waiter) → a verdict, set by one
- * exchange under the queue lock after the waiter was unlinked; see
- * waiter_signal for the frame's lifetime.  SHP__W_RETRY (only with
+ * word goes WAITING (→ SLEEPING, set by the waiter) → an answer (CONN,
+ * GRANT, SHUTDOWN, DOWN, RETRY), set by one exchange under the queue lock
+ * after the waiter was unlinked; see waiter_answer (idle.c) for the
+ * frame's lifetime.  SHP__W_RETRY (only with
  * cfg.handoff_after_ns > 0): a release pushed a connection on a shard
  * instead of handing it over; the waiter, no longer queued, tries to take
  * one and otherwise queues again in order of its first enqueue (`since`). */
@@ -155,7 +144,7 @@ struct shp_pool {
                                      UINT32_MAX with ops.prepare (every acquire) */
     uint64_t fast_max_uses;       /* uses >= this go general: max_uses, or 0 with
                                      ops.reset (every release) */
-    bool tcache;                  /* cfg.thread_cache: releases may park */
+    bool tcache;                  /* cfg.thread_cache: releases may park (tcache.h) */
     uint32_t sample_below;        /* a fast-path acquire is timed when a per-thread
                                      32-bit random draw is <= this (~ 2^32 / metrics_sample) */
     _Atomic uint64_t evict_gen;   /* bumped by shp_pool_evict (under reg_lock) */
@@ -178,9 +167,10 @@ struct shp_pool {
     /* closed connections' share of the per-connection counters (reg_lock) */
     uint64_t closed_uses, closed_releases;
     /* acquisitions served by the slow path (steal, connect, handoff): the
-     * rest are home hits (metrics.c); counted before the borrow's uses */
+     * rest are fast hits, from the thread cache or the home shard
+     * (metrics.c, reported as home_hits); counted before the borrow's uses */
     _Atomic uint64_t slow_hits;
-    _Atomic uint64_t home_hits_seen; /* the highest home_hits reported */
+    _Atomic uint64_t fast_hits_seen; /* the highest fast-hit count reported */
     _Atomic uint64_t releases_seen;  /* the highest releases reported */
     _Atomic uint32_t drain_seq;   /* bumped (and futex-woken) by closes while stopping */
     _Atomic uint32_t sweep_seq;   /* odd while the reaper holds a shard's idle list */
@@ -196,7 +186,7 @@ struct shp_pool {
 
     /* metrics: the reaper's interval results, history ring (mx_lock) */
     pthread_mutex_t mx_lock;
-    struct shp__metrics_state *mx; /* the reaper's (allocated with the pool) */
+    struct shp__metrics_state *mx; /* the reaper's (metrics_internal.h) */
     shp_metrics last_interval;    /* interval_* and alerts fields of the last pass */
     shp_metrics *history;         /* ring of cfg.history_len */
     unsigned hist_head, hist_count;
@@ -227,18 +217,15 @@ struct shp_pool {
 
 #define SHP__CAP_LIVE(c)       ((uint32_t)((c) >> 32))
 #define SHP__CAP_CONNECTING(c) ((uint32_t)(c))
+#define SHP__CAP_ONE_LIVE       (1ULL << 32)
+#define SHP__CAP_ONE_CONNECTING 1ULL
 
-/* fork.c */
-/* Lists p among the process's pools (registering the fork handlers on the
- * first call), so that a child of fork() finds it inherited.  Returns 0 or
- * a negative errno (pthread_atfork failed). */
-int shp__fork_track(shp_pool *p);
-/* Takes p off the list (the pool is being freed).  Thread-safe. */
-void shp__fork_untrack(shp_pool *p);
-/* The error for a call whose pool argument p is not a usable pool, logged
- * as misuse `event`: -ECHILD for a pool inherited across fork(), else
- * -EINVAL (NULL, not a pool, destroyed). */
-int shp__bad_pool(shp_pool *p, const char *event);
+/* The pool's name for log lines, or NULL for no pool. */
+static inline const char *shp__pool_name(const shp_pool *p)
+{
+    return p ? p->name : NULL;
+}
+
 /* Whether p was inherited across fork() (fork.c): every call on it answers
  * -ECHILD. */
 static inline bool shp__inherited(const shp_pool *p)
@@ -246,115 +233,6 @@ static inline bool shp__inherited(const shp_pool *p)
     return p->magic == SHP__POOL_FORKED;
 }
 
-/* pool.c */
-/* Forgets the calling thread's thread cache (fork.c: in a child, the
- * forking thread's parked connections are the parent's). */
-void shp__tlc_forget(void);
-/* Callback `op` ("connect", "check", "prepare") failed with err on the
- * calling thread: logs one line at `level` (event=<op>_failed, with conn
- * when not NULL) carrying the callback's detail (shp_set_error_detail) or
- * the errno's text, and keeps it for shp_pool_last_error and the thread's
- * shp_acquire_last_error.  Caller may touch p. */
-void shp__callback_failed(shp_pool *p, const char *op, int err, shp_log_level level,
-                          const shp_conn *conn);
-/* Logs misuse (level=warn event=<event> ptr=<what> err=<name>) against p
- * (NULL: no pool name) and returns err. */
-int shp__misuse(shp_pool *p, int err, const char *event, const void *what);
-shp_conn *shp__steal(shp_pool *p, unsigned home);
-int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as);
-int shp__reserve(shp_pool *p);
-/* Pushes c (state IDLE) on shard sh (NULL: the calling CPU's), or hands it
- * to a waiter.  Inside a read-side section.  Returns false and does nothing
- * if c is stale (shp_pool_evict): the caller closes it. */
-bool shp__put_idle(shp_pool *p, shp_conn *c, struct shp__shard *sh);
-void shp__close(shp_pool *p, shp_conn *c, enum shp__close_reason why);
-void shp__wake_waiters(shp_pool *p);
-bool shp__check(shp_pool *p, shp_conn *c, int64_t now);
-/* Moves CACHED connections back to the shards (or to waiters): those for
- * which want(p, c, arg) is true (want NULL: every one); stale ones (evict)
- * are closed.  Outside read-side sections; the caller may touch p.  Returns
- * how many it took.  Acquirers pass shp__parked_fresh, which leaves stale
- * connections to evict and the reaper, so that an acquire rarely runs a
- * close: only when an evict lands between that test and the push (the
- * push refuses it, and the acquirer closes it; tests/model reaches this). */
-typedef bool (*shp__parked_pred)(shp_pool *p, shp_conn *c, void *arg);
-/* Slots in each thread's cache: a thread parks one connection per pool,
- * for up to this many pools (ids modulo it); beyond, a release in one pool
- * may displace another's parked connection, which stays CACHED for
- * shp__uncache to find. */
-#define SHP__TLC_WAYS 8
-unsigned shp__uncache(shp_pool *p, shp__parked_pred want, void *arg);
-bool shp__parked_fresh(shp_pool *p, shp_conn *c, void *arg);
-
-/* The asymmetric fence between a release that parks a connection (store
- * CACHED, then load nwaiters) and a waiter (nwaiters++, then, at its
- * recheck, scan for CACHED connections): either the releaser's re-load of
- * nwaiters sees the waiter and it takes its connection back to hand it
- * over (release_unpark), or the waiter's scan sees the parked connection.
- * Both halves are needed: a park that lands after the waiter's one scan is
- * caught only by the releaser's re-load, and a park store still in its
- * CPU's store buffer only by the membarrier (tests/model: variants
- * no-recheck, no-membarrier).  The releaser's side is a compiler barrier when the heavy
- * side can be membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a
- * full barrier on every CPU running this process; without membarrier both
- * sides are full fences.  The TSan build uses sequentially consistent
- * accesses instead (TSan does not model fences), same algorithm. */
-extern int shp__membarrier_ok;
-void shp__membarrier_init(void);
-void shp__fence_heavy(void);
-static inline void shp__fence_light(void)
-{
-#if !defined(SHP_TSAN)
-    if (SHP_LIKELY(__atomic_load_n(&shp__membarrier_ok, __ATOMIC_RELAXED) > 0))
-        __asm__ __volatile__("" ::: "memory");
-    else
-        atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-/* shp__fence_light where membarrier is known to be registered. */
-static inline void shp__fence_light_membarrier(void)
-{
-#if !defined(SHP_TSAN)
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
-#if defined(SHP_TSAN)
-#define SHP__PARK_ORDER      memory_order_seq_cst
-#define SHP__PARK_LOAD_ORDER memory_order_seq_cst
-#else
-#define SHP__PARK_ORDER      memory_order_release
-#define SHP__PARK_LOAD_ORDER memory_order_relaxed
-#endif
-
-/* Test points: a test (which links the static library and includes this
- * header) may set shp__test_hook to run its own code at these points of
- * the maintenance paths, and so force an interleaving deterministically
- * instead of hoping for it.  NULL outside tests; a test point costs a load
- * and a branch, and none is on shp_acquire's or shp_release's paths. */
-enum shp__test_point {
-    SHP__TP_SWEEP_HELD,  /* reap_shard, in its read-side section, the shard's idle
-                            list taken (sweep_seq odd); arg: the shard */
-    SHP__TP_REAPER_KEEP, /* reap_shard, in its read-side section: arg, a connection
-                            judged KEEP, is about to go back on its shard */
-    SHP__TP_RCU_ENQUEUE, /* shp__call_rcu, inside fork.c's call_rcu gate, before
-                            liburcu's enqueue; p NULL, arg the rcu_head */
-};
-typedef void (*shp__test_hook_fn)(shp_pool *p, enum shp__test_point where, void *arg);
-extern shp__test_hook_fn shp__test_hook;
-static inline void shp__test_point(shp_pool *p, enum shp__test_point where, void *arg)
-{
-    shp__test_hook_fn fn = __atomic_load_n(&shp__test_hook, __ATOMIC_ACQUIRE);
-    if (SHP_UNLIKELY(fn != NULL))
-        fn(p, where, arg);
-}
-
-/* metrics.c */
-int shp__metrics_init(shp_pool *p);
-void shp__metrics_free(shp_pool *p);
-/* Runs the reaper's metrics pass (alerts, history, monitor) if due. */
-void shp__metrics_tick(shp_pool *p, int64_t now_ns);
-/* Adds conn c's counters to the pool's closed totals; reg_lock held. */
-void shp__metrics_retire(shp_pool *p, shp_conn *c);
 /* Whether c was made before the last shp_pool_evict.  Checked inside a
  * read-side section before every push of an idle connection, so that
  * evict's grace period orders every such push before its sweep. */
@@ -363,34 +241,49 @@ static inline bool shp__stale(const shp_pool *p, const shp_conn *c)
     return SHP_UNLIKELY(c->gen != atomic_load_explicit(&p->evict_gen, memory_order_acquire));
 }
 
-/* retry.c */
-/* Thread-local xorshift64 (seeded from the clock and the thread): backoff
- * and lifetime jitter need spread, not quality, and no shared state on the
- * connect path.  Thread-safe. */
-uint64_t shp__rand64(void);
-int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt);
-bool shp__retryable(int err);
-bool shp__breaker_open(shp_pool *p);
-void shp__breaker_failure(shp_pool *p, int err);
-void shp__breaker_success(shp_pool *p);
-bool shp__breaker_probe_due(shp_pool *p, int64_t now);
+/* The pool's coarse clock (ns), kept by the reaper: what the fast paths
+ * read instead of the clock. */
+static inline int64_t shp__tick(const shp_pool *p)
+{
+    return atomic_load_explicit(&p->tick, memory_order_relaxed);
+}
 
-/* reaper.c */
-void *shp__reaper_main(void *arg);
-void shp__reaper_stop(shp_pool *p);
-/* Makes the reaper run a pass now and, unless called from the reaper or
- * the pool is stopping, waits until a pass that began after the call has
- * completed.  Thread-safe. */
-void shp__reaper_kick_wait(shp_pool *p);
-int64_t shp__lifetime_end(shp_pool *p, int64_t now);
-int64_t shp__check_phase(shp_pool *p, int64_t now);
+static inline bool shp__running(shp_pool *p)
+{
+    return atomic_load_explicit(&p->state, memory_order_seq_cst) == SHP__RUNNING;
+}
+
+/* The borrower of c counts its borrow (owner-written, metrics.h).  Release
+ * order: a slow-path borrow's slow_hits count is visible with it. */
+static inline void shp__count_use(shp_conn *c)
+{
+    atomic_store_explicit(&c->uses, atomic_load_explicit(&c->uses, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/* A borrow served by the slow path: not a fast hit (metrics.c). */
+static inline void shp__count_slow(shp_pool *p)
+{
+#ifndef SHP_NO_METRICS
+    atomic_fetch_add_explicit(&p->slow_hits, 1, memory_order_relaxed);
+#else
+    (void)p;
+#endif
+}
+
+/* The owner of c (stolen, or handed over) makes it borrowed: a slow-path
+ * borrow. */
+static inline void shp__take(shp_pool *p, shp_conn *c)
+{
+    atomic_store_explicit(&c->state, SHP__IN_USE, memory_order_relaxed);
+    shp__count_slow(p);
+    shp__count_use(c);
+}
 
 /* The calling thread's CPU.  glibc (2.35+) registers an rseq area per
  * thread, in which the kernel keeps cpu_id current: reading it costs ~0.6 ns
  * here against ~4 ns for sched_getcpu() (vDSO getcpu on this glibc).  Falls
  * back to sched_getcpu() where rseq is not registered. */
-#include <sched.h>
-#include <sys/rseq.h>
 static inline int shp__cpu(void)
 {
     if (SHP_LIKELY(__rseq_size >= 8)) {

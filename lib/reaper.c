@@ -8,36 +8,20 @@
  * lifetime or max_uses, and health-checks what is due.  Finally it refills
  * to min_size, at most max_connecting connects at once.
  */
-#include "pool_internal.h"
+#include "reaper.h"
+#include "conn.h"
+#include "idle.h"
+#include "log_internal.h"
+#include "metrics_internal.h"
+#include "retry.h"
 
 #include <errno.h>
 
-/* The tick at which a connection created at `now` reaches its lifetime:
- * max_lifetime_ns minus up to 2.5 % jitter, so a pool's connections do not
- * all expire at once.  INT64_MAX when lifetimes are off. */
-int64_t shp__lifetime_end(shp_pool *p, int64_t now)
-{
-    int64_t life = p->cfg.max_lifetime_ns;
-    if (life <= 0)
-        return INT64_MAX;
-    return shp__add_sat(now, life - (int64_t)(shp__rand64() % (uint64_t)(life / 40 + 1)));
-}
-
-/* A new connection's first health check falls at a random point of its
- * first interval, so that connections made together (prefill, refill) are
- * not all due in the same pass. */
-int64_t shp__check_phase(shp_pool *p, int64_t now)
-{
-    int64_t iv = p->cfg.health_interval_ns;
-    return iv > 0 ? now - (int64_t)(shp__rand64() % (uint64_t)iv) : now;
-}
-
-shp__test_hook_fn shp__test_hook;
-
-enum verdict { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };
+/* What the reaper will do with a connection it judged (c->reap_action). */
+enum reap_action { KEEP, CHECK, CLOSE_IDLE, CLOSE_LIFETIME, CLOSE_USES };
 
 /* What is due for c at `now` other than its idle timeout. */
-static enum verdict judge_busy(shp_pool *p, shp_conn *c, int64_t now)
+static enum reap_action judge_busy(shp_pool *p, shp_conn *c, int64_t now)
 {
     const shp_config *cfg = &p->cfg;
     if (now >= c->expires || shp__stale(p, c))
@@ -54,7 +38,7 @@ static enum verdict judge_busy(shp_pool *p, shp_conn *c, int64_t now)
 
 /* What is due for idle connection c; *live counts down the connections left
  * after the idle closes so far (never below min_size). */
-static enum verdict judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
+static enum reap_action judge(shp_pool *p, shp_conn *c, int64_t now, uint32_t *live)
 {
     const shp_config *cfg = &p->cfg;
     if (cfg->idle_timeout_ns > 0 && *live > cfg->min_size &&
@@ -126,11 +110,11 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
     unsigned checks = 0, max_checks = n / 2 ? n / 2 : 1;
     for (c = taken; c; c = taken) {
         taken = c->rnext;
-        c->verdict = judge(p, c, now, live);
-        if (c->verdict == CHECK && checks == max_checks)
-            c->verdict = KEEP;
-        checks += c->verdict == CHECK;
-        if (c->verdict == KEEP) {
+        c->reap_action = judge(p, c, now, live);
+        if (c->reap_action == CHECK && checks == max_checks)
+            c->reap_action = KEEP;
+        checks += c->reap_action == CHECK;
+        if (c->reap_action == KEEP) {
             shp__test_point(p, SHP__TP_REAPER_KEEP, c);
             /* Back where it was (CPU-local).  It was judged fresh, but an
              * evict since may have made it stale (shp__stale: the generation
@@ -139,7 +123,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
              * rest, never left on no shard while counted live. */
             if (shp__put_idle(p, c, sh))
                 continue;
-            c->verdict = CLOSE_LIFETIME; /* shp__close reports it evicted */
+            c->reap_action = CLOSE_LIFETIME; /* shp__close reports it evicted */
         }
         c->rnext = NULL;
         *tail = c;
@@ -150,7 +134,7 @@ static void reap_shard(shp_pool *p, struct shp__shard *sh, int64_t now, uint32_t
 
     for (c = work; c; c = work) {
         work = c->rnext;
-        switch (c->verdict) {
+        switch (c->reap_action) {
         case CHECK:
             if (shp__check(p, c, now)) {
                 atomic_store_explicit(&c->state, SHP__IDLE, memory_order_relaxed);
@@ -229,7 +213,7 @@ void *shp__reaper_main(void *arg)
         int64_t now = shp__now_ns();
         struct parked_since ps = {
             .last = atomic_exchange_explicit(&p->tick, now, memory_order_relaxed), .now = now };
-        shp__uncache(p, parked_due, &ps);
+        shp__close_list(p, shp__tcache_flush(p, parked_due, &ps), SHP__CLOSE_EVICTED);
         uint32_t live = SHP__CAP_LIVE(atomic_load(&p->cap));
         if (any_due(p, now))
             for (unsigned i = 0; i < p->nshards; i++)

@@ -7,7 +7,7 @@
  * a reader follows is a C11-style __atomic access, the same in every build.
  *
  * Writers (add, del) must hold the pool's registry lock.  Readers traverse
- * with shp__reg_first / shp__reg_next inside an RCU read-side section,
+ * with shp__reg_for_each (shp__reg_next) inside an RCU read-side section,
  * concurrently with writers; a removed node stays readable (its next still
  * leads back into the list) until a grace period has passed.
  */

@@ -6,20 +6,10 @@
  * acquirers instead of synchronising them.  The breaker counts consecutive
  * connect failures pool-wide; it is a few atomics on slow paths only.
  */
-#include "pool_internal.h"
+#include "retry.h"
+#include "log_internal.h"
 
 #include <errno.h>
-
-uint64_t shp__rand64(void)
-{
-    static _Thread_local uint64_t x;
-    if (x == 0)
-        x = (uint64_t)shp__now_ns() ^ (uint64_t)(uintptr_t)&x ^ 0x2545f4914f6cdd1dULL;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
 
 int64_t shp__backoff_ns(const shp_config *cfg, unsigned attempt)
 {

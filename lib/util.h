@@ -1,10 +1,10 @@
 /*
- * util.h - clocks, futexes, logging and small helpers (internal).
+ * util.h - clocks, saturating time arithmetic, the thread-local random
+ * generator, test points and compiler hints (internal; util.c).
  */
 #ifndef SHP_UTIL_H
 #define SHP_UTIL_H
 
-#include <shardpool/log.h>
 #include <shardpool/pool.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,54 +42,31 @@ static inline int64_t shp__add_sat(int64_t a, int64_t b)
     return r;
 }
 
-/* The deadline for a callback: now + own_timeout_ns (<= 0: none), capped
- * by the deadline of the acquire the callback serves on this thread
- * (shp_connect_deadline_ns).  Absolute CLOCK_MONOTONIC ns, or -1 for none. */
-static inline int64_t shp__connect_deadline(int64_t own_timeout_ns)
+/* Thread-local xorshift64 (seeded from the clock and the thread): backoff
+ * and lifetime jitter need spread, not quality, and no shared state on the
+ * connect path.  Thread-safe. */
+uint64_t shp__rand64(void);
+
+/* Test points: a test (which links the static library and includes this
+ * header) may set shp__test_hook to run its own code at these points of
+ * the maintenance paths, and so force an interleaving deterministically
+ * instead of hoping for it.  NULL outside tests; a test point costs a load
+ * and a branch, and none is on shp_acquire's or shp_release's paths. */
+enum shp__test_point {
+    SHP__TP_SWEEP_HELD,  /* reap_shard, in its read-side section, the shard's idle
+                            list taken (sweep_seq odd); arg: the shard */
+    SHP__TP_REAPER_KEEP, /* reap_shard, in its read-side section: arg, a connection
+                            judged KEEP, is about to go back on its shard */
+    SHP__TP_RCU_ENQUEUE, /* shp__call_rcu, inside fork.c's call_rcu gate, before
+                            liburcu's enqueue; p NULL, arg the rcu_head */
+};
+typedef void (*shp__test_hook_fn)(shp_pool *p, enum shp__test_point where, void *arg);
+extern shp__test_hook_fn shp__test_hook;
+static inline void shp__test_point(shp_pool *p, enum shp__test_point where, void *arg)
 {
-    int64_t d = own_timeout_ns > 0 ? shp__add_sat(shp__now_ns(), own_timeout_ns) : -1;
-    int64_t a = shp_connect_deadline_ns();
-    return a >= 0 && (d < 0 || a < d) ? a : d;
+    shp__test_hook_fn fn = __atomic_load_n(&shp__test_hook, __ATOMIC_ACQUIRE);
+    if (SHP_UNLIKELY(fn != NULL))
+        fn(p, where, arg);
 }
-
-/* Waits while *word == expect, until woken or the absolute CLOCK_MONOTONIC
- * deadline (< 0: none).  Returns 0 when woken or the value differed,
- * -ETIMEDOUT at the deadline, -EINTR on a signal (callers loop). */
-int shp__futex_wait(uint32_t *word, uint32_t expect, int64_t deadline_ns);
-/* Wakes up to n threads waiting on word. */
-void shp__futex_wake(uint32_t *word, int n);
-
-/* Logs one line "level=… pool=<name> " followed by fmt (key=value pairs). */
-SHP_ADAPTER_API void shp__log(shp_log_level level, const char *pool, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-int shp__log_enabled(shp_log_level level);
-
-/* The calling thread's callback failure detail (shp_set_error_detail):
- * copies it (masked, one line, no double quote) into buf, clears it, and
- * returns its length; 0 and buf = "" when none was recorded.  len > 0. */
-SHP_ADAPTER_API size_t shp__error_detail_take(char *buf, size_t len);
-/* Forgets the calling thread's detail: the pool calls it before a callback. */
-void shp__error_detail_clear(void);
-
-/* fork() brackets (fork.c): hold the log sink's lock across fork, so that a
- * child's first line does not wait for a thread of the parent. */
-void shp__log_before_fork(void);
-void shp__log_after_fork(bool child);
-
-/* A boolean SHARDPOOL_* environment variable: 1 for 1/true/yes/on, 0 for
- * 0/false/no/off (any case), dflt when unset or empty; anything else logs
- * one warning line (event=bad_env) and gives dflt.  Callers read each
- * variable once per process.  Thread-safe. */
-int shp__env_flag(const char *var, bool dflt);
-/* A log level by name (error, warn, warning, info, debug; any case) or
- * number (0-3): the shp_log_level, or -1. */
-int shp__log_level_parse(const char *s);
-/* Tests: SHARDPOOL_LOG_LEVEL is read again (and warned about again) at the
- * next line under the default sink. */
-void shp__log_env_reset(void);
-/* Tests: the repeat limit's window (0 = off, < 0 = SHP_LOG_REPEAT_WINDOW_NS)
- * and clock (NULL = CLOCK_MONOTONIC, shp__now_ns); forgets the lines seen.
- * Thread-safe. */
-void shp__log_set_repeat(int64_t window_ns, int64_t (*clock_ns)(void));
 
 #endif

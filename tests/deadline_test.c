@@ -29,6 +29,7 @@
 #define FX_POOL_NAME "deadline"
 #include "fixture.h"
 #include "pool_internal.h"
+#include "retry.h"
 #include "testutil.h"
 
 #define NS_PER_MS 1000000LL

@@ -27,6 +27,7 @@
 #define FX_POOL_NAME "logtest"
 #include "fixture.h"
 #include "util.h"
+#include "log_internal.h"
 
 /* ---- a thread-safe line recorder ---------------------------------------- */
 

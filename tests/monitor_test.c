@@ -42,6 +42,7 @@
 #include "monitor.h"
 #include "monitor_shm.h"
 #include "testutil.h"
+#include "log_internal.h"
 #include "util.h"
 
 /* ---- helpers ------------------------------------------------------------------ */

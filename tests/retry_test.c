@@ -19,6 +19,7 @@
 #define FX_POOL_NAME "retrytest"
 #include "fixture.h"
 #include "pool_internal.h"
+#include "retry.h"
 
 #define MS 1000000LL
 

@@ -22,6 +22,7 @@
 #define FX_POOL_NAME "tcache"
 #include "fixture.h"
 #include "pool_internal.h"
+#include "tcache.h"
 #include "testutil.h"
 
 #define NS_PER_MS 1000000LL
@@ -265,15 +266,15 @@ static void test_destroy_closes_parked(void **state)
 static void test_slot_collision(void **state)
 {
     (void)state;
-    enum { N = SHP__TLC_WAYS + 1 };
+    enum { N = SHP__TCACHE_WAYS + 1 };
     fx *f[N];
     for (int i = 0; i < N; i++)
         f[i] = one_shard(2, 2);
-    /* SHP__TLC_WAYS + 1 consecutive ids: two of them share a slot */
+    /* SHP__TCACHE_WAYS + 1 consecutive ids: two of them share a slot */
     int x = -1, y = -1;
     for (int i = 0; i < N && x < 0; i++)
         for (int j = i + 1; j < N; j++)
-            if (f[i]->pool->id % SHP__TLC_WAYS == f[j]->pool->id % SHP__TLC_WAYS) {
+            if (f[i]->pool->id % SHP__TCACHE_WAYS == f[j]->pool->id % SHP__TCACHE_WAYS) {
                 x = i;
                 y = j;
                 break;

@@ -58,7 +58,10 @@ typedef void (*shp_log_fn)(shp_log_level level, const char *line, void *ud);
  * debug in any case, or 0-3 for the same; default warn; any other value
  * gives one warning line, once per process, and warn) and the most verbose
  * level passed to it.  Forgets the lines seen by the repeat limit.
- * Process-wide; safe to call at any time from any thread. */
+ * Process-wide; safe to call at any time from any thread.  ud is passed to
+ * fn as is and never freed: it must stay valid until a later shp_log_set
+ * has returned and the lines being logged at that moment have reached fn
+ * (a line in flight may still be delivered to the previous fn and ud). */
 SHP_API void shp_log_set(shp_log_fn fn, void *ud, shp_log_level max_level);
 
 /* Copies src into dst (size dstlen, always NUL-terminated when dstlen > 0)

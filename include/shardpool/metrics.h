@@ -68,7 +68,8 @@ typedef enum shp_close_reason {
 } shp_close_reason;
 
 /* "idle", "lifetime", "max_uses", "health", "broken", "evicted", "shutdown",
- * "reset"; "unknown" for anything else. */
+ * "reset"; "unknown" for anything else.  Never NULL; a static string, valid
+ * for the life of the process (do not free it).  Thread-safe. */
 SHP_API const char *shp_close_reason_name(shp_close_reason r);
 
 /* Upper bounds (seconds) of the exported histogram buckets, ascending; the
@@ -101,7 +102,9 @@ typedef enum shp_alert {
     SHP_ALERT_N
 } shp_alert;
 
-/* "utilization", "acquire_p99", "failed_acquires", "error_rate". */
+/* "utilization", "acquire_p99", "failed_acquires", "error_rate"; "unknown"
+ * for anything else.  Never NULL; a static string, valid for the life of
+ * the process (do not free it).  Thread-safe. */
 SHP_API const char *shp_alert_name(shp_alert a);
 
 /* shp_alert_fn (declared in shardpool/pool.h, set in shp_config) is called
@@ -215,7 +218,7 @@ SHP_API int shp_pool_history(shp_pool *pool, shp_metrics *out, size_t cap);
 SHP_API int shp_metrics_prometheus(const shp_metrics *m, size_t n, char *buf, size_t len);
 
 /* JSON {"version":1,"pools":[{...},...]} of n snapshots; returns as
- * shp_metrics_prometheus. */
+ * shp_metrics_prometheus.  Thread-safe. */
 SHP_API int shp_metrics_json(const shp_metrics *m, size_t n, char *buf, size_t len);
 
 /* Live monitor: opt in (off by default), and from then on every pool of
@@ -225,7 +228,9 @@ SHP_API int shp_metrics_json(const shp_metrics *m, size_t n, char *buf, size_t l
  * SHARDPOOL_MONITOR=1 enables it at the first pool create.  Returns 0 or a
  * negative errno (segment not created).  Thread-safe. */
 SHP_API int shp_monitor_enable(void);
-/* Stops publishing and removes the segment. */
+/* Stops publishing and removes the segment; pools keep running, and
+ * shp_monitor_enable may start it again.  A no-op when not enabled.
+ * Thread-safe. */
 SHP_API void shp_monitor_disable(void);
 
 #ifdef __cplusplus

@@ -238,10 +238,12 @@ typedef struct shp_stats {
     uint64_t breaker_open; /* gauge: 1 while the breaker is open */
 } shp_stats;
 
-/* Fills cfg with the defaults above.  cfg must not be NULL. */
+/* Fills cfg with the defaults above (a NULL cfg is ignored).  Thread-safe:
+ * touches *cfg only. */
 SHP_API void shp_config_init(shp_config *cfg);
 
-/* Returns 0 if cfg is usable, else -EINVAL (and logs which field). */
+/* Returns 0 if cfg is usable, else -EINVAL (and logs which field; also
+ * for a NULL cfg).  Thread-safe: reads *cfg only. */
 SHP_API int shp_config_validate(const shp_config *cfg);
 
 /* Creates a pool, starts its reaper and opens min_size connections (a failed
@@ -263,8 +265,10 @@ SHP_API int shp_pool_create(shp_pool **pool, const shp_config *cfg, const shp_op
  * valid for its borrower, is closed by its release (which returns
  * -ESHUTDOWN), and the last one frees what is left of the pool; ops
  * callbacks run for those, so ops.ctx must outlive them.
- * -EINVAL if pool is NULL, not a pool, or already being destroyed.
- * Call it once, from a thread that is not a pool callback. */
+ * -EINVAL if pool is NULL, not a pool, or already being destroyed;
+ * -ECHILD for a pool inherited across fork().  Call it once, from a thread
+ * that is not a pool callback; acquires and releases may run concurrently
+ * (see the table above), shp_pool_shutdown and shp_pool_stats may not. */
 SHP_API int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
 
 /* Shuts the pool down as shp_pool_destroy does, returning the same values
@@ -272,7 +276,8 @@ SHP_API int shp_pool_destroy(shp_pool *pool, int64_t drain_timeout_ns);
  * calls get -ESHUTDOWN from shp_acquire, close what shp_release returns,
  * and shp_pool_stats still works.  Free it with shp_pool_destroy, which then
  * returns 0, or -EBUSY while connections borrowed at the deadline are still
- * out.  Not concurrently with shp_pool_destroy. */
+ * out.  Call it once; acquires, releases and stats may run concurrently,
+ * shp_pool_destroy may not. */
 SHP_API int shp_pool_shutdown(shp_pool *pool, int64_t drain_timeout_ns);
 
 /* Borrows a connection.  timeout_ns < 0: the pool's acquire_timeout_ns;
@@ -289,7 +294,9 @@ SHP_API int shp_pool_shutdown(shp_pool *pool, int64_t drain_timeout_ns);
 SHP_API int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
 
 /* Returns a borrowed connection: the reset hook runs, then it goes to the
- * oldest waiter or to the calling CPU's shard.  A connection past its
+ * oldest waiter, or is parked in the calling thread's cache (when its shard
+ * has other idle connections and nobody waits: see the top of this file),
+ * or goes to the calling CPU's shard.  A connection past its
  * lifetime or max_uses, or whose reset fails, is closed instead.  Returns 0;
  * -EALREADY if it is not borrowed (a second release, also after the pool
  * closed it: connection memory is reused, never freed, while the pool
@@ -302,11 +309,11 @@ SHP_API int shp_acquire(shp_pool *pool, shp_conn **conn, int64_t timeout_ns);
 SHP_API int shp_release(shp_conn *conn);
 
 /* Like shp_release, but the pool checks conn belongs to pool first
- * (-EXDEV otherwise). */
+ * (-EXDEV otherwise; -EINVAL or -ECHILD for a bad pool).  Thread-safe. */
 SHP_API int shp_pool_release(shp_pool *pool, shp_conn *conn);
 
 /* Closes a borrowed connection instead of reusing it; its capacity is freed
- * (and given to a waiter, if any).  Returns as shp_release. */
+ * (and given to a waiter, if any).  Returns as shp_release.  Thread-safe. */
 SHP_API int shp_release_broken(shp_conn *conn);
 
 /* The handle made by the connect callback, or NULL if conn is NULL or
@@ -314,7 +321,8 @@ SHP_API int shp_release_broken(shp_conn *conn);
  * Valid while conn is borrowed.  Thread-safe. */
 SHP_API void *shp_conn_handle(const shp_conn *conn);
 
-/* The pool conn belongs to, or NULL.  Valid while conn is borrowed. */
+/* The pool conn belongs to, or NULL if conn is NULL.  Valid while conn is
+ * borrowed.  Thread-safe. */
 SHP_API shp_pool *shp_conn_pool(const shp_conn *conn);
 
 /* For ops.connect, ops.check and ops.prepare callbacks: the absolute
@@ -356,8 +364,8 @@ SHP_API int shp_pool_last_error(shp_pool *pool, shp_last_error *out);
 SHP_API int shp_acquire_last_error(shp_last_error *out);
 
 /* Waits until memory that shardpool deferred for an RCU grace period has
- * been reclaimed (useful before exit under a leak checker).  Must not be
- * called from a pool callback. */
+ * been reclaimed (useful before exit under a leak checker).  Thread-safe;
+ * must not be called from a pool callback. */
 SHP_API void shp_quiesce(void);
 
 #ifdef __cplusplus

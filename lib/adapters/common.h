@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
+#include "log_internal.h"
 #include "util.h"
 
 /* strdup(s), or NULL for NULL; sets *oom when the copy fails. */

@@ -22,7 +22,7 @@
  */
 #include "fuzz_util.h"
 
-#include "util.h"
+#include "log_internal.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

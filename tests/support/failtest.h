@@ -17,7 +17,7 @@
 
 #include <shardpool.h>
 
-#include "util.h" /* shp__error_detail_take */
+#include "log_internal.h" /* shp__error_detail_take */
 
 /* The detail the calling thread's last callback recorded ("" if none),
  * into a static buffer; taking it clears it. */
