@@ -293,8 +293,8 @@ void destroy_pools(bool print_stats) {
         if (print_stats && shp_pool_stats(g_shp, &st) == 0)
             std::printf("shardpool stats: created %llu, acquired %llu, steals "
                         "%llu, handoffs %llu, timeouts %llu\n",
-                        static_cast<unsigned long long>(st.created),
-                        static_cast<unsigned long long>(st.acquired),
+                        static_cast<unsigned long long>(st.creations),
+                        static_cast<unsigned long long>(st.acquisitions),
                         static_cast<unsigned long long>(st.steals),
                         static_cast<unsigned long long>(st.handoffs),
                         static_cast<unsigned long long>(st.timeouts));

@@ -534,7 +534,7 @@ void BM_create(benchmark::State &state) {
     shp_stats after = stats_now();
     set_ns_per_op(state, t0, t1);
     double ops = static_cast<double>(state.iterations()) * state.threads();
-    state.counters["created_per_op"] = static_cast<double>(after.created - before.created) / ops;
+    state.counters["created_per_op"] = static_cast<double>(after.creations - before.creations) / ops;
 }
 
 // =================================================================== handoff

@@ -505,9 +505,9 @@ bool print_pool_stats() {
         std::printf("%s pool: created %" PRIu64 ", closed %" PRIu64 ", acquired %" PRIu64
                     ", handoffs %" PRIu64 " (%.0f%% of acquires), timeouts %" PRIu64
                     ", health checks %" PRIu64 "\n",
-                    kModeShort[m], st[m].created, st[m].closed, st[m].acquired, st[m].handoffs,
-                    st[m].acquired ? 100.0 * static_cast<double>(st[m].handoffs) /
-                                         static_cast<double>(st[m].acquired)
+                    kModeShort[m], st[m].creations, st[m].closed, st[m].acquisitions, st[m].handoffs,
+                    st[m].acquisitions ? 100.0 * static_cast<double>(st[m].handoffs) /
+                                         static_cast<double>(st[m].acquisitions)
                                    : 0.0,
                     st[m].timeouts, st[m].health_checks);
     }
@@ -515,11 +515,11 @@ bool print_pool_stats() {
     long long resets = server_resets();
     for (unsigned i = 0; i < nheld; i++) shp_release(held[i]);
     bool ok = nheld == kConns && resets >= 0 &&
-              static_cast<uint64_t>(resets) == st[kAlways].acquired;
+              static_cast<uint64_t>(resets) == st[kAlways].acquisitions;
     std::printf("check: the server ran %lld RESETs, the always pool released %" PRIu64
                 " times, so the tracked pools' %" PRIu64 " releases sent %lld: %s\n",
-                resets, st[kAlways].acquired, st[kTracked].acquired + st[kHandoff].acquired,
-                resets - static_cast<long long>(st[kAlways].acquired),
+                resets, st[kAlways].acquisitions, st[kTracked].acquisitions + st[kHandoff].acquisitions,
+                resets - static_cast<long long>(st[kAlways].acquisitions),
                 ok ? "OK" : "MISMATCH");
     return ok;
 }

@@ -138,7 +138,7 @@ int shp__create(shp_pool *p, shp_conn **out, enum shp__conn_state as)
     pthread_mutex_lock(&p->reg_lock);
     shp__reg_add_tail(&p->reg, &c->reg);
     pthread_mutex_unlock(&p->reg_lock);
-    atomic_fetch_add_explicit(&p->created, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->creations, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&p->cap, SHP__CAP_ONE_CONNECTING, memory_order_seq_cst);
     shp__log(SHP_LOG_DEBUG, p->name, "event=connected conn=%p", (void *)c);
 
@@ -166,11 +166,11 @@ bool shp__check(shp_pool *p, shp_conn *c, int64_t now)
     int r = p->ops.check(p->ops.ctx, c->handle);
     atomic_fetch_add_explicit(&p->health_checks, 1, memory_order_relaxed);
     if (r == 0) {
-        atomic_fetch_add_explicit(&p->health_passes, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->health_passed, 1, memory_order_relaxed);
         atomic_store_explicit(&c->last_checked, now, memory_order_relaxed);
         return true;
     }
-    atomic_fetch_add_explicit(&p->health_failures, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->health_failed, 1, memory_order_relaxed);
     shp__callback_failed(p, "check", r < 0 ? r : -EIO, SHP_LOG_INFO, c);
     shp__close(p, c, SHP__CLOSE_HEALTH);
     return false;

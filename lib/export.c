@@ -8,7 +8,7 @@
  *
  * Prometheus families (text format 0.0.4), one series per snapshot with
  * label pool="<name>"; every family is written once, HELP and TYPE first:
- *   counters  shardpool_{acquisitions,home_hits,steals,waits,timeouts,
+ *   counters  shardpool_{acquisitions,fast_hits,home_hits (deprecated),steals,waits,timeouts,
  *             acquire_failures,connections_created,connect_failures,
  *             connect_retries,breaker_opens,handoffs,releases,errors}_total
  *             shardpool_health_checks_total{result="passed"|"failed"}
@@ -276,7 +276,10 @@ typedef struct prom_field {
 #define SHP__F(name, type, field, help) { "shardpool_" name, type, help, offsetof(shp_metrics, field) }
 static const prom_field prom_fields[] = {
     SHP__F("acquisitions_total", "counter", acquisitions, "Successful acquires."),
-    SHP__F("home_hits_total", "counter", home_hits, "Acquires served from the caller's thread cache or own shard."),
+    SHP__F("fast_hits_total", "counter", fast_hits, "Acquires served from the caller's thread cache or own shard."),
+    /* The same counter by its name before 0.1 (shp_metrics.home_hits), for
+     * dashboards written against it; removed in 0.2. */
+    SHP__F("home_hits_total", "counter", fast_hits, "Deprecated: shardpool_fast_hits_total; removed in 0.2."),
     SHP__F("steals_total", "counter", steals, "Acquires served from another CPU's shard."),
     SHP__F("waits_total", "counter", waits, "Acquires that queued for a release."),
     SHP__F("timeouts_total", "counter", timeouts, "Acquires that timed out or would have blocked."),
@@ -468,7 +471,9 @@ typedef struct json_field {
 #define SHP__J(field) { #field, offsetof(shp_metrics, field) }
 static const json_field json_u64_fields[] = {
     SHP__J(min_size), SHP__J(max_size),
-    SHP__J(acquisitions), SHP__J(home_hits), SHP__J(steals), SHP__J(waits), SHP__J(timeouts),
+    SHP__J(acquisitions), SHP__J(fast_hits),
+    { "home_hits", offsetof(shp_metrics, fast_hits) }, /* deprecated key of fast_hits; removed in 0.2 */
+    SHP__J(steals), SHP__J(waits), SHP__J(timeouts),
     SHP__J(acquire_failures), SHP__J(creations), SHP__J(connect_failures), SHP__J(retries),
     SHP__J(breaker_opens), SHP__J(handoffs), SHP__J(releases), SHP__J(errors),
     SHP__J(health_passed), SHP__J(health_failed),

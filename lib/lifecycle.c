@@ -236,7 +236,7 @@ static int shutdown_impl(shp_pool *p, int64_t drain_timeout_ns)
     atomic_store(&p->state, SHP__STOPPED);
     shp__log(left ? SHP_LOG_WARN : SHP_LOG_INFO, p->name,
              "event=shut_down created=%" PRIu64 " closed=%" PRIu64 " orphaned=%u pending=%u",
-             atomic_load(&p->created), atomic_load(&p->closed), orphans, left);
+             atomic_load(&p->creations), atomic_load(&p->closed), orphans, left);
     return left ? -EBUSY : 0;
 }
 

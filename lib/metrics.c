@@ -85,7 +85,7 @@ static int64_t wall_ns(void)
     return (int64_t)ts.tv_sec * SHP_NS_PER_S + ts.tv_nsec;
 }
 
-/* Fast hits (reported as home_hits: served from the thread cache or the
+/* Fast hits (reported as fast_hits: served from the thread cache or the
  * home shard) are the acquisitions the slow path did not serve.  A slow-path
  * borrow counts itself in slow_hits before its uses (release order; read
  * here after the uses, with acquire), so a snapshot can only see too few
@@ -159,7 +159,7 @@ static void gather_conns(shp_pool *p, shp_metrics *m)
      * keeps the counter monotonic, exact when nothing is in flight. */
     m->releases = monotonic(&p->releases_seen, m->releases);
 #endif
-    m->home_hits = fast_hits(p, m->acquisitions);
+    m->fast_hits = fast_hits(p, m->acquisitions);
     m->age_avg_ns = n ? age_sum / (int64_t)n : 0;
 }
 
@@ -170,14 +170,14 @@ static void gather_counters(shp_pool *p, shp_metrics *m)
     m->waits = LOAD(p->waits);
     m->timeouts = LOAD(p->timeouts);
     m->acquire_failures = LOAD(p->acquire_failures);
-    m->creations = LOAD(p->created);
+    m->creations = LOAD(p->creations);
     m->connect_failures = LOAD(p->connect_failures);
     m->retries = LOAD(p->retries);
     m->breaker_opens = LOAD(p->breaker_opens);
     m->handoffs = LOAD(p->handoffs);
     m->errors = LOAD(p->errors);
-    m->health_passed = LOAD(p->health_passes);
-    m->health_failed = LOAD(p->health_failures);
+    m->health_passed = LOAD(p->health_passed);
+    m->health_failed = LOAD(p->health_failed);
     for (unsigned r = 0; r < SHP_CLOSE_NREASONS; r++)
         m->closes[r] = LOAD(p->closes[r]);
     for (unsigned i = 0; i < p->nshards; i++)
@@ -266,14 +266,14 @@ int shp_pool_stats(shp_pool *p, shp_stats *out)
     out->connecting = m.connecting;
     out->checking = m.checking;
     out->waiters = m.waiters;
-    out->created = m.creations;
+    out->creations = m.creations;
     out->closed = LOAD(p->closed);
-    out->acquired = m.acquisitions;
+    out->acquisitions = m.acquisitions;
     out->timeouts = m.timeouts;
     out->steals = m.steals;
     out->connect_failures = m.connect_failures;
     out->health_checks = m.health_passed + m.health_failed;
-    out->health_failures = m.health_failed;
+    out->health_failed = m.health_failed;
     out->handoffs = m.handoffs;
     out->retries = m.retries;
     out->breaker_opens = m.breaker_opens;

@@ -160,15 +160,15 @@ struct shp_pool {
     /* capacity and counters (slow paths) */
     _Atomic uint64_t cap __attribute__((aligned(SHP_CACHELINE))); /* live<<32 | connecting */
     _Atomic long refs;            /* 1 (owner) + creators in flight + orphans */
-    _Atomic uint64_t created, closed, timeouts, connect_failures;
-    _Atomic uint64_t health_checks, health_failures, health_passes, handoffs;
+    _Atomic uint64_t creations, closed, timeouts, connect_failures;
+    _Atomic uint64_t health_checks, health_failed, health_passed, handoffs;
     _Atomic uint64_t waits, acquire_failures, errors;
     _Atomic uint64_t closes[SHP_CLOSE_NREASONS];
     /* closed connections' share of the per-connection counters (reg_lock) */
     uint64_t closed_uses, closed_releases;
     /* acquisitions served by the slow path (steal, connect, handoff): the
      * rest are fast hits, from the thread cache or the home shard
-     * (metrics.c, reported as home_hits); counted before the borrow's uses */
+     * (metrics.c, reported as fast_hits); counted before the borrow's uses */
     _Atomic uint64_t slow_hits;
     _Atomic uint64_t fast_hits_seen; /* the highest fast-hit count reported */
     _Atomic uint64_t releases_seen;  /* the highest releases reported */

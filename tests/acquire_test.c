@@ -46,7 +46,7 @@ static void test_acquire_release(void **state)
     shp_stats s = stats_of(f);
     assert_int_equal(s.in_use, 1);
     assert_int_equal(s.live, 1);
-    assert_int_equal(s.acquired, 1);
+    assert_int_equal(s.acquisitions, 1);
     assert_int_equal(rel(c), 0);
     s = stats_of(f);
     assert_int_equal(s.in_use, 0);
@@ -272,7 +272,7 @@ static void test_validate_skipped_when_recent(void **state)
 static void assert_gauges_add_up(const shp_stats *s)
 {
     assert_int_equal(s->live, s->idle + s->in_use + s->connecting + s->checking);
-    assert_int_equal(s->created - s->closed, s->live);
+    assert_int_equal(s->creations - s->closed, s->live);
 }
 
 /* On a quiet pool the gauges add up and the counters count. */
@@ -282,9 +282,9 @@ static void test_stats_consistent(void **state)
     fx *f = fx_make(2, 4);
     shp_stats s = stats_of(f);
     assert_gauges_add_up(&s);
-    assert_int_equal(s.created, 2);
+    assert_int_equal(s.creations, 2);
     assert_int_equal(s.idle, 2);
-    assert_int_equal(s.acquired, 0);
+    assert_int_equal(s.acquisitions, 0);
     assert_int_equal(s.waiters, 0);
 
     shp_conn *c[3];
@@ -292,10 +292,10 @@ static void test_stats_consistent(void **state)
         assert_int_equal(acq(f, &c[i], NS_PER_S), 0);
     s = stats_of(f);
     assert_gauges_add_up(&s);
-    assert_int_equal(s.acquired, 3);
+    assert_int_equal(s.acquisitions, 3);
     assert_int_equal(s.in_use, 3);
     assert_int_equal(s.idle, 0);
-    assert_int_equal(s.created, 3);
+    assert_int_equal(s.creations, 3);
 
     assert_int_equal(rel(c[0]), 0);
     assert_int_equal(rel(c[1]), 0);
@@ -306,13 +306,23 @@ static void test_stats_consistent(void **state)
     assert_int_equal(s.idle, 2);
     assert_int_equal(s.in_use, 0);
     assert_int_equal(s.closed, 1);
-    assert_int_equal(s.created, atomic_load(&f->fb.opened));
+    assert_int_equal(s.creations, atomic_load(&f->fb.opened));
     assert_int_equal(s.closed, atomic_load(&f->fb.closed));
     assert_int_equal(s.connect_failures, 0);
     assert_int_equal(s.timeouts, 0);
-    assert_int_equal(s.health_failures, 0);
+    assert_int_equal(s.health_failed, 0);
     assert_int_equal(s.handoffs, 0);
     assert_int_equal(s.waiters, 0);
+
+    /* The names before 0.1 are the same storage (deprecated until 0.2). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    assert_int_equal(s.created, s.creations);
+    assert_int_equal(s.acquired, s.acquisitions);
+    assert_int_equal(s.health_failures, s.health_failed);
+    shp_metrics m = metrics_of(f);
+    assert_int_equal(m.home_hits, m.fast_hits);
+#pragma GCC diagnostic pop
     fx_finish(f);
 }
 

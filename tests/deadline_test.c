@@ -191,7 +191,7 @@ static void test_no_callback_after_the_deadline(void **state)
     assert_int_equal(atomic_load(&hk.checks), 1);
     assert_int_equal(atomic_load(&f->fb.connect_calls), connects_before);
     shp_stats st = stats_of(f);
-    assert_int_equal(st.health_failures, 1); /* the one it validated */
+    assert_int_equal(st.health_failed, 1); /* the one it validated */
     assert_int_equal(st.live, 1);            /* the other is still there, idle */
     assert_int_equal(st.idle, 1);
     assert_int_equal(st.connect_failures, 0);

@@ -93,7 +93,7 @@ static void test_evict_between_judgement_and_push(void **state)
      * time it returns, none left counted live. */
     shp_stats st = stats_of(f);
     assert_int_equal(st.live, 0);
-    assert_int_equal(st.created - st.closed, st.live);
+    assert_int_equal(st.creations - st.closed, st.live);
     assert_int_equal(metrics_of(f).closes[SHP_CLOSE_EVICTED], 2);
     assert_int_equal(fake_open_now(&f->fb), 0);
     /* And the pool serves its whole max_size again. */
@@ -207,7 +207,7 @@ static void test_evict_churn_with_sweeping_reaper(void **state)
     assert_int_equal(atomic_load(&e.errors), 0);
 
     shp_stats st = stats_of(f);
-    assert_int_equal(st.created - st.closed, st.live);
+    assert_int_equal(st.creations - st.closed, st.live);
     assert_int_equal(fake_open_now(&f->fb), st.live);
     shp_conn *c[MAX];
     for (int i = 0; i < MAX; i++)

@@ -65,7 +65,7 @@ static void fill(shp_metrics *m, int i)
     m->mono_ns = (int64_t)base * 1000 + 1;
     m->wall_ns = (int64_t)base * 1000 + 2;
     m->min_size = base + 1, m->max_size = base + 2;
-    m->acquisitions = base + 3, m->home_hits = base + 4, m->steals = base + 5;
+    m->acquisitions = base + 3, m->fast_hits = base + 4, m->steals = base + 5;
     m->waits = base + 6, m->timeouts = base + 7, m->acquire_failures = base + 8;
     m->creations = base + 9, m->connect_failures = base + 10, m->retries = base + 11;
     m->breaker_opens = base + 12, m->handoffs = base + 13, m->releases = base + 14;
@@ -375,7 +375,8 @@ static const struct {
     size_t per_pool;
 } families[] = {
     { "shardpool_acquisitions_total", "counter", 1 },
-    { "shardpool_home_hits_total", "counter", 1 },
+    { "shardpool_fast_hits_total", "counter", 1 },
+    { "shardpool_home_hits_total", "counter", 1 }, /* deprecated name, until 0.2 */
     { "shardpool_steals_total", "counter", 1 },
     { "shardpool_waits_total", "counter", 1 },
     { "shardpool_timeouts_total", "counter", 1 },
@@ -438,6 +439,7 @@ static void test_prom_values(void **state)
     for (int i = 0; i < 2; i++) {
         uint64_t b = 1000 * (uint64_t)(i + 1);
         expect_prom_u64(&d, "shardpool_acquisitions_total", i, NULL, b + 3);
+        expect_prom_u64(&d, "shardpool_fast_hits_total", i, NULL, b + 4);
         expect_prom_u64(&d, "shardpool_home_hits_total", i, NULL, b + 4);
         expect_prom_u64(&d, "shardpool_connections_created_total", i, NULL, b + 9);
         expect_prom_u64(&d, "shardpool_connect_retries_total", i, NULL, b + 11);
@@ -600,7 +602,7 @@ static void test_json_values(void **state)
     expect_jq(path, ".pools[1].alerts|length", "0");
     /* every field of shp_metrics, in this order */
     expect_jq(path, ".pools[0]|keys_unsorted|join(\",\")",
-              "version,name,mono_ns,wall_ns,min_size,max_size,acquisitions,home_hits,steals,"
+              "version,name,mono_ns,wall_ns,min_size,max_size,acquisitions,fast_hits,home_hits,steals,"
               "waits,timeouts,acquire_failures,creations,connect_failures,retries,"
               "breaker_opens,handoffs,releases,errors,health_passed,health_failed,live,idle,"
               "in_use,connecting,checking,waiters,closes,breaker_open,utilization,age_min_ns,"

@@ -47,7 +47,7 @@ static void test_prefill_to_min(void **state)
     assert_int_equal(s.live, 3);
     assert_int_equal(s.idle, 3);
     assert_int_equal(s.in_use, 0);
-    assert_int_equal(s.created, 3);
+    assert_int_equal(s.creations, 3);
     fx_finish(f);
 }
 

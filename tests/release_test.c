@@ -47,7 +47,7 @@ static void test_release_then_reacquire_reuses(void **state)
         assert_int_equal(rel(c), 0);
     }
     assert_int_equal(atomic_load(&f->fb.opened), 1);
-    assert_int_equal(stats_of(f).acquired, 5);
+    assert_int_equal(stats_of(f).acquisitions, 5);
     fx_finish(f);
 }
 

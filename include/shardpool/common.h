@@ -12,4 +12,17 @@
 #define SHP_API
 #endif
 
+/* Marks a name kept for one release after a rename; using it warns
+ * (-Wdeprecated-declarations) with the new name. */
+#if defined(__GNUC__)
+#define SHP_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#else
+#define SHP_DEPRECATED(msg)
+#endif
+
+/* A public field renamed in 0.1: `now` is the name, `was` an alias of the
+ * same storage (same layout, same ABI) that warns when used, until 0.2. */
+#define SHP_RENAMED(now, was) \
+    union { uint64_t now; uint64_t was SHP_DEPRECATED("renamed to " #now); }
+
 #endif

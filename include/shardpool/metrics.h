@@ -6,7 +6,7 @@
  * lives in the connection itself, written only by its current borrower with
  * a plain store, and is summed on read with the totals of closed
  * connections; no cache line is written that another CPU's acquirer writes
- * too.  home_hits and releases are derived on read (acquisitions minus
+ * too.  fast_hits and releases are derived on read (acquisitions minus
  * those the slow path served; minus the borrows out now), so the fast path
  * writes nothing for them.  Slow-path counters (steals, waits, creations,
  * closes ...) are atomic adds on lines the fast path never writes.
@@ -35,7 +35,7 @@
  * by the length of the walk, ~10 ns per connection).
  *
  * Building the library with -DSHP_NO_METRICS compiles the fast-path
- * recording out: histograms stay empty and home_hits and releases stay 0;
+ * recording out: histograms stay empty and fast_hits and releases stay 0;
  * counters the pool keeps anyway (acquisitions, slow-path counters) remain.
  */
 #ifndef SHARDPOOL_METRICS_H
@@ -126,8 +126,9 @@ typedef struct shp_metrics {
 
     /* counters since create */
     uint64_t acquisitions;       /* successful acquires */
-    uint64_t home_hits;          /* of those, served on the fast path: from the
-                                    caller's thread cache or its own shard */
+    /* of those, served on the fast path: from the caller's thread cache or
+     * its own shard (called home_hits before; that name is a deprecated alias until 0.2) */
+    SHP_RENAMED(fast_hits, home_hits);
     uint64_t steals;             /* taken from another CPU's shard */
     uint64_t waits;              /* acquires that queued for a release */
     uint64_t timeouts;           /* acquires that ended in -ETIMEDOUT or -EAGAIN */

@@ -214,7 +214,10 @@ typedef struct shp_config {
 
 /* A snapshot of one pool.  Gauges are read one after another without
  * stopping the pool, so under load they may disagree by the operations in
- * flight; counters are monotonic. */
+ * flight; counters are monotonic.  Counters have the names of the same
+ * counters in shp_metrics (shardpool/metrics.h); the old names created,
+ * acquired and health_failures still compile, with a deprecation warning,
+ * until 0.2. */
 typedef struct shp_stats {
     /* gauges */
     uint64_t live;        /* connecting + idle + in_use + checking */
@@ -224,14 +227,14 @@ typedef struct shp_stats {
     uint64_t checking;
     uint64_t waiters;
     /* counters since create */
-    uint64_t created;
+    SHP_RENAMED(creations, created);       /* connections made */
     uint64_t closed;
-    uint64_t acquired;
+    SHP_RENAMED(acquisitions, acquired);   /* successful acquires */
     uint64_t timeouts;
     uint64_t steals;
     uint64_t connect_failures;
     uint64_t health_checks;
-    uint64_t health_failures;
+    SHP_RENAMED(health_failed, health_failures);
     uint64_t handoffs;    /* releases handed straight to a waiter */
     uint64_t retries;     /* connect attempts after a failed one */
     uint64_t breaker_opens;

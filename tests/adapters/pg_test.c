@@ -282,7 +282,7 @@ static void run_happy(const char *conninfo)
     assert_int_equal(ok, THREADS * ITERS);
     shp_stats st;
     assert_int_equal(shp_pool_stats(pool, &st), 0);
-    assert_true(st.created >= 1 && st.created <= 8); /* 4 live at most; some may be replaced */
+    assert_true(st.creations >= 1 && st.creations <= 8); /* 4 live at most; some may be replaced */
     assert_true(st.live <= 4);
     drop_pool(pool, &ops);
 }
@@ -499,16 +499,16 @@ static void test_check_failure_one_line(void **state)
     log_start_level(SHP_LOG_INFO);
     shp_stats st = { 0 };
     /* acquires validate only once the idle clock passed the release */
-    for (int i = 0; i < 5000 && st.health_failures == 0; i++) {
+    for (int i = 0; i < 5000 && st.health_failed == 0; i++) {
         assert_int_equal(shp_acquire(pool, &c, 5 * NS_PER_S), 0);
         assert_int_equal(shp_pool_stats(pool, &st), 0);
-        if (st.health_failures == 0) {
+        if (st.health_failed == 0) {
             assert_int_equal(shp_release(c), 0);
             nap_ms(1);
         }
     }
     log_stop();
-    assert_int_equal(st.health_failures, 1);
+    assert_int_equal(st.health_failed, 1);
     assert_int_not_equal(backend_pid_of(c), pid); /* a new connection */
     assert_int_equal(shp_release(c), 0);
     if (log_count("failed") != 1 || log_count("pool=pgcheck event=check_failed") != 1)
@@ -949,7 +949,7 @@ static void test_kill9_restart(void **state)
                   atomic_load(&l.ok), atomic_load(&l.err), atomic_load(&l.hostdown),
                   (double)atomic_load(&l.max_hostdown_ns) / NS_PER_MS, atomic_load(&l.timedout),
                   (long long)(first_ok / NS_PER_MS), (long long)(atomic_load(&l.max_op_ns) / NS_PER_MS),
-                  (unsigned long long)st.created, (unsigned long long)st.closed,
+                  (unsigned long long)st.creations, (unsigned long long)st.closed,
                   (unsigned long long)st.connect_failures, (unsigned long long)st.retries,
                   (unsigned long long)st.breaker_opens, atomic_load(&counted.calls),
                   atomic_load(&counted.max_inflight), max_connecting_down, LOAD_CONNECTING);
@@ -976,8 +976,8 @@ static void test_kill9_restart(void **state)
     /* Dead connections were replaced: more were made than existed at the
      * kill (all of max_size only if the load had needed them all by then;
      * under TSan a slow load may have used one), and dead ones were closed. */
-    assert_true(at_kill.created >= 1);
-    assert_true(st.created > at_kill.created);
+    assert_true(at_kill.creations >= 1);
+    assert_true(st.creations > at_kill.creations);
     assert_true(st.closed >= 1);
     assert_true(st.connect_failures >= cfg.breaker_threshold); /* while the server was down */
     assert_true(st.live <= LOAD_POOL);
@@ -1040,8 +1040,8 @@ static void test_timeouts_int64_max(void **state)
             nap_ms(1);
     }
     assert_true(st.health_checks >= 2);
-    assert_int_equal(st.health_failures, 0);
-    assert_int_equal(st.created, 1); /* the same connection throughout */
+    assert_int_equal(st.health_failed, 0);
+    assert_int_equal(st.creations, 1); /* the same connection throughout */
     assert_int_equal(st.closed, 0);
     drop_pool(pool, &ops);
 }

@@ -317,7 +317,7 @@ static void test_happy_path(void **state)
     }
     shp_stats st;
     assert_int_equal(shp_pool_stats(pool, &st), 0);
-    assert_true(st.created <= 4);
+    assert_true(st.creations <= 4);
     assert_int_equal(st.in_use, 0);
     assert_int_equal(st.closed, 0); /* every reset kept its connection */
 
@@ -630,7 +630,7 @@ static void test_check_capped_by_acquire_deadline(void **state)
                   "(deadline %d ms, command timeout %d ms)\n",
                   shp_err_name(err), (double)took / NS_PER_MS, (int)(deadline / NS_PER_MS),
                   (int)(rc.command_timeout_ns / NS_PER_MS));
-    assert_int_equal(st.health_failures, 1);
+    assert_int_equal(st.health_failed, 1);
     assert_int_equal(err, -ETIMEDOUT);
     assert_true(took <= deadline + 100 * NS_PER_MS);
     assert_true(log_has("event=check_failed"));
@@ -750,7 +750,7 @@ static void test_dirty_release(void **state)
 
     shp_stats st;
     assert_int_equal(shp_pool_stats(pool, &st), 0);
-    assert_int_equal(st.created, 1); /* the same connection throughout */
+    assert_int_equal(st.creations, 1); /* the same connection throughout */
     assert_int_equal(st.closed, 0);
 
     /* A connection the server killed: its reset fails, the pool closes it
@@ -1000,7 +1000,7 @@ static void test_tracked_cleanup(void **state)
 
     shp_stats st;
     assert_int_equal(shp_pool_stats(t.pool, &st), 0);
-    assert_int_equal(st.created, 1); /* the same connection throughout */
+    assert_int_equal(st.creations, 1); /* the same connection throughout */
     assert_int_equal(st.closed, 0);
 
     /* QUIT: the release closes it, the next borrower gets a new one. */
@@ -1305,13 +1305,13 @@ static void test_signals_normal_work(void **state)
     assert_int_equal(shp_pool_stats(pool, &st), 0);
     print_message("under %ld signals: %d/%d connects, %d/%d borrows with 2 commands each, "
                   "%llu health checks, %llu created%s%s\n", sigs, connects, n_connect, cycles,
-                  n_cycle, (unsigned long long)st.health_checks, (unsigned long long)st.created,
+                  n_cycle, (unsigned long long)st.health_checks, (unsigned long long)st.creations,
                   bad ? "; first failure: " : "", first_bad);
     assert_true(sigs >= 1000);
     assert_int_equal(bad, 0);
     assert_int_equal(connects, n_connect);
     assert_int_equal(cycles, n_cycle);
-    assert_int_equal(st.health_failures, 0);
+    assert_int_equal(st.health_failed, 0);
     assert_int_equal(st.closed, 0); /* every cleanup was collected */
     assert_int_equal(shp_pool_destroy(pool, -1), 0);
     shp_redis_ops_free(&ops);
@@ -1462,7 +1462,7 @@ static void test_signals_deadlines(void **state)
     }
     expect_storm_timeout("validating acquire on a stopped server", err, took, acq,
                          storm_count() - sig0);
-    assert_int_equal(st.health_failures, 1);
+    assert_int_equal(st.health_failed, 1);
     assert_true(log_has(": check: timed out at the acquire's deadline\""));
 
     /* prepare collecting the cleanup of two connections: the acquire's
@@ -1535,8 +1535,8 @@ static void test_timeouts_int64_max(void **state)
                 poll_pause();
         }
         assert_true(st.health_checks >= 2);
-        assert_int_equal(st.health_failures, 0);
-        assert_int_equal(st.created, 1);
+        assert_int_equal(st.health_failed, 0);
+        assert_int_equal(st.creations, 1);
         assert_int_equal(st.closed, 0);
         assert_int_equal(shp_pool_destroy(pool, -1), 0);
         shp_redis_ops_free(&ops);
@@ -1667,7 +1667,7 @@ static void test_kill9_restart(void **state)
          * check) and closed.  None can be made while it is down. */
         shp_stats st;
         shp_pool_stats(l.pool, &st);
-        uint64_t made = st.created;
+        uint64_t made = st.creations;
         int64_t deadline = now_ns() + WAIT_MS * NS_PER_MS;
         while (!(detected = shp_pool_stats(l.pool, &st) == 0 && st.closed >= made) &&
                now_ns() < deadline)
@@ -1717,7 +1717,7 @@ static void test_kill9_restart(void **state)
                   atomic_load(&l.ok), atomic_load(&l.cmd_err), atomic_load(&l.acq_err),
                   atomic_load(&l.hostdown), (double)atomic_load(&l.max_hostdown_ns) / NS_PER_MS,
                   atomic_load(&l.timedout), (double)first_ok / NS_PER_MS,
-                  (double)atomic_load(&l.max_op_ns) / NS_PER_MS, (unsigned long long)st.created,
+                  (double)atomic_load(&l.max_op_ns) / NS_PER_MS, (unsigned long long)st.creations,
                   (unsigned long long)st.closed, (unsigned long long)st.connect_failures,
                   (unsigned long long)st.retries, (unsigned long long)st.breaker_opens,
                   atomic_load(&counted.calls), atomic_load(&counted.max_inflight),
@@ -1739,7 +1739,7 @@ static void test_kill9_restart(void **state)
     /* Every op ends: acquire deadline, plus a connect or command in
      * progress at it, plus margin. */
     assert_true(atomic_load(&l.max_op_ns) <= 2 * tmo + 500 * NS_PER_MS);
-    assert_true(st.created > LOAD_POOL); /* dead connections were replaced */
+    assert_true(st.creations > LOAD_POOL); /* dead connections were replaced */
     /* Every connection dead since the kill was closed before the restart,
      * and the new ones are handed out clean: no command fails after it. */
     assert_int_equal(atomic_load(&l.cmd_err), cmd_err_restart);

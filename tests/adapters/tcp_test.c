@@ -1253,7 +1253,7 @@ static void pool_replaces_dead_peer(int op)
     for (int i = 0; i < WAIT_MS && !replaced; i++) {
         assert_int_equal(shp_acquire(pool, &conn, 5 * NS_PER_S), 0);
         assert_int_equal(shp_pool_stats(pool, &st), 0);
-        replaced = st.health_failures >= 1;
+        replaced = st.health_failed >= 1;
         if (!replaced) {
             assert_int_equal(shp_release(conn), 0);
             nap_ms(1);
@@ -1261,8 +1261,8 @@ static void pool_replaces_dead_peer(int op)
     }
     log_stop();
     assert_true(replaced);
-    assert_int_equal(st.health_failures, 1);
-    assert_int_equal(st.created, 2);
+    assert_int_equal(st.health_failed, 1);
+    assert_int_equal(st.creations, 2);
     assert_int_equal(st.closed, 1);
     fd = shp_tcp_fd(shp_conn_handle(conn));
     assert_true(echo_roundtrip(fd, "second"));
@@ -1335,7 +1335,7 @@ static void test_ping_capped_by_acquire_deadline(void **state)
     assert_true(took < deadline + 100 * NS_PER_MS);
     shp_stats st;
     assert_int_equal(shp_pool_stats(pool, &st), 0);
-    assert_int_equal(st.health_failures, 1);
+    assert_int_equal(st.health_failed, 1);
     assert_int_equal(st.closed, 1);
     assert_true(log_has("event=check_failed"));
     assert_true(log_has("err=ETIMEDOUT msg=\"127.0.0.1:"));
@@ -1431,8 +1431,8 @@ static void test_timeouts_int64_max(void **state)
         assert_true(atomic_load(&ping_calls) >= 2);
         shp_stats st;
         assert_int_equal(shp_pool_stats(pool, &st), 0);
-        assert_int_equal(st.health_failures, 0);
-        assert_int_equal(st.created, 1);
+        assert_int_equal(st.health_failed, 0);
+        assert_int_equal(st.creations, 1);
         assert_int_equal(shp_pool_destroy(pool, 0), 0);
         shp_tcp_ops_free(&ops);
         srv_stop(s);
@@ -1509,9 +1509,9 @@ static void test_pool_echo_threads(void **state)
     assert_int_equal(ok, ECHO_THREADS * ECHO_ROUNDS);
     shp_stats st;
     assert_int_equal(shp_pool_stats(pool, &st), 0);
-    assert_true(st.created >= 1 && st.created <= 4); /* nothing failed: no replacement */
-    assert_int_equal(st.acquired, ECHO_THREADS * ECHO_ROUNDS);
-    assert_int_equal(srv_accepted(s), (int)st.created);
+    assert_true(st.creations >= 1 && st.creations <= 4); /* nothing failed: no replacement */
+    assert_int_equal(st.acquisitions, ECHO_THREADS * ECHO_ROUNDS);
+    assert_int_equal(srv_accepted(s), (int)st.creations);
 
     assert_int_equal(shp_pool_destroy(pool, 5 * NS_PER_S), 0);
     shp_tcp_ops_free(&ops);

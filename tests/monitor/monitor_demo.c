@@ -87,7 +87,7 @@ static shp_metrics snapshot(struct demo_pool *d, uint64_t step)
     m.max_size = d->cfg.max_size;
     m.acquisitions = d->acq0 + step * d->acq_step;
     m.acquire_failures = d->fail0 + step * d->fail_step;
-    m.creations = st.created;
+    m.creations = st.creations;
     m.connect_failures = st.connect_failures;
     m.retries = st.retries;
     m.breaker_opens = st.breaker_opens;

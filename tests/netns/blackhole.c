@@ -641,15 +641,15 @@ static void recover_and_destroy(const struct adapter *ad, const char *phase, shp
     /* Conservation, once no connect or borrow is in flight. */
     WAIT_FOR(({ shp_stats s_ = stats(pool); s_.connecting == 0 && s_.in_use == 0; }), NS_PER_S);
     shp_stats s = stats(pool);
-    check(s.created - s.closed == s.live,
+    check(s.creations - s.closed == s.live,
           "%s/%s: created %" PRIu64 " - closed %" PRIu64 " != live %" PRIu64, ad->name, phase,
-          s.created, s.closed, s.live);
+          s.creations, s.closed, s.live);
     int rc = shp_pool_shutdown(pool, 2 * NS_PER_S);
     check(rc == 0, "%s/%s: shp_pool_shutdown returned %s", ad->name, phase, shp_err_name(rc));
     s = stats(pool);
-    check(s.live == 0 && s.created == s.closed,
+    check(s.live == 0 && s.creations == s.closed,
           "%s/%s: after shutdown live %" PRIu64 ", created %" PRIu64 ", closed %" PRIu64,
-          ad->name, phase, s.live, s.created, s.closed);
+          ad->name, phase, s.live, s.creations, s.closed);
     rc = shp_pool_destroy(pool, 2 * NS_PER_S);
     check(rc == 0, "%s/%s: shp_pool_destroy returned %s", ad->name, phase, shp_err_name(rc));
     size_t o = strlen(r->note);
@@ -826,11 +826,11 @@ static void phase_checks(const struct adapter *ad, bool validate)
     load_join(w, THREADS);
     shp_stats s = stats(pool);
     struct row *r = load_verdict(ad, name, &ld);
-    check(s.health_failures >= 1,
+    check(s.health_failed >= 1,
           "%s/%s: no check failed on a blackholed connection (%" PRIu64 " checks)", ad->name, name,
           s.health_checks - checks0);
     snprintf(r->note, sizeof r->note, "checks %" PRIu64 ", failed %" PRIu64,
-             s.health_checks - checks0, s.health_failures);
+             s.health_checks - checks0, s.health_failed);
     blackhole_off();
     recover_and_destroy(ad, name, pool, r);
     ad->free_ops(&ops);

@@ -767,7 +767,7 @@ int main(int argc, char **argv)
     printf("signal_storm: wait handoffs %" PRIu64 ", timeouts %" PRIu64 "; check: %" PRIu64
            " health checks, %" PRIu64 " failed; backoff: %" PRIu64
            " retries; destroy: %ld rounds drained (0), %ld past the drain (-EBUSY)\n",
-           s_wait.handoffs, s_wait.timeouts, s_check.health_checks, s_check.health_failures,
+           s_wait.handoffs, s_wait.timeouts, s_check.health_checks, s_check.health_failed,
            s_backoff.retries, dd.rounds_ok, dd.rounds_busy);
 
     for (size_t i = 0; i < nall; i++)
@@ -782,10 +782,10 @@ int main(int argc, char **argv)
           "connect-tcp: connects to the full accept queue did not all time out");
     check(atomic_load(&t_sleep.ok) > 0 && atomic_load(&t_sleep.timedout) > 0,
           "connect-sleep: not both completed and deadline-cut connects");
-    check(s_check.health_checks > 0 && s_check.health_failures == 0 &&
+    check(s_check.health_checks > 0 && s_check.health_failed == 0 &&
               atomic_load(&t_check.ok) > 0,
           "check: %" PRIu64 " checks, %" PRIu64 " failed (a slow answer is not a failure)",
-          s_check.health_checks, s_check.health_failures);
+          s_check.health_checks, s_check.health_failed);
 #if STORM_WITH_REDIS
     check(atomic_load(&t_rconn.timedout) > 0 && atomic_load(&t_rconn.ok) == 0,
           "redis-connect: Redis connects to the full accept queue did not time out");

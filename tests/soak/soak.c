@@ -1090,7 +1090,7 @@ static struct endcheck endc[NPOOL];
 static bool settled(const shp_stats *a)
 {
     return a->in_use == 0 && a->connecting == 0 && a->checking == 0 && a->waiters == 0 &&
-           a->created - a->closed == a->live;
+           a->creations - a->closed == a->live;
 }
 
 /* Waits (bounded) for the pool's gauges to settle. */
@@ -1140,7 +1140,7 @@ static bool agree(int pi, PGconn *pg, redisContext *rc, struct endcheck *e)
         if (shp_pool_stats(pools[pi].pool, &a) == 0) {
             e->backend = backend_count(pi, pg, rc);
             if (shp_pool_stats(pools[pi].pool, &b) == 0 && settled(&a) && settled(&b) &&
-                a.live == b.live && a.created == b.created && e->backend == (long)a.live) {
+                a.live == b.live && a.creations == b.creations && e->backend == (long)a.live) {
                 e->st = a;
                 return true;
             }
@@ -1345,7 +1345,7 @@ int main(int argc, char **argv)
                 " (created %" PRIu64 " closed %" PRIu64 " idle %" PRIu64 " in_use %" PRIu64
                 " connecting %" PRIu64 " checking %" PRIu64 ")",
                 pool_names[pi], e->settled, e->got, pool_max[pi], e->backend, e->st.live,
-                e->st.created, e->st.closed, e->st.idle, e->st.in_use, e->st.connecting,
+                e->st.creations, e->st.closed, e->st.idle, e->st.in_use, e->st.connecting,
                 e->st.checking);
         }
     }
@@ -1419,7 +1419,7 @@ int main(int argc, char **argv)
         char lent[16];
         snprintf(lent, sizeof lent, "%d/%u", e->got, pool_max[pi]);
         printf("%-6s %9" PRIu64 " %9" PRIu64 " %6" PRIu64 " %6" PRIu64 " %9ld %10s %9s %9ld\n",
-               pool_names[pi], e->st.created, e->st.closed, e->st.live, e->st.idle, e->backend,
+               pool_names[pi], e->st.creations, e->st.closed, e->st.live, e->st.idle, e->backend,
                lent, e->destroy ? errname(e->destroy) : "0", e->backend_after);
     }
     printf("\nevicts %" PRIu64 " (longest %.0f ms)\n", atomic_load(&evicts),

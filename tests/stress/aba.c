@@ -165,8 +165,8 @@ int main(int argc, char **argv)
             "; capacity check held %u of %u; acquired=%" PRIu64 " steals=%" PRIu64
             " waits=%" PRIu64 " handoffs=%" PRIu64 " pool_timeouts=%" PRIu64 "; nested pairs=%" PRIu64
             " (tries that found none: %" PRIu64 ")\n",
-            PROG, s.live, s.idle, s.in_use, s.created, s.closed, fin.open_now, fin.held, MAX_SIZE,
-            after.acquired, after.steals, fin.waits, after.handoffs, after.timeouts,
+            PROG, s.live, s.idle, s.in_use, s.creations, s.closed, fin.open_now, fin.held, MAX_SIZE,
+            after.acquisitions, after.steals, fin.waits, after.handoffs, after.timeouts,
             atomic_load(&g_nested), atomic_load(&g_nested_miss));
 
     int drc = 0;

@@ -83,8 +83,8 @@ static void print_line(FILE *f, const char *result, const shp_stats *s, double e
             " health_failures=%" PRIu64 " steals=%" PRIu64 " bad_magic=%" PRIu64
             " violations=%" PRIu64 " elapsed=%.2fs RESULT=%s\n",
             PROG, atomic_load(&st.done), st.args.threads, atomic_load(&st.double_handouts),
-            atomic_load(&st.timeouts), atomic_load(&st.connect_errors), s->created, s->closed,
-            s->health_failures, s->steals, atomic_load(&st.bad_magic),
+            atomic_load(&st.timeouts), atomic_load(&st.connect_errors), s->creations, s->closed,
+            s->health_failed, s->steals, atomic_load(&st.bad_magic),
             atomic_load(&st.violations), elapsed, result);
 }
 
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
             " backend_open=%" PRIu64 "; capacity check held %u of %u; acquired=%" PRIu64
             " waits=%" PRIu64 " handoffs=%" PRIu64 " health_checks=%" PRIu64 " pool_timeouts=%" PRIu64
             " connect_failures=%" PRIu64 " broken_releases=%" PRIu64 "\n",
-            PROG, s.live, s.idle, s.in_use, fin.open_now, fin.held, MAX_SIZE, after.acquired,
+            PROG, s.live, s.idle, s.in_use, fin.open_now, fin.held, MAX_SIZE, after.acquisitions,
             fin.waits, after.handoffs, after.health_checks, after.timeouts, after.connect_failures,
             atomic_load(&st.broken_releases));
 

@@ -433,7 +433,7 @@ static bool st_stats_same(const shp_stats *a, const shp_stats *b)
 {
     return a->live == b->live && a->idle == b->idle && a->in_use == b->in_use &&
            a->connecting == b->connecting && a->checking == b->checking &&
-           a->created == b->created && a->closed == b->closed;
+           a->creations == b->creations && a->closed == b->closed;
 }
 
 bool st_check_conservation(const char *where, shp_stats *last, uint64_t *open_now)
@@ -454,7 +454,7 @@ bool st_check_conservation(const char *where, shp_stats *last, uint64_t *open_no
         stable_seen = true;
         *last = s1;
         *open_now = o;
-        if (s1.created - s1.closed == s1.live && s1.live <= st.max_size && s1.in_use == 0 &&
+        if (s1.creations - s1.closed == s1.live && s1.live <= st.max_size && s1.in_use == 0 &&
             o == s1.live)
             return true;
     }
@@ -465,7 +465,7 @@ bool st_check_conservation(const char *where, shp_stats *last, uint64_t *open_no
     st_violation("%s: conservation (3 s of snapshots, none adds up%s): created=%" PRIu64
                  " closed=%" PRIu64 " live=%" PRIu64 " (want created-closed == live) "
                  "in_use=%" PRIu64 " (want 0) max_size=%u backend_open=%" PRIu64 " (want == live)",
-                 where, stable_seen ? "" : ", none stable", last->created, last->closed, last->live,
+                 where, stable_seen ? "" : ", none stable", last->creations, last->closed, last->live,
                  last->in_use, st.max_size, *open_now);
     return false;
 }

@@ -80,7 +80,7 @@ static inline void expect_permanent_failure(shp_pool *pool, atomic_long *connect
     assert_int_equal(shp_pool_stats(pool, &after), 0);
     assert_int_equal(after.connect_failures - before.connect_failures, 1);
     assert_int_equal(after.retries - before.retries, 0);
-    assert_int_equal(after.created - before.created, 0);
+    assert_int_equal(after.creations - before.creations, 0);
 
     shp_last_error mine, pools;
     assert_int_equal(shp_acquire_last_error(&mine), 0);

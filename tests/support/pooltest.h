@@ -310,10 +310,10 @@ static inline shp_stats churn_check(fx *f, struct churn *ch, int threads)
     assert_true(s.live <= f->cfg.max_size);
     assert_int_equal(s.in_use, 0);
     assert_int_equal(s.waiters, 0);
-    assert_int_equal(s.acquired, (uint64_t)threads * (uint64_t)ch->iterations);
+    assert_int_equal(s.acquisitions, (uint64_t)threads * (uint64_t)ch->iterations);
     assert_int_equal(s.live, s.idle + s.connecting + s.checking);
     assert_int_equal(atomic_load(&f->fb.closed), atomic_load(&ch->broken));
-    assert_int_equal(fake_open_now(&f->fb), s.created - s.closed);
+    assert_int_equal(fake_open_now(&f->fb), s.creations - s.closed);
     return s;
 }
 

@@ -178,8 +178,8 @@ void shpb_json_result(FILE *f, const shpb_result *r, int in)
                 ", \"acquired\": %" PRIu64 ", \"timeouts\": %" PRIu64 ", \"steals\": %" PRIu64
                 ", \"connect_failures\": %" PRIu64 ", \"health_checks\": %" PRIu64
                 ", \"health_failures\": %" PRIu64 ", \"handoffs\": %" PRIu64 "},\n",
-                in, "", s->created, s->closed, s->acquired, s->timeouts, s->steals,
-                s->connect_failures, s->health_checks, s->health_failures, s->handoffs);
+                in, "", s->creations, s->closed, s->acquisitions, s->timeouts, s->steals,
+                s->connect_failures, s->health_checks, s->health_failed, s->handoffs);
     } else {
         fprintf(f, "%*s\"shardpool_stats\": null,\n", in, "");
     }

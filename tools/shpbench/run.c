@@ -302,5 +302,5 @@ void shpb_result_free(shpb_result *res)
 
 double shpb_steals_pct(const shpb_result *r)
 {
-    return r->st.acquired ? 100.0 * (double)r->st.steals / (double)r->st.acquired : 0;
+    return r->st.acquisitions ? 100.0 * (double)r->st.steals / (double)r->st.acquisitions : 0;
 }
