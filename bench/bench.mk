@@ -2,7 +2,7 @@
 # (bench/<module>_bench.cc for lib/<module>.c).  Included by the main
 # Makefile; uses its CXX, WARN, LIBS, B and LIB_HDR.
 #
-#   make build/release/bench/pool_bench     acquire/release paths (lib/pool.c)
+#   make build/release/bench/pool_bench     acquire/release paths (lib/acquire.c, release.c, idle.c)
 #   make build/release/bench/reaper_bench   reaper impact on acquirers (lib/reaper.c)
 #   make bench-micro                        runs both (~20 s on 2 cores); their
 #                                           results, in google-benchmark's JSON

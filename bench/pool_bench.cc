@@ -1,4 +1,4 @@
-// bench/pool_bench.cc - microbenchmarks of lib/pool.c, one per path of
+// bench/pool_bench.cc - microbenchmarks of lib/acquire.c, release.c and idle.c, one per path of
 // shp_acquire / shp_release (pair_bench compares the fast path with the
 // baselines; this file takes the paths apart, shardpool only):
 //

@@ -96,8 +96,8 @@ int64_t now_ns() {
 // A log-linear histogram of nanoseconds, written here rather than taken from
 // a library: google-benchmark reports means (and statistics across
 // repetitions), never percentiles of single ops; Debian ships no C
-// HdrHistogram; and bench/ links only libshardpool and google-benchmark,
-// not the shpbench tool's C histogram (tools/shpbench_hist.c).
+// HdrHistogram; and the library's own (lib/hist.h, which shpbench uses) is
+// C11 <stdatomic.h>, which C++17 cannot include.
 // Values below 2 * kSub ns are counted exactly; above, each power of two is
 // split into kSub equal buckets, so a bucket is at most 1/32 (3 %) of its
 // values wide.  One thread records into its own histogram (no atomics);

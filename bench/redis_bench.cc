@@ -35,7 +35,7 @@
 //                    strict FIFO lock: an unlock hands the context to the
 //                    longest waiter, which yields 8 times and then sleeps on
 //                    a futex - the default hand-over policy of a shardpool
-//                    pool at max_size (lib/pool.c, wait_turn and handoff).
+//                    pool at max_size (lib/acquire.c wait_turn, lib/idle.c handoff).
 //                    It shows what that policy costs without any pool code.
 //
 // All pools: min_size = max_size = 4 (prefilled, so no slice pays for a
@@ -114,7 +114,7 @@ constexpr unsigned kConns = 4;
 constexpr int kGroupSize = kThreads / kConns;  // threads per dedicated conn
 constexpr int kDefaultRounds = 7;
 constexpr double kDefaultMinTime = 0.8;        // seconds per slice
-constexpr int kFifoYields = 8;                 // as lib/pool.c's wait_turn
+constexpr int kFifoYields = 8;                 // as lib/acquire.c's wait_turn
 
 // The pool modes come first (they index g_pool).
 enum Mode { kTracked, kAlways, kHandoff, kDedicated, kFifo, kModes };

@@ -41,7 +41,7 @@ CFLAGS_fuzz  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address
                 -fno-sanitize-recover=all
 LDFLAGS_fuzz := -fsanitize=fuzzer,address,undefined
 # clang, unlike gcc, warns about a static inline function a .c file does not
-# use (lib/pool.c's put_idle).
+# use (lib/idle.c's shp__put_idle).
 FUZZ_WARN    := $(WARN) -Wno-unused-function
 # Inputs larger than this are not tried (the Redis reply target writes the
 # input to a socketpair in one go; 8 KiB fits its buffer many times over).

@@ -1,5 +1,5 @@
 # tests/model/model.mk - `make model`: the Promela model of the pool's
-# park / claim / uncache / wait / handoff / release protocol and of the
+# park / claim / flush (shp__tcache_flush) / wait / handoff / release protocol and of the
 # reaper's sweep against shp_pool_evict (tests/model/pool.pml), checked
 # exhaustively by spin.  Included by the main Makefile; part of make check.
 #

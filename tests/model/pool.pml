@@ -14,7 +14,7 @@
  *   thread, reserve                         shp__reserve (CAS on cap.live)
  *   thread, enqueue                         wait_turn: lock, enqueue, nwaiters++, unlock
  *   thread, end_wait loop                   wait_turn's sleep: a verdict, the 1 ms
- *                                           recheck (shp__fence_heavy + shp__uncache
+ *                                           recheck (shp__fence_heavy + shp__tcache_flush
  *                                           (parked_fresh)), the deadline
  *   thread, timedout                        wait_turn's unlink under wq_lock, -ETIMEDOUT
  *   thread, create                          shp__create(IN_USE) + its wake_waiters
@@ -27,13 +27,13 @@
  *   put_idle_to                             put_idle_to + handoff (strict FIFO), the
  *                                           push, shp__stack_fence_after_push, re-check
  *   wake_waiters                            shp__wake_waiters: steal or reserve per waiter
- *   uncache                                 shp__uncache with shp__put_idle's refusal
+ *   uncache                                 shp__tcache_flush with shp__put_idle's refusal
  *   close_conn                              shp__close: cap.live--, wake_waiters
- *   reaper                                  a pass: shp__uncache(parked_due), reap_shard
+ *   reaper                                  a pass: shp__tcache_flush(parked_due), reap_shard
  *                                           (take the list, judge, KEEP -> shp__put_idle,
  *                                           closes after the section)
  *   evict                                   shp_pool_evict: evict_gen++, shp__rcu_sync,
- *                                           shp__uncache(NULL), the reaper kick
+ *                                           shp__tcache_flush(NULL), the reaper kick
  *
  * MEMORY MODEL.  x86-64 (TSO), the platform whose fences pool_internal.h and
  * stack.h describe, with membarrier available (the fast configuration: the
@@ -57,7 +57,7 @@
  *
  * RCU.  Only as far as evict's argument uses it: a read-side section
  * (insec[p]) around each generation check and the push or park it guards -
- * the release (stale check .. park or push), shp__uncache, reap_shard's
+ * the release (stale check .. park or push), shp__tcache_flush, reap_shard's
  * sweep.  shp__rcu_sync is urcu-bp's synchronize_rcu: membarrier, wait until
  * every process that was inside a section has left it (gpw), membarrier.
  * The acquire's sections only protect memory reclamation, which the model
@@ -346,7 +346,7 @@ inline close_conn(p, c, c2, stop)
     wake_waiters(p, c2, stop)
 }
 
-/* shp__uncache(p, want, arg): each CACHED connection that want() takes goes
+/* shp__tcache_flush(p, want, arg): each CACHED connection that want() takes goes
  * back by CAS through shp__put_idle; the refused (stale) ones are closed
  * after the read-side section.  want: 0 parked_fresh (acquirers, waiters),
  * 1 parked_due (the reaper), 2 NULL (evict).  c: 0 on entry and exit. */
@@ -649,7 +649,7 @@ end_reaper:
 #endif
 #endif
     fi;
-    /* shp__uncache(p, parked_due, &ps) */
+    /* shp__tcache_flush(p, parked_due, &ps) */
     uncache(REAPER, 1, c, ok, stale, c2, stop);
 
     /* reap_shard: the shard's idle list taken inside a read-side section */
