@@ -1,7 +1,8 @@
 /*
- * metrics_test.c - shardpool/metrics.h: the histogram's precision, the
- * counters' exactness under oversubscribed load, closes by reason,
- * eviction, per-connection info, alerts with hysteresis, and history.
+ * metrics_test.c - shardpool/metrics.h: the counters' exactness under
+ * oversubscribed load, closes by reason, per-connection info, alerts with
+ * hysteresis, and history (the histogram: hist_test.c; evict:
+ * evict_test.c).
  *
  * The reaper's metrics pass is observed through shp_pool_history (the pass
  * appends one snapshot per interval): a test that needs "n more passes"
@@ -29,102 +30,11 @@
 #include "fakeconn.h"
 #define FX_POOL_NAME "metrics"
 #include "fixture.h"
-#include "hist.h"
 #include "testutil.h"
 
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
 
-
-/* ---- histogram ------------------------------------------------------------------- */
-
-static void test_hist_buckets_cover_values(void **state)
-{
-    (void)state;
-    /* Every value lands in the bucket whose range holds it, buckets are
-     * contiguous, and no bucket is wider than 1/32 of its lower bound. */
-    for (unsigned i = 0; i + 1 < SHP__HIST_N; i++) {
-        assert_int_equal(shp__hist_lo(i) + shp__hist_width(i), shp__hist_lo(i + 1));
-        if (shp__hist_lo(i) >= 64)
-            assert_true(shp__hist_width(i) * 32 <= shp__hist_lo(i));
-    }
-    uint64_t x = 88172645463325252ULL;
-    for (int k = 0; k < 200000; k++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        int64_t v = (int64_t)(x >> (23 + x % 40)); /* spread over all magnitudes */
-        unsigned i = shp__hist_index(v);
-        assert_true(i < SHP__HIST_N);
-        if (v < ((int64_t)1 << 41)) {
-            assert_true(shp__hist_lo(i) <= v);
-            assert_true(v < shp__hist_lo(i) + shp__hist_width(i));
-        } else {
-            assert_int_equal(i, SHP__HIST_N - 1);
-        }
-    }
-    assert_int_equal(shp__hist_index(-5), 0);
-    assert_int_equal(shp__hist_index(INT64_MAX), SHP__HIST_N - 1);
-}
-
-static struct shp__hist *hist_new(void)
-{
-    struct shp__hist *h = calloc(1, sizeof *h);
-    assert_non_null(h);
-    return h;
-}
-
-static void test_hist_quantiles_within_3pct(void **state)
-{
-    (void)state;
-    /* 10 ns .. 100 s: quantiles of a uniform sweep of each decade. */
-    for (int64_t base = 10; base <= 10 * NS_PER_S; base *= 10) {
-        struct shp__hist *h = hist_new();
-        struct shp__hist_copy *c = calloc(1, sizeof *c);
-        assert_non_null(c);
-        for (int k = 1; k <= 1000; k++)
-            shp__hist_record(h, base * k / 100, 1); /* base/100 .. 10*base */
-        shp__hist_merge(c, h);
-        assert_int_equal(c->count, 1000);
-        const double qs[] = { 0.5, 0.9, 0.99, 0.999 };
-        for (unsigned q = 0; q < 4; q++) {
-            double exact = (double)(base * (int64_t)(qs[q] * 1000) / 100);
-            double got = (double)shp__hist_quantile(c, qs[q]);
-            if (exact >= 10) /* the range starts at 10 ns */
-                assert_true(got >= exact * 0.97 && got <= exact * 1.03);
-        }
-        assert_int_equal(c->max, (uint64_t)(base * 10));
-        free(c);
-        free(h);
-    }
-}
-
-static void test_hist_summary_le_and_weights(void **state)
-{
-    (void)state;
-    struct shp__hist *h = hist_new();
-    struct shp__hist_copy *c = calloc(1, sizeof *c);
-    assert_non_null(c);
-    shp__hist_record(h, 90, 64);        /* 90 ns, weight 64 */
-    shp__hist_record(h, 900, 1);        /* 0.9 us */
-    shp__hist_record(h, 3 * NS_PER_MS, 2);
-    shp__hist_record(h, 200 * NS_PER_S, 1); /* beyond every bound */
-    shp__hist_merge(c, h);
-    shp_hist_summary s;
-    shp__hist_summarize(&s, c);
-    assert_int_equal(s.count, 68);
-    assert_int_equal(s.sum_ns, 90 * 64 + 900 + 6 * NS_PER_MS + 200 * NS_PER_S);
-    static const double le[SHP_METRICS_LE_N] = SHP_METRICS_LE_INIT;
-    for (unsigned j = 0; j < SHP_METRICS_LE_N; j++) {
-        uint64_t want = (le[j] >= 100e-9 ? 64 : 0) + (le[j] >= 1e-6 ? 1 : 0) +
-                        (le[j] >= 5e-3 ? 2 : 0);
-        assert_int_equal(s.le[j], want);
-        if (j)
-            assert_true(s.le[j] >= s.le[j - 1]);
-    }
-    assert_true(s.p50_ns >= 88 && s.p50_ns <= 92);
-    assert_true(s.max_ns == 200 * NS_PER_S);
-    free(c);
-    free(h);
-}
 
 /* ---- counters ------------------------------------------------------------------- */
 
@@ -392,94 +302,6 @@ static void test_conn_error_and_info(void **state)
     shp_log_set(NULL, NULL, SHP_LOG_WARN);
 }
 
-static void test_evict(void **state)
-{
-    (void)state;
-    fx *f = fx_new(2, 4); /* no validate-on-acquire: the fast path alone */
-    fx_start(f);
-    shp_conn *borrowed;
-    assert_int_equal(shp_acquire(f->pool, &borrowed, -1), 0);
-    uint64_t opened_before = atomic_load(&f->fb.opened);
-    assert_int_equal(shp_pool_evict(f->pool), 0);
-    /* When evict returns, the idle one is gone. */
-    shp_metrics m = metrics_of(f);
-    assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 1);
-    /* Nothing old is handed out again: a new acquire gets a new connection. */
-    shp_conn *c;
-    assert_int_equal(shp_acquire(f->pool, &c, -1), 0);
-    assert_true(((fake_handle *)shp_conn_handle(c))->id > opened_before);
-    /* The borrowed one goes when it comes back. */
-    assert_int_equal(shp_release(borrowed), 0);
-    m = metrics_of(f);
-    assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 2);
-    assert_int_equal(shp_release(c), 0); /* a new one: kept */
-    m = metrics_of(f);
-    assert_int_equal(m.closes[SHP_CLOSE_EVICTED], 2);
-    assert_int_equal(shp_pool_evict(NULL), -EINVAL);
-    fx_finish(f);
-}
-
-struct evict_churn {
-    shp_pool *pool;
-    atomic_bool stop;
-    int errors;
-};
-
-static void *evict_churn_main(void *arg)
-{
-    struct evict_churn *e = arg;
-    while (!atomic_load(&e->stop)) {
-        shp_conn *c;
-        if (shp_acquire(e->pool, &c, 10 * NS_PER_S) != 0) {
-            e->errors++;
-            continue;
-        }
-        if (shp_release(c) != 0)
-            e->errors++;
-    }
-    return NULL;
-}
-
-/* Evict while 16 threads churn: after each evict returns, an acquire never
- * gets a connection opened before it started - neither an idle one left on
- * a shard nor one pushed back by a release racing the evict. */
-static void test_evict_under_load(void **state)
-{
-    (void)state;
-    fx *f = fx_new(2, 8);
-    f->cfg.reaper_interval_ns = NS_PER_MS;
-    fx_start(f);
-    enum { T = 16 };
-    pthread_t th[T];
-    struct evict_churn e = { .pool = f->pool };
-    for (int i = 0; i < T; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, evict_churn_main, &e), 0);
-    int stale = 0;
-    for (int round = 0; round < 50; round++) {
-        uint64_t before = atomic_load(&f->fb.next_id);
-        assert_int_equal(shp_pool_evict(f->pool), 0);
-        /* Hold every connection we can get without waiting: each must be
-         * newer than the evict, except those borrowed during the evict
-         * (at most T), which are closed on release, not handed out. */
-        shp_conn *c[8];
-        int n = 0;
-        while (n < 8 && shp_acquire(f->pool, &c[n], 0) == 0)
-            n++;
-        for (int i = 0; i < n; i++) {
-            if (((fake_handle *)shp_conn_handle(c[i]))->id <= before)
-                stale++;
-            assert_int_equal(shp_release(c[i]), 0);
-        }
-    }
-    atomic_store(&e.stop, true);
-    for (int i = 0; i < T; i++)
-        pthread_join(th[i], NULL);
-    assert_int_equal(e.errors, 0);
-    assert_int_equal(stale, 0);
-    assert_true(metrics_of(f).closes[SHP_CLOSE_EVICTED] > 0);
-    fx_finish(f);
-}
-
 /* ---- alerts and history ------------------------------------------------------------ */
 
 struct alert_log {
@@ -677,17 +499,12 @@ static void test_bad_args(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hist_buckets_cover_values),
-        cmocka_unit_test(test_hist_quantiles_within_3pct),
-        cmocka_unit_test(test_hist_summary_le_and_weights),
         cmocka_unit_test(test_counters_single_thread),
         cmocka_unit_test(test_sampled_counts_are_weighted),
         cmocka_unit_test(test_counters_exact_under_load),
         cmocka_unit_test(test_closes_by_reason),
         cmocka_unit_test(test_timeouts_counted),
         cmocka_unit_test(test_conn_error_and_info),
-        cmocka_unit_test(test_evict),
-        cmocka_unit_test(test_evict_under_load),
         cmocka_unit_test(test_alert_utilization_hysteresis),
         cmocka_unit_test(test_alert_failed_acquires_and_error_rate),
         cmocka_unit_test(test_history_ring),
