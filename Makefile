@@ -33,6 +33,8 @@ LIB_HDR += $(ADAPTER_HDR)
 UNIT    += $(ADAPTER_UNIT)
 LIBS    += $(ADAPTER_LIBS)
 DEB_PKGS += $(ADAPTER_DEB_PKGS)
+# Feature switches (METRICS=0, MONITOR=0), the amalgamation and their checks.
+include tools/custom.mk
 STRESS  := conservation aba
 
 # Per-variant flags: release (-O2), asan (ASan+UBSan), tsan (same algorithm

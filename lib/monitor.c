@@ -8,11 +8,33 @@
  * after the segment was unmapped; readers (other processes) never take it.
  * mon_on mirrors "mapped" for publish's lock-free early return. */
 #include "monitor.h"
-#include "monitor_shm.h"
-#include "pool_internal.h"
 #include "util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#ifdef SHP_NO_MONITOR
+/* Built without the monitor (make MONITOR=0): see monitor.h.  No segment
+ * code: nothing below calls shm_open, mmap or atexit. */
+int shp_monitor_enable(void) { return -ENOTSUP; }
+
+void shp_monitor_disable(void) {}
+
+void shp__monitor_pool_added(shp_pool *p)
+{
+    static _Atomic int env_logged;
+    (void)p;
+    const char *v = getenv("SHARDPOOL_MONITOR");
+    if (v && *v && !atomic_exchange_explicit(&env_logged, 1, memory_order_relaxed))
+        shp__log(SHP_LOG_WARN, NULL,
+                 "event=monitor_unavailable reason=built_without_monitor SHARDPOOL_MONITOR=ignored");
+}
+
+#else /* the monitor */
+#include "monitor_shm.h"
+#include "pool_internal.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -268,3 +290,4 @@ struct shp__shm_header *shp__monitor_mapping(void)
     pthread_mutex_unlock(&mon_lock);
     return h;
 }
+#endif /* SHP_NO_MONITOR */

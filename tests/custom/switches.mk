@@ -1,0 +1,53 @@
+# tests/custom/switches.mk - `make switch-check`: every "off" configuration
+# of the feature switches (tools/custom.mk) builds in a directory of its own,
+# B=$(B)/off-<name>, in release only, and runs the unit tests that apply to
+# it (those about a part that is off are left out by the switch itself),
+# then `switch-verify` proves the part is gone.  Recursive make calls, so it
+# keeps working whatever the link rules are.
+#
+#   make switch-check               every configuration below, one after another
+#   make switch-check-monitor       one of them
+#   make switch-verify              (in a configured build) the checks below
+
+SWITCH_CONFIGS := tcp pg redis metrics monitor all
+SWITCH_ARGS_tcp     := WITH_TCP=0
+SWITCH_ARGS_pg      := WITH_PG=0
+SWITCH_ARGS_redis   := WITH_REDIS=0
+SWITCH_ARGS_metrics := METRICS=0
+SWITCH_ARGS_monitor := MONITOR=0
+SWITCH_ARGS_all     := WITH_TCP=0 WITH_PG=0 WITH_REDIS=0 METRICS=0 MONITOR=0
+
+.PHONY: switch-check switch-verify $(addprefix switch-check-,$(SWITCH_CONFIGS))
+
+# One configuration after another (each uses both cores inside).
+switch-check:
+	@set -e; for c in $(SWITCH_CONFIGS); do $(MAKE) --no-print-directory switch-check-$$c; done
+	@echo "switch-check: every off configuration built and passed its unit tests"
+
+$(addprefix switch-check-,$(SWITCH_CONFIGS)): switch-check-%:
+	@echo "== switch-check $*: $(SWITCH_ARGS_$*) (B=$(B)/off-$*)"
+	$(MAKE) --no-print-directory -j2 B=$(B)/off-$* $(SWITCH_ARGS_$*) unit switch-verify
+
+# What must be gone from the library ($(B)/release/libshardpool.a of this
+# configuration), and the switched-off calls' answers (switch_test.c).
+SWITCH_LIB := $(B)/release/libshardpool.a
+SWITCH_DEFS := $(if $(filter 0,$(METRICS)),-DEXPECT_NO_METRICS) $(if $(filter 0,$(MONITOR)),-DEXPECT_NO_MONITOR)
+
+$(B)/release/switch_test: tests/custom/switch_test.c $(B)/release/support/fakeconn.o $(SWITCH_LIB)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS_release) $(SWITCH_DEFS) -I include -I tests/support $< \
+	  $(B)/release/support/fakeconn.o $(SWITCH_LIB) $(LIBS) -lm -o $@
+
+switch-verify: $(SWITCH_LIB) $(B)/release/switch_test
+	@nm $(SWITCH_LIB) > $(B)/release/switch-nm.txt 2>/dev/null
+	@fail=0; \
+	 no() { if grep -qE "$$2" $(B)/release/switch-nm.txt; then \
+	   echo "switch-verify: FAIL - $$1: $$(grep -E "$$2" $(B)/release/switch-nm.txt | head -3 | tr '\n' ' ')"; fail=1; fi; }; \
+	 $(if $(filter 0,$(WITH_TCP)),no "WITH_TCP=0 left TCP code" ' [TD] shp_tcp_';) \
+	 $(if $(filter 0,$(WITH_PG)),no "WITH_PG=0 left pg code or libpq references" ' [TDU] (shp_pg_|PQ)';) \
+	 $(if $(filter 0,$(WITH_REDIS)),no "WITH_REDIS=0 left redis code or hiredis references" ' [TDU] (shp_redis_|redis)';) \
+	 $(if $(filter 0,$(MONITOR)),no "MONITOR=0 left shared-memory code" ' [TU] (shm_open|shm_unlink|shp__monitor_publish|shp__monitor_mapping)$$';) \
+	 [ $$fail = 0 ] || exit 1
+	timeout 60 $(B)/release/switch_test
+	@echo "switch-verify: $(or $(strip $(filter WITH_%=0 METRICS=0 MONITOR=0,$(foreach v,WITH_TCP WITH_PG WITH_REDIS METRICS MONITOR,$(v)=$($(v))))),everything on): the parts are gone, size $$(size -t $(SWITCH_LIB) | awk 'END {print $$1 + $$2}') bytes text+data"
+
+check: switch-check amalgamation-test
