@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 
 #ifdef SHP_NO_MONITOR
 /* Built without the monitor (make MONITOR=0): see monitor.h.  No segment
@@ -21,12 +20,16 @@ int shp_monitor_enable(void) { return -ENOTSUP; }
 
 void shp_monitor_disable(void) {}
 
+/* SHARDPOOL_MONITOR is read as the monitor would (shp__env_flag, which
+ * warns of a bad value itself); a request to enable is answered with one
+ * line per process, at the first pool create that sees it. */
 void shp__monitor_pool_added(shp_pool *p)
 {
-    static _Atomic int env_logged;
+    static _Atomic int env_checked;
     (void)p;
-    const char *v = getenv("SHARDPOOL_MONITOR");
-    if (v && *v && !atomic_exchange_explicit(&env_logged, 1, memory_order_relaxed))
+    if (atomic_exchange_explicit(&env_checked, 1, memory_order_relaxed))
+        return;
+    if (shp__env_flag("SHARDPOOL_MONITOR", false) == 1)
         shp__log(SHP_LOG_WARN, NULL,
                  "event=monitor_unavailable reason=built_without_monitor SHARDPOOL_MONITOR=ignored");
 }

@@ -16,8 +16,9 @@
 
 /* At shp_pool_create, after the pool is fully built: the monitor learns of
  * p (and enables itself if SHARDPOOL_MONITOR=1 and this is the first pool).
- * Without the monitor: the first call that finds SHARDPOOL_MONITOR set (to
- * anything) logs one line, event=monitor_unavailable; nothing else.
+ * Without the monitor: the first call reads SHARDPOOL_MONITOR and, if it
+ * asks for the monitor, logs one line, event=monitor_unavailable; no
+ * other call does anything.
  * Thread-safe. */
 void shp__monitor_pool_added(shp_pool *p);
 

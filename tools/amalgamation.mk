@@ -95,4 +95,4 @@ amalgamation-test: amalgamation $(patsubst %.c,$(AMALG_T)/ref/%.o,$(AMALG_CORE_S
 	  $(CC) $(CSTD) $(WARN) $(CFLAGS_release) -I $(AMALG_T)/inc -I tests/support tests/$$t.c $(AMALG_T)/obj/fakeconn.o \
 	    $(AMALG_T)/libshardpool-amalg.a -lcmocka $(AMALG_LIBS) -lm -o $(AMALG_T)/tests/$$t; done; \
 	  for t in $$tests; do echo "== amalgamation $$t"; timeout 300 $(AMALG_T)/tests/$$t; done; \
-	  echo "amalgamation-test: PASS ($$(echo $$tests | wc -w) unit tests against the amalgamation: $$tests)"
+	  echo "amalgamation-test: PASS ($$(echo $$tests | wc -w) unit tests against the amalgamation: '$$(echo $$tests)')"

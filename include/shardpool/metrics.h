@@ -34,9 +34,14 @@
  * only connects and closes take (so with very large pools it delays those
  * by the length of the walk, ~10 ns per connection).
  *
- * Building the library with -DSHP_NO_METRICS compiles the fast-path
- * recording out: histograms stay empty and home_hits and releases stay 0;
- * counters the pool keeps anyway (acquisitions, slow-path counters) remain.
+ * Building the library with -DSHP_NO_METRICS (make METRICS=0) compiles the
+ * fast-path recording out: every call below still works and answers as
+ * documented, but the acquire and hold histograms stay empty (count 0, so
+ * interval_acquire_p99_ns stays 0 and SHP_ALERT_ACQUIRE_P99 never fires)
+ * and home_hits and releases stay 0: in such a build these fields are not
+ * measured, and 0 there does not mean "none".  Counters the pool keeps
+ * anyway (acquisitions, the slow-path counters, closes), the gauges, the
+ * other alerts, history, the exporters and the monitor are unaffected.
  */
 #ifndef SHARDPOOL_METRICS_H
 #define SHARDPOOL_METRICS_H
@@ -223,9 +228,14 @@ SHP_API int shp_metrics_json(const shp_metrics *m, size_t n, char *buf, size_t l
  * memory segment /dev/shm/shardpool.<uid>.<pid>, mode 0600 (readable by
  * this user only), which `shptop` reads.  Setting the environment variable
  * SHARDPOOL_MONITOR=1 enables it at the first pool create.  Returns 0 or a
- * negative errno (segment not created).  Thread-safe. */
+ * negative errno (segment not created).  Thread-safe.
+ *
+ * A library built with -DSHP_NO_MONITOR (make MONITOR=0) has no monitor:
+ * this returns -ENOTSUP, shp_monitor_disable does nothing, and
+ * SHARDPOOL_MONITOR=1 is ignored, with one warning line
+ * (event=monitor_unavailable) at the first pool create. */
 SHP_API int shp_monitor_enable(void);
-/* Stops publishing and removes the segment. */
+/* Stops publishing and removes the segment.  Thread-safe. */
 SHP_API void shp_monitor_disable(void);
 
 #ifdef __cplusplus

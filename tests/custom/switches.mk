@@ -5,7 +5,7 @@
 # then `switch-verify` proves the part is gone.  Recursive make calls, so it
 # keeps working whatever the link rules are.
 #
-#   make switch-check               every configuration below, one after another
+#   make switch-check               every configuration below
 #   make switch-check-monitor       one of them
 #   make switch-verify              (in a configured build) the checks below
 
@@ -19,14 +19,19 @@ SWITCH_ARGS_all     := WITH_TCP=0 WITH_PG=0 WITH_REDIS=0 METRICS=0 MONITOR=0
 
 .PHONY: switch-check switch-verify $(addprefix switch-check-,$(SWITCH_CONFIGS))
 
-# One configuration after another (each uses both cores inside).
+# Two configurations at a time, sharing two job slots (the tests mostly
+# wait: one configuration alone leaves the cores idle); -Orecurse keeps each
+# configuration's output together.  Inside a `make -jN` the jobserver is
+# shared instead of forcing -j2.
+SWITCH_J = $(if $(findstring jobserver,$(MAKEFLAGS)),,-j2)
+
 switch-check:
-	@set -e; for c in $(SWITCH_CONFIGS); do $(MAKE) --no-print-directory switch-check-$$c; done
+	$(MAKE) --no-print-directory $(SWITCH_J) -Orecurse $(addprefix switch-check-,$(SWITCH_CONFIGS))
 	@echo "switch-check: every off configuration built and passed its unit tests"
 
 $(addprefix switch-check-,$(SWITCH_CONFIGS)): switch-check-%:
 	@echo "== switch-check $*: $(SWITCH_ARGS_$*) (B=$(B)/off-$*)"
-	$(MAKE) --no-print-directory -j2 B=$(B)/off-$* $(SWITCH_ARGS_$*) unit switch-verify
+	$(MAKE) --no-print-directory $(SWITCH_J) B=$(B)/off-$* $(SWITCH_ARGS_$*) unit switch-verify
 
 # What must be gone from the library ($(B)/release/libshardpool.a of this
 # configuration), and the switched-off calls' answers (switch_test.c).
@@ -48,6 +53,6 @@ switch-verify: $(SWITCH_LIB) $(B)/release/switch_test
 	 $(if $(filter 0,$(MONITOR)),no "MONITOR=0 left shared-memory code" ' [TU] (shm_open|shm_unlink|shp__monitor_publish|shp__monitor_mapping)$$';) \
 	 [ $$fail = 0 ] || exit 1
 	timeout 60 $(B)/release/switch_test
-	@echo "switch-verify: $(or $(strip $(filter WITH_%=0 METRICS=0 MONITOR=0,$(foreach v,WITH_TCP WITH_PG WITH_REDIS METRICS MONITOR,$(v)=$($(v))))),everything on): the parts are gone, size $$(size -t $(SWITCH_LIB) | awk 'END {print $$1 + $$2}') bytes text+data"
+	@echo "switch-verify: $(or $(strip $(filter WITH_%=0 METRICS=0 MONITOR=0,$(foreach v,WITH_TCP WITH_PG WITH_REDIS METRICS MONITOR,$(v)=$($(v))))),nothing switched off): what is off is gone, size $$(size -t $(SWITCH_LIB) | awk 'END {print $$1 + $$2}') bytes text+data"
 
 check: switch-check amalgamation-test
