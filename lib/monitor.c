@@ -8,10 +8,21 @@
  * after the segment was unmapped; readers (other processes) never take it.
  * mon_on mirrors "mapped" for publish's lock-free early return. */
 #include "monitor.h"
+#include "monitor_shm.h"
+#include "pool_internal.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifdef SHP_NO_MONITOR
 /* Built without the monitor (make MONITOR=0): see monitor.h.  No segment
@@ -35,19 +46,6 @@ void shp__monitor_pool_added(shp_pool *p)
 }
 
 #else /* the monitor */
-#include "monitor_shm.h"
-#include "pool_internal.h"
-
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 struct mon_pool {
     shp_pool *p;
@@ -293,4 +291,5 @@ struct shp__shm_header *shp__monitor_mapping(void)
     pthread_mutex_unlock(&mon_lock);
     return h;
 }
+
 #endif /* SHP_NO_MONITOR */

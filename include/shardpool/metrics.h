@@ -42,6 +42,11 @@
  * measured, and 0 there does not mean "none".  Counters the pool keeps
  * anyway (acquisitions, the slow-path counters, closes), the gauges, the
  * other alerts, history, the exporters and the monitor are unaffected.
+ *
+ * A library built with -DSHP_NO_MONITOR (make MONITOR=0) has no live
+ * monitor: shp_monitor_enable returns -ENOTSUP, shp_monitor_disable does
+ * nothing, and SHARDPOOL_MONITOR=1 is ignored with one warning line
+ * (event=monitor_unavailable) at the first pool create.
  */
 #ifndef SHARDPOOL_METRICS_H
 #define SHARDPOOL_METRICS_H
@@ -228,14 +233,9 @@ SHP_API int shp_metrics_json(const shp_metrics *m, size_t n, char *buf, size_t l
  * memory segment /dev/shm/shardpool.<uid>.<pid>, mode 0600 (readable by
  * this user only), which `shptop` reads.  Setting the environment variable
  * SHARDPOOL_MONITOR=1 enables it at the first pool create.  Returns 0 or a
- * negative errno (segment not created).  Thread-safe.
- *
- * A library built with -DSHP_NO_MONITOR (make MONITOR=0) has no monitor:
- * this returns -ENOTSUP, shp_monitor_disable does nothing, and
- * SHARDPOOL_MONITOR=1 is ignored, with one warning line
- * (event=monitor_unavailable) at the first pool create. */
+ * negative errno (segment not created).  Thread-safe. */
 SHP_API int shp_monitor_enable(void);
-/* Stops publishing and removes the segment.  Thread-safe. */
+/* Stops publishing and removes the segment. */
 SHP_API void shp_monitor_disable(void);
 
 #ifdef __cplusplus
