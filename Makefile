@@ -33,8 +33,8 @@ LIB_HDR += $(ADAPTER_HDR)
 UNIT    += $(ADAPTER_UNIT)
 LIBS    += $(ADAPTER_LIBS)
 DEB_PKGS += $(ADAPTER_DEB_PKGS)
-# Feature switches (METRICS=0, MONITOR=0), the amalgamation and their checks.
-include tools/custom.mk
+# Feature switches METRICS=0, MONITOR=0: before the variant rules bake LIB_CFLAGS.
+include tools/features.mk
 STRESS  := conservation aba
 
 # Per-variant flags: release (-O2), asan (ASan+UBSan), tsan (same algorithm
@@ -221,6 +221,7 @@ CHECK_EXTRA :=
 -include tests/fuzz/fuzz.mk
 -include tests/netns/netns.mk
 -include tests/soak/soak.mk
+-include tools/custom.mk
 
 # Last, so that every fragment's CHECK_EXTRA is in.
 check: all readme-example unit stress broken-proof asan tsan shpbench-smoke shptop-test $(CHECK_EXTRA)

@@ -26,7 +26,7 @@ AMALG_T   := $(B)/amalgamation-test
 
 # Adapters shipped as their own single file (they need a client library's
 # headers, which shardpool.h must not); any other adapter is in the core.
-AMALG_SEP     ?= $(if $(filter 1,$(WITH_PG)),pg) $(if $(filter 1,$(WITH_REDIS)),redis)
+AMALG_SEP     ?= $(or $(ADAPTER_LIBNAMES),$(if $(filter 1,$(WITH_PG)),pg) $(if $(filter 1,$(WITH_REDIS)),redis))
 AMALG_SEP_SRC := $(foreach a,$(AMALG_SEP),lib/adapters/$(a).c)
 AMALG_SEP_HDR := $(foreach a,$(AMALG_SEP),include/shardpool/adapters/$(a).h)
 AMALG_SEP_CFLAGS_pg    ?= $$(pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
@@ -37,7 +37,7 @@ AMALG_CORE_SRC ?= $(filter-out $(AMALG_SEP_SRC),$(LIB_SRC) $(filter-out $(LIB_SR
 # Core public headers, the umbrella first.
 AMALG_PUB_HDR  ?= include/shardpool.h $(sort $(wildcard include/shardpool/*.h)) \
                   $(filter-out $(AMALG_SEP_HDR),$(ADAPTER_HDR))
-AMALG_LIBS     ?= $(filter-out $(ADAPTER_LIBS),$(LIBS))
+AMALG_LIBS     ?= $(or $(CORE_LIBS),$(filter-out $(ADAPTER_LIBS),$(LIBS)))
 
 .PHONY: amalgamation amalgamation-test
 

@@ -1,9 +1,10 @@
-# tests/custom/switches.mk - `make switch-check`: every "off" configuration
-# of the feature switches (tools/custom.mk) builds in a directory of its own,
-# B=$(B)/off-<name>, in release only, and runs the unit tests that apply to
-# it (those about a part that is off are left out by the switch itself),
-# then `switch-verify` proves the part is gone.  Recursive make calls, so it
-# keeps working whatever the link rules are.
+# tests/custom/switch-check.mk - `make switch-check`: every "off"
+# configuration of the feature switches (tools/features.mk,
+# lib/adapters/*.mk) builds in a directory of its own, B=$(B)/off-<name>, in
+# release only, and runs the unit tests that apply to it (those about a part
+# that is off are left out by the switch itself), then `switch-verify`
+# proves the part is gone.  Recursive make calls, so it keeps working
+# whatever the link rules are.  Included by tools/custom.mk.
 #
 #   make switch-check               every configuration below
 #   make switch-check-monitor       one of them
@@ -17,7 +18,7 @@ SWITCH_ARGS_metrics := METRICS=0
 SWITCH_ARGS_monitor := MONITOR=0
 SWITCH_ARGS_all     := WITH_TCP=0 WITH_PG=0 WITH_REDIS=0 METRICS=0 MONITOR=0
 
-.PHONY: switch-check switch-verify $(addprefix switch-check-,$(SWITCH_CONFIGS))
+.PHONY: switch-check switch-verify
 
 # Two configurations at a time, sharing two job slots (the tests mostly
 # wait: one configuration alone leaves the cores idle); -Orecurse keeps each
@@ -29,7 +30,9 @@ switch-check:
 	$(MAKE) --no-print-directory $(SWITCH_J) -Orecurse $(addprefix switch-check-,$(SWITCH_CONFIGS))
 	@echo "switch-check: every off configuration built and passed its unit tests"
 
-$(addprefix switch-check-,$(SWITCH_CONFIGS)): switch-check-%:
+# (a pattern rule, so that the configurations are not .PHONY targets of
+# their own; no file of these names is ever made)
+switch-check-%:
 	@echo "== switch-check $*: $(SWITCH_ARGS_$*) (B=$(B)/off-$*)"
 	$(MAKE) --no-print-directory $(SWITCH_J) B=$(B)/off-$* $(SWITCH_ARGS_$*) unit switch-verify
 
@@ -55,4 +58,3 @@ switch-verify: $(SWITCH_LIB) $(B)/release/switch_test
 	timeout 60 $(B)/release/switch_test
 	@echo "switch-verify: $(or $(strip $(filter WITH_%=0 METRICS=0 MONITOR=0,$(foreach v,WITH_TCP WITH_PG WITH_REDIS METRICS MONITOR,$(v)=$($(v))))),nothing switched off): what is off is gone, size $$(size -t $(SWITCH_LIB) | awk 'END {print $$1 + $$2}') bytes text+data"
 
-check: switch-check amalgamation-test
