@@ -35,9 +35,15 @@
 #     with "pop_macro" after it, so it neither leaks into later sections
 #     nor removes a definition (a system header's) they rely on.
 #   - Unfixable clashes stop the script with a message and status 1: a
-#     macro defined both in a source and in a project header, or a
-#     project header's macro named like a name of a source that does not
-#     include that header.
+#     macro defined both in a source and in a project header; a project
+#     header's macro named like a name of a source that does not include
+#     that header; a name to rename that the source also uses as a member
+#     (x.name, p->name), which the rename macro would rename too.
+#   - Limit: a system header first included inside a section whose macro
+#     that section then redefines (#undef + #define) is restored to
+#     "undefined", not to the system definition, for later sections.
+#     Sources that redefine a system macro should include its header
+#     before any project header does; shardpool's do not redefine any.
 #   - Constructors and static TLS need nothing: a constructor is a
 #     static function (renamed if it clashes), and every one still runs
 #     at load; _Thread_local statics are renamed like other statics.
@@ -119,7 +125,7 @@ function clean(s,    o, i, c, n, q) {
 function scan(f,    line, s, t, pp, m, r) {
     if (f in SCANNED) return
     SCANNED[f] = 1
-    in_cmt = 0; n = 0; pd = 0; skipdepth = 0; in_enum = 0
+    in_cmt = 0; n = 0; pd = 0; skipdepth = 0; in_enum = 0; prevtok = ""
     cur = f
     while ((r = (getline line < f)) > 0) {
         was_cmt = in_cmt
@@ -147,12 +153,14 @@ function directive(f, pp,    w, nw) {
     sub(/^[ \t]*#[ \t]*/, "", pp)
     nw = split(pp, w, /[ \t(]+/)
     if (w[1] == "define" && nw >= 2) {
-        MACROS[f, w[2]] = 1
         if (w[2] ~ /^_(GNU|DEFAULT|BSD|XOPEN|POSIX_C|ISOC[0-9]+)_SOURCE$/) FEAT[w[2]] = (nw >= 3 ? w[3] : "1")
+        else MACROS[f, w[2]] = 1
     }
 }
 
 function tok(t) {
+    if (prevtok == "." || prevtok == "->") MEMBER[cur, t] = 1
+    prevtok = t
     if (skipdepth > 0) {
         if (t == "{") skipdepth++
         else if (t == "}") { if (--skipdepth == 0) close_brace() }
@@ -223,10 +231,17 @@ function finish(    i, j, d, m, U, kind, decl, start, name, nd, bd) {
             }
             continue
         }
+        # struct/union/enum [tag] [{...}] is a type: its tag was recorded
+        # by open_brace (a definition) or is only referred to
+        if (T[i] ~ /^(struct|union|enum)$/) {
+            if (T[i + 1] ~ /^[A-Za-z_]/ && !is_kw(T[i + 1])) i++
+            if (T[i + 1] == "{}") i++
+            U[++m] = "TYPE"
+            continue
+        }
         U[++m] = T[i]
     }
     if (m == 0 || U[1] ~ /^(_Static_assert|static_assert)$/) return
-    if (m == 2 && U[1] ~ /^(struct|union|enum)$/) return # forward declaration
     kind = "G"
     for (i = 1; i <= m; i++) {
         if (U[i] == "(") break
@@ -243,7 +258,8 @@ function finish(    i, j, d, m, U, kind, decl, start, name, nd, bd) {
             if (!(U[i] == "," && d == 0 && bd == 0)) continue
         }
         name = declarator_name(U, start, i - 1)
-        if (name != "") NAMES[cur, name] = kind
+        # static int f(void); ... int f(void) {...}: still file-local
+        if (name != "" && !(kind == "G" && NAMES[cur, name] == "L")) NAMES[cur, name] = kind
         start = i + 1
     }
 }
@@ -453,7 +469,14 @@ BEGIN {
                 if ((HDRS[j], name) in MACROS)
                     die(f ": declares " name ", a macro of " HDRS[j] " (not included by it): rename one")
             }
-            if (clash != "") REN[f, ++NREN[f]] = name
+            if (clash == "") continue
+            # the rename macro would rename the member too, and the
+            # struct (in a header) keeps its name: say so rather than
+            # leave a puzzling compile error
+            if ((f, name) in MEMBER)
+                die(f ": " name " clashes with " clash " and must be renamed, but " f \
+                    " also uses a member named " name ": rename the static or the member")
+            REN[f, ++NREN[f]] = name
         }
         sort_pairs(REN, f, NREN[f])
         NMAC[f] = 0

@@ -16,7 +16,10 @@
 #          separate adapters compile beside it with their client's cflags;
 #       2. the amalgamation object defines exactly the global symbols of the
 #          same sources compiled one by one (nm -g --defined-only), all shp_*;
-#       3. the unit tests that use only the public API and tests/support build
+#       3. tests/custom/amalg_fixture, whose sources clash in every way the
+#          script handles, answers the same built as separate objects and
+#          amalgamated;
+#       4. the unit tests that use only the public API and tests/support build
 #          against shardpool.h + the amalgamation object alone and pass
 #          (tests/custom/amalg_tests.sh picks them and says why it leaves the
 #          others out).
@@ -56,6 +59,13 @@ $(AMALG_T)/ref/%.o: %.c $(LIB_HDR) | $(B)/.deps-ok
 
 AMALG_FLAGS = $(CSTD) $(WARN) $(CFLAGS_release) $(LIB_CFLAGS)
 
+# The clash fixture: a tiny library whose sources clash in every way the
+# script handles (tests/custom/amalg_fixture/README).
+AMALG_FX        := tests/custom/amalg_fixture
+AMALG_FX_T      := $(AMALG_T)/fixture
+AMALG_FX_SRC    := $(sort $(wildcard $(AMALG_FX)/lib/*.c))
+AMALG_FX_CFLAGS  = -std=c11 $(WARN) -O2
+
 amalgamation-test: amalgamation $(patsubst %.c,$(AMALG_T)/ref/%.o,$(AMALG_CORE_SRC)) | $(B)/.deps-ok
 	@rm -rf $(AMALG_T)/obj $(AMALG_T)/inc $(AMALG_T)/tests && mkdir -p $(AMALG_T)/obj $(AMALG_T)/inc/shardpool $(AMALG_T)/tests
 	@echo "== amalgamation-test: compile shardpool.c (no -I, -Werror)"
@@ -82,6 +92,17 @@ amalgamation-test: amalgamation $(patsubst %.c,$(AMALG_T)/ref/%.o,$(AMALG_CORE_S
 	  echo "amalgamation-test: FAIL - global symbols outside shp_ (above)"; exit 1; fi
 	@echo "amalgamation-test: the same $$(wc -l < $(AMALG_T)/syms.amalg) global symbols as the library's core objects" \
 	  "($$(grep -vc '^shp__' $(AMALG_T)/syms.amalg) public shp_, the rest internal shp__)"
+	@echo "== amalgamation-test: the clash fixture (tests/custom/amalg_fixture) built both ways"
+	@rm -rf $(AMALG_FX_T) && mkdir -p $(AMALG_FX_T)/sep $(AMALG_FX_T)/amalg
+	@set -e; for f in $(AMALG_FX_SRC); do \
+	  $(CC) $(AMALG_FX_CFLAGS) -I $(AMALG_FX)/include -I $(AMALG_FX)/lib -c $$f -o $(AMALG_FX_T)/sep/$$(basename $$f .c).o; done; \
+	  $(CC) $(AMALG_FX_CFLAGS) -I $(AMALG_FX)/include $(AMALG_FX)/main.c $(AMALG_FX_T)/sep/*.o -o $(AMALG_FX_T)/sep/main
+	sh tools/amalgamate.sh -o $(AMALG_FX_T)/amalg -P $(AMALG_FX)/include -I $(AMALG_FX)/lib \
+	  -H $(AMALG_FX)/include/shardpool.h -H $(AMALG_FX)/include/shardpool/fx.h $(AMALG_FX_SRC)
+	$(CC) $(AMALG_FX_CFLAGS) -I $(AMALG_FX_T)/amalg $(AMALG_FX)/main.c $(AMALG_FX_T)/amalg/shardpool.c -o $(AMALG_FX_T)/amalg/main
+	@a=$$($(AMALG_FX_T)/sep/main) && b=$$($(AMALG_FX_T)/amalg/main) && \
+	  if [ "$$a" != "$$b" ]; then echo "amalgamation-test: FAIL - the fixture answers '$$b' amalgamated, '$$a' as separate objects"; exit 1; fi; \
+	  echo "amalgamation-test: the fixture answers the same both ways ($$a)"
 	@echo "== amalgamation-test: unit tests against shardpool.h + shardpool.o"
 	@rm -f $(AMALG_T)/libshardpool-amalg.a && ar rcs $(AMALG_T)/libshardpool-amalg.a $(AMALG_T)/obj/shardpool.o
 	@cp $(AMALG_DIR)/shardpool.h $(AMALG_T)/inc/shardpool.h
