@@ -62,6 +62,8 @@ LIBS    := $(CORE_LIBS) $(ADAPTER_LIBS)
 SHP_ARCHIVES = $(foreach a,$(ADAPTER_LIBNAMES),$(B)/$(1)/libshardpool-$(a).a) $(B)/$(1)/libshardpool.a
 
 CORE_OBJ = $(patsubst lib/%.c,$(B)/$(1)/lib/%.o,$(LIB_SRC))
+# Feature switches METRICS=0, MONITOR=0: before the variant rules bake LIB_CFLAGS.
+include tools/features.mk
 
 # Per-variant flags: release (-O2), asan (ASan+UBSan), tsan (same algorithm
 # on __atomic builtins, see lib/stack.h), broken (tests only: single-word CAS
@@ -361,6 +363,7 @@ CHECK_EXTRA :=
 -include tests/netns/netns.mk
 -include tests/soak/soak.mk
 -include tests/install/install.mk
+-include tools/custom.mk
 
 # ---- help -------------------------------------------------------------------
 # One line per target: "target|what".  Fragments' targets are listed here
@@ -391,6 +394,9 @@ HELP := \
   "signal-storm|[check] a 10 kHz SIGALRM storm: no -EINTR, deadlines hold" \
   "soak|30 minutes (SOAK_MIN) of real servers killed under load" \
   "amalgamation|build/amalgamation/shardpool.c and shardpool.h, single-file build" \
+  "amalgamation-test|[check] the amalgamation compiles warning-free, exports the library's symbols, passes the public-API unit tests" \
+  "switch-check|[check] builds each switched-off configuration (WITH_TCP/PG/REDIS=0, METRICS=0, MONITOR=0, all) and runs its unit tests" \
+  "switch-verify|in one switched configuration: nm shows the part gone; runs tests/custom/switch_test" \
   "bench|pair_bench, shpbench, shpbench-plots, bench-micro, bench-redis, bench-metrics; installs the bench packages" \
   "bench-micro|per-module google-benchmark microbenchmarks (build/bench/micro.json)" \
   "bench-redis|pool vs dedicated hiredis connections (needs WITH_REDIS=1)" \

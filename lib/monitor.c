@@ -25,6 +25,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef SHP_NO_MONITOR
+/* Built without the monitor (make MONITOR=0): see monitor.h.  No segment
+ * code: nothing below calls shm_open, mmap or atexit. */
+int shp_monitor_enable(void) { return -ENOTSUP; }
+
+void shp_monitor_disable(void) {}
+
+/* SHARDPOOL_MONITOR is read as the monitor would (shp__env_flag, which
+ * warns of a bad value itself); a request to enable is answered with one
+ * line per process, at the first pool create that sees it. */
+void shp__monitor_pool_added(shp_pool *p)
+{
+    static _Atomic int env_checked;
+    (void)p;
+    if (atomic_exchange_explicit(&env_checked, 1, memory_order_relaxed))
+        return;
+    if (shp__env_flag("SHARDPOOL_MONITOR", false) == 1)
+        shp__log(SHP_LOG_WARN, NULL,
+                 "event=monitor_unavailable reason=built_without_monitor SHARDPOOL_MONITOR=ignored");
+}
+
+#else /* the monitor */
+
 struct mon_pool {
     shp_pool *p;
     int slot;          /* index in the segment, -1 when none */
@@ -269,3 +292,5 @@ struct shp__shm_header *shp__monitor_mapping(void)
     pthread_mutex_unlock(&mon_lock);
     return h;
 }
+
+#endif /* SHP_NO_MONITOR */

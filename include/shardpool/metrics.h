@@ -34,9 +34,19 @@
  * only connects and closes take (so with very large pools it delays those
  * by the length of the walk, ~10 ns per connection).
  *
- * Building the library with -DSHP_NO_METRICS compiles the fast-path
- * recording out: histograms stay empty and fast_hits and releases stay 0;
- * counters the pool keeps anyway (acquisitions, slow-path counters) remain.
+ * Building the library with -DSHP_NO_METRICS (make METRICS=0) compiles the
+ * fast-path recording out: every call below still works and answers as
+ * documented, but the acquire and hold histograms stay empty (count 0, so
+ * interval_acquire_p99_ns stays 0 and SHP_ALERT_ACQUIRE_P99 never fires)
+ * and fast_hits and releases stay 0: in such a build these fields are not
+ * measured, and 0 there does not mean "none".  Counters the pool keeps
+ * anyway (acquisitions, the slow-path counters, closes), the gauges, the
+ * other alerts, history, the exporters and the monitor are unaffected.
+ *
+ * A library built with -DSHP_NO_MONITOR (make MONITOR=0) has no live
+ * monitor: shp_monitor_enable returns -ENOTSUP, shp_monitor_disable does
+ * nothing, and SHARDPOOL_MONITOR=1 is ignored with one warning line
+ * (event=monitor_unavailable) at the first pool create.
  */
 #ifndef SHARDPOOL_METRICS_H
 #define SHARDPOOL_METRICS_H
