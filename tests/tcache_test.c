@@ -1,6 +1,6 @@
 /*
- * tcache_test.c - the per-thread connection cache (lib/pool_internal.h,
- * "Thread caches"): a release parks the connection in the releasing
+ * tcache_test.c - the per-thread connection cache (lib/tcache.h,
+ * its opening comment): a release parks the connection in the releasing
  * thread's slot (state CACHED) when its shard has other idle connections and
  * nobody waits; the thread's next acquire claims it back.  A parked
  * connection is idle, never lost: another thread at max_size, a waiter, the
