@@ -88,7 +88,10 @@ $(B)/fuzz/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-ch
 FUZZ_REDIS_OBJ := $(patsubst lib/%.c,$(B)/fuzz/lib/%.o,$(filter-out lib/adapters/redis.c,$(ADAPTER_SRC_redis)))
 FUZZ_OBJ_redis_config := $(FUZZ_REDIS_OBJ)
 FUZZ_OBJ_redis_reply  := $(FUZZ_REDIS_OBJ)
-FUZZ_OBJ_shpbench_opts := $(FUZZ_SHPB_OBJ)
+# shpbench's backends call the adapter libraries (redis://, postgresql://):
+# every built adapter's sources, compiled here.
+FUZZ_ADAPTER_OBJ := $(patsubst lib/%.c,$(B)/fuzz/lib/%.o,$(foreach a,$(ADAPTER_LIBNAMES),$(ADAPTER_SRC_$(a))))
+FUZZ_OBJ_shpbench_opts := $(FUZZ_SHPB_OBJ) $(FUZZ_ADAPTER_OBJ)
 FUZZ_CFLAGS_shpbench_opts := $(SHPB_DEFS) -I bench -I tools
 # tcp_config wraps the adapter's socket, connect, poll and getaddrinfo calls:
 # its connect callback runs without a resolver or a connection.
@@ -96,7 +99,7 @@ FUZZ_LD_tcp_config := -Wl,--wrap=socket,--wrap=connect,--wrap=getaddrinfo,--wrap
 $(B)/fuzz/bin/fuzz_pg_config: lib/adapters/pg.c
 $(B)/fuzz/bin/fuzz_redis_config $(B)/fuzz/bin/fuzz_redis_reply: lib/adapters/redis.c \
     lib/adapters/redis_internal.h $(FUZZ_REDIS_OBJ)
-$(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench/main.c $(FUZZ_SHPB_OBJ)
+$(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench/main.c $(FUZZ_SHPB_OBJ) $(FUZZ_ADAPTER_OBJ)
 
 $(B)/fuzz/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(B)/fuzz/libshardpool.a
 	@mkdir -p $(dir $@)
