@@ -62,6 +62,8 @@ LIBS    := $(CORE_LIBS) $(ADAPTER_LIBS)
 SHP_ARCHIVES = $(foreach a,$(ADAPTER_LIBNAMES),$(B)/$(1)/libshardpool-$(a).a) $(B)/$(1)/libshardpool.a
 
 CORE_OBJ = $(patsubst lib/%.c,$(B)/$(1)/lib/%.o,$(LIB_SRC))
+# The objects of adapter library $(2) (its ADAPTER_SRC_$(2)) in variant $(1).
+ADAPTER_OBJ = $(patsubst lib/%.c,$(B)/$(1)/lib/%.o,$(ADAPTER_SRC_$(2)))
 # Feature switches METRICS=0, MONITOR=0: before the variant rules bake LIB_CFLAGS.
 include tools/features.mk
 
@@ -151,10 +153,6 @@ $(B)/$(1)/libshardpool.a: $(call CORE_OBJ,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
-$(B)/$(1)/libshardpool-%.a: $(B)/$(1)/lib/adapters/%.o
-	@rm -f $$@
-	ar rcs $$@ $$^
-
 $(B)/$(1)/support/%.o: tests/support/%.c tests/support/%.h $(LIB_HDR) | $(B)/.deps-check
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INC) -I tests/support -c $$< -o $$@
@@ -178,15 +176,27 @@ $(B)/$(1)/stress/%: tests/stress/%.c tests/stress/stress_common.h $(B)/$(1)/stre
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant,$(v))))
 
+# Each adapter's archive, per variant: $(1) variant, $(2) adapter name.
+define adapter_archive
+$(B)/$(1)/libshardpool-$(2).a: $(call ADAPTER_OBJ,$(1),$(2))
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach v,$(VARIANTS),$(foreach a,$(ADAPTER_LIBNAMES),$(eval $(call adapter_archive,$(v),$(a)))))
+
 # Shared libraries (release flags).  --no-undefined: each names every
 # library it needs, so libshardpool.so, linked with $(CORE_LIBS) only, is
 # proof that the core needs neither libpq nor hiredis.
 $(B)/release/libshardpool.so.$(VERSION): $(call CORE_OBJ,release)
 	$(CC) -shared -Wl,-soname,libshardpool.so.$(SOVER) -Wl,--no-undefined $^ $(CORE_LIBS) -o $@
 
-$(B)/release/libshardpool-%.so.$(VERSION): $(B)/release/lib/adapters/%.o $(B)/release/libshardpool.so
-	$(CC) -shared -Wl,-soname,libshardpool-$*.so.$(SOVER) -Wl,--no-undefined $< \
-	  -L$(B)/release -lshardpool $(ADAPTER_LIBS_$*) -o $@
+# Each adapter's: $(1) adapter name.
+define adapter_shared
+$(B)/release/libshardpool-$(1).so.$(VERSION): $(call ADAPTER_OBJ,release,$(1)) $(B)/release/libshardpool.so
+	$(CC) -shared -Wl,-soname,libshardpool-$(1).so.$(SOVER) -Wl,--no-undefined $$(filter %.o,$$^) \
+	  -L$(B)/release -lshardpool $(ADAPTER_LIBS_$(1)) -o $$@
+endef
+$(foreach a,$(ADAPTER_LIBNAMES),$(eval $(call adapter_shared,$(a))))
 
 $(B)/release/%.so.$(SOVER): $(B)/release/%.so.$(VERSION)
 	ln -sf $(notdir $<) $@

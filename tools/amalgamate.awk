@@ -12,9 +12,12 @@
 #             into <out>/shardpool.h
 #   incdirs   where "x.h" is searched after the including file's directory
 #             (lib): project headers, inlined into the .c files, each once
-#   separate  name:source:header triples (pg:lib/adapters/pg.c:include/...
-#             /pg.h): each becomes <out>/shardpool-<name>.c and
-#             shardpool-<name>.h beside shardpool.h (they include it)
+#   separate  name:sources:header triples, the sources comma-separated
+#             (pg:lib/adapters/pg.c:include/.../pg.h,
+#             redis:lib/adapters/redis.c,lib/adapters/redis_io.c:...): each
+#             becomes <out>/shardpool-<name>.c, its sources concatenated as
+#             the core's are (below), and shardpool-<name>.h beside
+#             shardpool.h (they include it)
 #
 # Contract of the output:
 #   - shardpool.h holds every core public header once, with the
@@ -24,16 +27,19 @@
 #     before any system header, then includes "shardpool.h"; each project
 #     header ("x.h") is inlined at its first inclusion and dropped after;
 #     no "x.h" include is left but "shardpool.h".
-#   - Each source is one section.  A name a source declares file-local
-#     (static function or object, _Thread_local static, typedef, struct/
-#     union/enum tag, enumerator) that another source or a project header
-#     the source does not include also declares is renamed inside the
-#     section by "#define name name__<path>" and "#undef name" after it;
-#     the renames are suspended around every header inlined within the
-#     section, so headers are never renamed.  Every macro a source defines
-#     is saved with "#pragma push_macro" before its section and restored
-#     with "pop_macro" after it, so it neither leaks into later sections
-#     nor removes a definition (a system header's) they rely on.
+#   - Each source is one section, of shardpool.c or of its unit's
+#     shardpool-<name>.c (the sources of one output are checked against
+#     each other and the project headers they include).  A name a source
+#     declares file-local (static function or object, _Thread_local
+#     static, typedef, struct/union/enum tag, enumerator) that another
+#     source or a project header the source does not include also
+#     declares is renamed inside the section by "#define name
+#     name__<path>" and "#undef name" after it; the renames are suspended
+#     around every header inlined within the section, so headers are
+#     never renamed.  Every macro a source defines is saved with
+#     "#pragma push_macro" before its section and restored with
+#     "pop_macro" after it, so it neither leaks into later sections nor
+#     removes a definition (a system header's) they rely on.
 #   - Unfixable clashes stop the script with a message and status 1: a
 #     macro defined both in a source and in a project header; a project
 #     header's macro named like a name of a source that does not include
@@ -318,6 +324,68 @@ function sort_pairs(A, f, n,    i, j, v) {
     }
 }
 
+# ---- planning ----------------------------------------------------------------
+
+# Plans the sections of one output, the sources L[1..nl] whose project
+# headers are H[1..nh]: per source f, SUF[f] (its rename suffix), REN[f,
+# 1..NREN[f]] (its file-local names that another of L, or a header of H it
+# does not include, also declares) and MAC[f, 1..NMAC[f]] (the macros it
+# defines).  Dies on a clash it cannot fix.
+function plan(L, nl, H, nh,    i, j, f, s, key, kp, name, clash) {
+    for (i = 1; i <= nl; i++) {
+        f = L[i]
+        s = f; sub(/^lib\//, "", s); sub(/\.c$/, "", s); gsub(/[^A-Za-z0-9_]/, "_", s)
+        SUF[f] = s; NREN[f] = 0
+        delete inc; closure(f, inc)
+        for (key in NAMES) {
+            split(key, kp, SUBSEP)
+            if (kp[1] != f || NAMES[key] != "L") continue
+            name = kp[2]; clash = ""
+            for (j = 1; j <= nl; j++)
+                if (L[j] != f && ((L[j], name) in NAMES)) clash = L[j]
+            for (j = 1; j <= nh; j++) {
+                if (H[j] in inc) continue
+                if ((H[j], name) in NAMES) clash = H[j]
+                if ((H[j], name) in MACROS)
+                    die(f ": declares " name ", a macro of " H[j] " (not included by it): rename one")
+            }
+            if (clash == "") continue
+            # the rename macro would rename the member too, and the
+            # struct (in a header) keeps its name: say so rather than
+            # leave a puzzling compile error
+            if ((f, name) in MEMBER)
+                die(f ": " name " clashes with " clash " and must be renamed, but " f \
+                    " also uses a member named " name ": rename the static or the member")
+            REN[f, ++NREN[f]] = name
+        }
+        sort_pairs(REN, f, NREN[f])
+        NMAC[f] = 0
+        for (key in MACROS) { split(key, kp, SUBSEP); if (kp[1] == f) MAC[f, ++NMAC[f]] = kp[2] }
+        sort_pairs(MAC, f, NMAC[f])
+        for (j = 1; j <= nh; j++)
+            for (key in MACROS) {
+                split(key, kp, SUBSEP)
+                if (kp[1] == f && ((H[j], kp[2]) in MACROS))
+                    die(f ": defines macro " kp[2] ", also defined in " H[j] ": rename one")
+            }
+    }
+}
+
+# Writes source f to o as one section (plan() made its renames and macro
+# list): its macros pushed before it and popped after, its renames defined
+# around it.  pubrepl: as for emit.
+function section(f, o, pubrepl,    k) {
+    print "" > o
+    print "/* ======== " f " ======== */" > o
+    for (k = 1; k <= NMAC[f]; k++) print "#pragma push_macro(\"" MAC[f, k] "\")" > o
+    for (k = 1; k <= NREN[f]; k++) print "#define " REN[f, k] " " REN[f, k] "__" SUF[f] > o
+    emit(f, o, f, pubrepl)
+    for (k = 1; k <= NREN[f]; k++) print "#undef " REN[f, k] > o
+    for (k = 1; k <= NMAC[f]; k++) { print "#undef " MAC[f, k] > o; print "#pragma pop_macro(\"" MAC[f, k] "\")" > o }
+    print "/* ======== end of " f " ======== */" > o
+    for (k = 1; k <= NREN[f]; k++) RENLIST = RENLIST " " REN[f, k] "(" f ")"
+}
+
 # ---- emitting ----------------------------------------------------------------
 
 # <shardpool/x.h> spelled in a line, or "".
@@ -450,45 +518,8 @@ BEGIN {
     for (i = 1; i <= nsrc; i++) scan(SRC[i])
     for (i = 1; i <= nhdrs; i++) scan(HDRS[i])
 
-    # 2. clashes: per source, its file-local names that another source or
-    #    a header it does not include declares
-    for (i = 1; i <= nsrc; i++) {
-        f = SRC[i]
-        s = f; sub(/^lib\//, "", s); sub(/\.c$/, "", s); gsub(/[^A-Za-z0-9_]/, "_", s)
-        SUF[f] = s; NREN[f] = 0
-        delete inc; closure(f, inc)
-        for (key in NAMES) {
-            split(key, kp, SUBSEP)
-            if (kp[1] != f || NAMES[key] != "L") continue
-            name = kp[2]; clash = ""
-            for (j = 1; j <= nsrc; j++)
-                if (SRC[j] != f && ((SRC[j], name) in NAMES)) clash = SRC[j]
-            for (j = 1; j <= nhdrs; j++) {
-                if (HDRS[j] in inc) continue
-                if ((HDRS[j], name) in NAMES) clash = HDRS[j]
-                if ((HDRS[j], name) in MACROS)
-                    die(f ": declares " name ", a macro of " HDRS[j] " (not included by it): rename one")
-            }
-            if (clash == "") continue
-            # the rename macro would rename the member too, and the
-            # struct (in a header) keeps its name: say so rather than
-            # leave a puzzling compile error
-            if ((f, name) in MEMBER)
-                die(f ": " name " clashes with " clash " and must be renamed, but " f \
-                    " also uses a member named " name ": rename the static or the member")
-            REN[f, ++NREN[f]] = name
-        }
-        sort_pairs(REN, f, NREN[f])
-        NMAC[f] = 0
-        for (key in MACROS) { split(key, kp, SUBSEP); if (kp[1] == f) MAC[f, ++NMAC[f]] = kp[2] }
-        sort_pairs(MAC, f, NMAC[f])
-        for (j = 1; j <= nhdrs; j++)
-            for (key in MACROS) {
-                split(key, kp, SUBSEP)
-                if (kp[1] == f && ((HDRS[j], kp[2]) in MACROS))
-                    die(f ": defines macro " kp[2] ", also defined in " HDRS[j] ": rename one")
-            }
-    }
+    # 2. clashes, per source of the core
+    plan(SRC, nsrc, HDRS, nhdrs)
 
     # 3. shardpool.h
     o = out "/shardpool.h"
@@ -505,25 +536,24 @@ BEGIN {
     prologue(o, "shardpool.c - shardpool's core library in one translation unit.")
     feature_macros(o)
     print "#include \"shardpool.h\"" > o
-    for (i = 1; i <= nsrc; i++) {
-        f = SRC[i]
-        print "" > o
-        print "/* ======== " f " ======== */" > o
-        for (k = 1; k <= NMAC[f]; k++) print "#pragma push_macro(\"" MAC[f, k] "\")" > o
-        for (k = 1; k <= NREN[f]; k++) print "#define " REN[f, k] " " REN[f, k] "__" SUF[f] > o
-        emit(f, o, f, NOREPL)
-        for (k = 1; k <= NREN[f]; k++) print "#undef " REN[f, k] > o
-        for (k = 1; k <= NMAC[f]; k++) { print "#undef " MAC[f, k] > o; print "#pragma pop_macro(\"" MAC[f, k] "\")" > o }
-        print "/* ======== end of " f " ======== */" > o
-        nren_total += NREN[f]
-        for (k = 1; k <= NREN[f]; k++) RENLIST = RENLIST " " REN[f, k] "(" f ")"
-    }
+    for (i = 1; i <= nsrc; i++) section(SRC[i], o, NOREPL)
     close(o)
 
-    # 5. the separate units: shardpool-<name>.h and .c
+    # 5. the separate units: shardpool-<name>.h and .c, the unit's sources
+    #    (and the project headers they include) planned as the core's are
     for (i = 1; i <= nsep; i++) {
         split(SEP[i], sp, ":")
-        name = sp[1]; f = sp[2]; h = sp[3]
+        name = sp[1]; h = sp[3]
+        nusrc = split(sp[2], USRC, ",")
+        if (nusrc == 0) die("-S " SEP[i] ": no source")
+        for (j = 1; j <= nusrc; j++) read_incs(USRC[j])
+        delete uhdr_seen; nuhdr = 0
+        for (j = 1; j <= nusrc; j++) {
+            scan(USRC[j])
+            delete inc; closure(USRC[j], inc)
+            for (k in inc) if (!(k in uhdr_seen)) { uhdr_seen[k] = 1; UHDR[++nuhdr] = k; scan(k) }
+        }
+        plan(USRC, nusrc, UHDR, nuhdr)
         delete EMITTED; delete EMITTED_PUB; delete repl; shp_h_included = 0
         o = out "/shardpool-" name ".h"
         prologue(o, "shardpool-" name ".h - " h " for the amalgamation (needs shardpool.h beside it).")
@@ -531,11 +561,13 @@ BEGIN {
         emit_pub(h, o)
         close(o)
         o = out "/shardpool-" name ".c"
-        prologue(o, "shardpool-" name ".c - " f " in one translation unit; link with shardpool.c.")
+        what = USRC[1]; for (j = 2; j <= nusrc; j++) what = what (j == nusrc ? " and " : ", ") USRC[j]
+        prologue(o, "shardpool-" name ".c - " what (nusrc > 1 ? "\n *" : "") \
+                    " in one translation unit; link with shardpool.c.")
         feature_macros(o)
         print "#include \"shardpool.h\"" > o
         repl[h] = "shardpool-" name ".h"
-        emit(f, o, "", repl)
+        for (j = 1; j <= nusrc; j++) section(USRC[j], o, repl)
         close(o)
     }
     print "amalgamate: " nsrc " sources, " nhdrs " project headers, " npub " public headers; renamed" (RENLIST == "" ? " nothing" : RENLIST) > "/dev/stderr"

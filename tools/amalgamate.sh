@@ -2,14 +2,17 @@
 # tools/amalgamate.sh - writes shardpool's amalgamation (see
 # tools/amalgamate.awk for what the output guarantees).  POSIX sh + awk.
 #
-#   tools/amalgamate.sh -o DIR -P PUBDIR -I INCDIR... -H HDR... [-S NAME:SRC:HDR]... SRC...
+#   tools/amalgamate.sh -o DIR -P PUBDIR -I INCDIR... -H HDR... [-S NAME:SRC[,SRC...]:HDR]... SRC...
 #
 #   -o DIR              output directory (created); the files appear there
 #                       only when all of them were written
 #   -P PUBDIR           public include root (<shardpool/x.h> = PUBDIR/shardpool/x.h)
 #   -I INCDIR           search directory for "x.h" includes (repeatable)
 #   -H HDR              a core public header, the umbrella first (repeatable)
-#   -S NAME:SRC:HDR     a unit shipped as its own shardpool-NAME.c/.h
+#   -S NAME:SRC[,SRC...]:HDR
+#                       a unit shipped as its own shardpool-NAME.c/.h: its
+#                       sources (comma-separated, in order) concatenated as
+#                       the core's are, its public header HDR
 #   SRC...              the core sources, in link order
 #
 # Writes DIR/shardpool.c, DIR/shardpool.h and DIR/shardpool-NAME.{c,h}.
@@ -24,7 +27,7 @@ while getopts o:P:I:H:S: opt; do
     I) incdirs="$incdirs $OPTARG" ;;
     H) hdrs="$hdrs $OPTARG" ;;
     S) sep="$sep $OPTARG" ;;
-    *) echo "usage: $0 -o DIR -P PUBDIR -I INCDIR... -H HDR... [-S NAME:SRC:HDR]... SRC..." >&2; exit 2 ;;
+    *) echo "usage: $0 -o DIR -P PUBDIR -I INCDIR... -H HDR... [-S NAME:SRC[,SRC...]:HDR]... SRC..." >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))

@@ -4,7 +4,8 @@
 #                      dependency beyond libc) and net.c, the socket helpers
 #                      every adapter uses;
 #   ADAPTER_LIBNAMES   one library each, libshardpool-<name>.{a,so} from
-#                      lib/adapters/<name>.c, the shared one linked against
+#                      the sources listed in ADAPTER_SRC_<name> (one or
+#                      more lib/adapters/*.c), the shared one linked against
 #                      libshardpool.so and ADAPTER_LIBS_<name>, with its
 #                      lib/pkgconfig/shardpool-<name>.pc.in;
 # installs $(ADAPTER_HDR), adds $(ADAPTER_UNIT) (paths under tests/, without
@@ -36,12 +37,14 @@ endif
 
 # Shared socket helpers (lib/adapters/net.c) for whichever adapters are
 # built, in libshardpool (libshardpool-pg.so and -redis.so call them there:
-# lib/util.h, SHP_ADAPTER_API).  The adapters' internal headers are not in
-# $(ADAPTER_HDR), which is installed: each adapter object depends on them
-# here instead.
+# lib/util.h, SHP_ADAPTER_API).  The adapters' internal headers
+# (lib/adapters/*.h) are not in $(ADAPTER_HDR), which is installed: each
+# adapter object, in every variant and the fuzz build, depends on them here
+# instead.
 ifneq ($(strip $(CORE_ADAPTER_SRC)$(ADAPTER_LIBNAMES)),)
 CORE_ADAPTER_SRC += lib/adapters/net.c
-ADAPTER_INTERNAL_HDR := lib/adapters/common.h lib/adapters/net.h
-$(foreach v,release asan tsan broken,$(foreach s,$(CORE_ADAPTER_SRC) $(ADAPTER_LIBNAMES:%=lib/adapters/%.c),\
+ADAPTER_INTERNAL_HDR := $(wildcard lib/adapters/*.h)
+$(foreach v,release asan tsan broken fuzz,$(foreach s,$(CORE_ADAPTER_SRC) \
+  $(foreach a,$(ADAPTER_LIBNAMES),$(ADAPTER_SRC_$(a))),\
   $(eval $(B)/$(v)/$(s:lib/%.c=lib/%.o): $(ADAPTER_INTERNAL_HDR))))
 endif

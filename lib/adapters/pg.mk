@@ -7,6 +7,7 @@
 WITH_PG ?= 1
 ifeq ($(WITH_PG),1)
 ADAPTER_LIBNAMES += pg
+ADAPTER_SRC_pg   := lib/adapters/pg.c
 ADAPTER_HDR      += include/shardpool/adapters/pg.h
 ADAPTER_UNIT     += adapters/pg_test
 ADAPTER_LIBS_pg  := -lpq

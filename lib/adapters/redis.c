@@ -1,104 +1,31 @@
-/* redis.c - the Redis adapter on hiredis (include/shardpool/adapters/redis.h). */
+/* redis.c - the Redis adapter on hiredis (include/shardpool/adapters/redis.h):
+ * the ops (config, connect and handshake, the pool's hooks) and their public
+ * API.  The errors and deadline-bound I/O are in redis_io.c, the command
+ * calls in redis_cmd.c (redis_internal.h). */
 #include "adapters/common.h"
 #include "adapters/net.h"
+#include "adapters/redis_internal.h"
 
 #include <shardpool/adapters/redis.h>
 #include <shardpool/error.h>
 
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#define REDIS_CTX_MAGIC  0x72656478u /* "redx" */
-#define REDIS_CONN_MAGIC 0x7265646eu /* "redn" */
-#define REDIS_DEAD_MAGIC 0x64656164u /* "dead" */
 
 /* Replies the reset hook discards before RESET's own (unread replies,
  * pub/sub messages); beyond this the connection is closed instead. */
 #define RESET_DRAIN_MAX 4096
 
-/* A written-out hiredis output buffer larger than this is given back to
- * the allocator (as hiredis does with every one); a smaller one is kept. */
-#define OBUF_KEEP (16 * 1024)
-
-/* The ops' ctx: a private, read-only copy of the config. */
-struct redis_ctx {
-    uint32_t magic;
-    shp_redis_config cfg;  /* string fields point at the copies below */
-    char *host, *unix_path, *user, *password, *name;
-    char *target;          /* "host:port", "[v6]:port" or "unix:path", for logs */
-    char dbarg[16];        /* cfg.db as text, for SELECT */
-    char portarg[8];       /* cfg.port as text, for getaddrinfo */
-    struct sockaddr_un sun; /* unix_path's address (sun_len 0: TCP) */
-    socklen_t sun_len;
-};
-
-/* What the command calls know of a connection's state (bits of
- * redis_conn.state; see "What the calls track" in the header).  0 = clean. */
-enum {
-    ST_DIRTY = 1u << 0, /* changed by a command only the cleanup undoes */
-    ST_MULTI = 1u << 1, /* MULTI sent, no EXEC or DISCARD has ended it */
-    ST_WATCH = 1u << 2, /* WATCH sent, no EXEC, DISCARD or UNWATCH since */
-    ST_CLOSE = 1u << 3, /* the release must close it (QUIT, failed I/O) */
-};
-
-/* The connection handle.  Touched by its borrower (the command calls) and
- * by the pool's hooks, never at once: the pool's hand-out and release
- * order them. */
-struct redis_conn {
-    uint32_t magic;
-    bool reset_pending;   /* redis_reset's answers not read yet */
-    uint8_t state;        /* ST_* bits */
-    const struct redis_ctx *t;
-    redisContext *rc;
-};
-
 /* ---- errors ------------------------------------------------------------- */
-
-/* errno values whose text is in a failed context's errstr (hiredis puts
- * strerror() there, the adapter's own I/O below too) and what the adapter
- * returns for them. */
-static const struct { int in, out; } io_errors[] = {
-    { ECONNREFUSED, -ECONNREFUSED }, { ETIMEDOUT, -ETIMEDOUT },
-    { EAGAIN, -ETIMEDOUT },          /* SO_RCVTIMEO / SO_SNDTIMEO expired */
-    { ECONNRESET, -ECONNRESET },     { EPIPE, -ECONNRESET },
-    { EHOSTUNREACH, -EHOSTUNREACH }, { ENETUNREACH, -ENETUNREACH },
-    { ENOMEM, -ENOMEM },
-};
-
-/* A failed context as a negative errno value. */
-static int ctx_errno(const redisContext *rc)
-{
-    switch (rc->err) {
-    case REDIS_ERR_EOF:
-        return -ECONNRESET;
-    case REDIS_ERR_OOM:
-        return -ENOMEM;
-    case REDIS_ERR_PROTOCOL:
-        return -EPROTO;
-    case REDIS_ERR_IO:
-        for (size_t i = 0; i < sizeof io_errors / sizeof io_errors[0]; i++) {
-            const char *s = strerrordesc_np(io_errors[i].in);
-            if (s && strstr(rc->errstr, s))
-                return io_errors[i].out;
-        }
-        return -EIO;
-    default:
-        return -EIO;
-    }
-}
 
 /* A connect error (shp__net_connect's) as one of the values redis.h
  * documents; anything else is -EIO, its own text kept in the detail. */
@@ -134,169 +61,12 @@ static int reply_errno(const char *msg)
     return -EIO;
 }
 
-/* msg, masked and fit for a quoted log value (no quotes, no newlines). */
-static void log_text(char *out, size_t outlen, const char *msg)
-{
-    shp_mask_secrets(out, outlen, msg ? msg : "");
-    for (char *p = out; *p; p++)
-        if (*p == '"')
-            *p = '\'';
-        else if (*p == '\r' || *p == '\n')
-            *p = ' ';
-}
-
 /* Records why a callback failed ("<target>: <step>: <msg>", msg NULL:
  * err's text) for the pool's one log line, and returns err.  Server and
  * hiredis messages never hold the password. */
 static int failed(const struct redis_ctx *t, int err, const char *step, const char *msg)
 {
     return shp__adapter_failed(err, t->target, step, msg);
-}
-
-/* ---- deadline-bound I/O ----------------------------------------------------- */
-
-/* hiredis' blocking calls (redisGetReply, redisCommand) cannot keep a
- * deadline under signals: a read or write that EINTR interrupts is tried
- * again with a fresh SO_RCVTIMEO / SO_SNDTIMEO, so a signal every few ms
- * keeps them waiting forever.  The adapter's own I/O (the handshake, the
- * hooks, the command calls) therefore runs through hiredis' buffer API
- * instead, every wait a poll() bounded by one deadline per operation
- * (shp__wait_fd: signals retried with the time left):
- *   writes  send(MSG_DONTWAIT | MSG_NOSIGNAL) of the output buffer, and a
- *           full socket buffer waited for with POLLOUT.  The fd itself stays
- *           blocking, as hiredis' REDIS_BLOCK contract wants for the
- *           borrower's raw use of the context; a non-blocking fd would need
- *           REDIS_BLOCK cleared and both restored around every operation
- *           (two fcntl calls each), and an fd left non-blocking by a failure
- *           half way would turn the borrower's next redisCommand into an
- *           I/O error.  MSG_NOSIGNAL: a peer gone is EPIPE, not SIGPIPE.
- *   reads   a reply already parsed or buffered first; else POLLIN, then
- *           redisBufferRead, whose read() on the blocking fd does not block
- *           after POLLIN (data, end of stream or an error is there, and no
- *           one else reads the fd meanwhile).
- * A deadline that passes, like any failed write or read, sets the
- * context's err: a reply may still come, so the connection is out of step
- * and is never used again (the reset hook and the check refuse it; the
- * pool closes it). */
-
-/* One operation's I/O: all it writes and reads is done by deadline. */
-struct io {
-    redisContext *rc;
-    int64_t deadline;  /* absolute CLOCK_MONOTONIC ns; -1: none */
-    const char *bound; /* what set the deadline, for messages */
-    bool acquire;      /* the deadline is the acquire's */
-};
-
-/* The I/O of an operation bounded by own_ns from now (0: none; INT64_MAX
- * saturates), named own_name; a hook's (hook true) also by the deadline
- * of the shp_acquire it serves on this thread (shp_connect_deadline_ns),
- * whichever comes first. */
-static struct io io_start(redisContext *rc, int64_t own_ns, const char *own_name, bool hook)
-{
-    int64_t own = own_ns > 0 ? shp__add_sat(shp__now_ns(), own_ns) : -1;
-    int64_t acq = hook ? shp_connect_deadline_ns() : -1;
-    if (acq >= 0 && (own < 0 || acq <= own))
-        return (struct io){ .rc = rc, .deadline = acq, .bound = "the acquire's deadline",
-                            .acquire = true };
-    return (struct io){ .rc = rc, .deadline = own, .bound = own_name, .acquire = false };
-}
-
-/* Whether io's deadline has passed already. */
-static bool io_expired(const struct io *io)
-{
-    return io->deadline >= 0 && shp__now_ns() >= io->deadline;
-}
-
-/* Sets the context's error as hiredis does for a failed read: err is a
- * negative errno of the adapter's own send or poll, or -ETIMEDOUT when
- * io's deadline passed.  Returns the context's error (ctx_errno). */
-static int io_fail(const struct io *io, int err)
-{
-    redisContext *rc = io->rc;
-    const char *s = strerrordesc_np(-err);
-    rc->err = REDIS_ERR_IO;
-    if (err == -ETIMEDOUT)
-        snprintf(rc->errstr, sizeof rc->errstr, "%s (%s)", s, io->bound);
-    else
-        snprintf(rc->errstr, sizeof rc->errstr, "%s", s ? s : "I/O error");
-    return ctx_errno(rc);
-}
-
-/* The words for a failed operation of io: "timed out at the acquire's
- * deadline" for that, else the context's errstr (or NULL: err's text). */
-static const char *io_msg(const struct io *io, int err)
-{
-    if (err == -ETIMEDOUT && io->acquire)
-        return "timed out at the acquire's deadline";
-    return io->rc->err ? io->rc->errstr : NULL;
-}
-
-/* A failed operation of io, recorded for the pool's one log line.
- * Returns the context's error. */
-static int io_failed(const struct redis_ctx *t, const struct io *io, const char *step)
-{
-    int err = io->rc->err ? ctx_errno(io->rc) : -EIO;
-    return failed(t, err, step, io_msg(io, err));
-}
-
-/* Writes out the context's output buffer (commands appended with
- * redisAppend*) by io's deadline (see above).  Returns 0, or the error
- * with the context's err set. */
-static int io_flush(const struct io *io)
-{
-    redisContext *rc = io->rc;
-    if (rc->err)
-        return ctx_errno(rc);
-    while (sdslen(rc->obuf) > 0) {
-        size_t len = sdslen(rc->obuf);
-        if (len > INT_MAX) /* sdsrange takes int offsets (as hiredis' own write) */
-            return io_fail(io, -EMSGSIZE);
-        ssize_t n = send(rc->fd, rc->obuf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0 && (size_t)n == len) {
-            sds fresh = sdsalloc(rc->obuf) > OBUF_KEEP ? sdsempty() : NULL;
-            if (fresh) {
-                sdsfree(rc->obuf);
-                rc->obuf = fresh;
-            } else {
-                sdsclear(rc->obuf);
-            }
-        } else if (n > 0) {
-            sdsrange(rc->obuf, (int)n, -1);
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            return io_fail(io, -errno);
-        } else {
-            int err = shp__wait_fd(rc->fd, POLLOUT, io->deadline);
-            if (err)
-                return io_fail(io, err);
-        }
-    }
-    return 0;
-}
-
-/* Reads one reply by io's deadline (see above).  Returns 0 and sets *out
- * (the caller frees it), or the error with the context's err set. */
-static int io_reply(const struct io *io, redisReply **out)
-{
-    redisContext *rc = io->rc;
-    if (rc->err)
-        return ctx_errno(rc);
-    for (;;) {
-        void *r = NULL;
-        if (redisGetReplyFromReader(rc, &r) != REDIS_OK)
-            return ctx_errno(rc);
-        if (r) {
-            *out = r;
-            return 0;
-        }
-        int err = shp__wait_fd(rc->fd, POLLIN, io->deadline);
-        if (err)
-            return io_fail(io, err);
-        /* EINTR inside it reads nothing and returns REDIS_OK: poll again. */
-        if (redisBufferRead(rc) != REDIS_OK)
-            return ctx_errno(rc);
-    }
 }
 
 /* ---- replies ------------------------------------------------------------- */
@@ -332,8 +102,8 @@ static int append_auth_select(const struct redis_ctx *t, redisContext *rc)
 /* Reads the replies of append_auth_select's commands by io's deadline:
  * each must be +OK.  On failure returns the error and sets *step and
  * msgbuf (the server's or the I/O's words). */
-static int read_auth_select(const struct redis_ctx *t, const struct io *io, const char **step,
-                            char *msgbuf, size_t msglen)
+static int read_auth_select(const struct redis_ctx *t, const struct redis_io *io,
+                            const char **step, char *msgbuf, size_t msglen)
 {
     const char *steps[2];
     int n = 0;
@@ -345,12 +115,12 @@ static int read_auth_select(const struct redis_ctx *t, const struct io *io, cons
     int err = 0;
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
-        int e = io_reply(io, &r);
+        int e = shp__redis_io_reply(io, &r);
         if (e) {
             if (!err) {
                 err = e;
                 *step = steps[i];
-                const char *m = io_msg(io, e);
+                const char *m = shp__redis_io_msg(io, e);
                 snprintf(msgbuf, msglen, "%s", m ? m : "I/O error");
             }
             return err;
@@ -391,7 +161,7 @@ static void free_context(redisContext *rc)
 /* The handshake, one round trip: [AUTH] [SELECT] PING, within io, then the
  * command timeout as the socket's SO_RCVTIMEO / SO_SNDTIMEO for the
  * borrower's raw use of the context. */
-static int handshake(const struct redis_ctx *t, const struct io *io)
+static int handshake(const struct redis_ctx *t, const struct redis_io *io)
 {
     redisContext *rc = io->rc;
     char msg[256];
@@ -400,20 +170,20 @@ static int handshake(const struct redis_ctx *t, const struct io *io)
     const char *ping[1] = { "PING" };
     if (n < 0 || redisAppendCommandArgv(rc, 1, ping, NULL) != REDIS_OK)
         return failed(t, -ENOMEM, step, NULL);
-    if (io_flush(io))
-        return io_failed(t, io, step);
+    if (shp__redis_io_flush(io))
+        return shp__redis_io_failed(t, io, step);
     int err = read_auth_select(t, io, &step, msg, sizeof msg);
     if (err) {
         if (!rc->err) { /* the PING reply is still to be read */
             redisReply *r = NULL;
-            if (io_reply(io, &r) == 0)
+            if (shp__redis_io_reply(io, &r) == 0)
                 freeReplyObject(r);
         }
         return failed(t, err, step, msg);
     }
     redisReply *r = NULL;
-    if (io_reply(io, &r))
-        return io_failed(t, io, "ping");
+    if (shp__redis_io_reply(io, &r))
+        return shp__redis_io_failed(t, io, "ping");
     if (!reply_is(r, REDIS_REPLY_STATUS, "PONG")) {
         err = r->type == REDIS_REPLY_ERROR && r->str ? reply_errno(r->str) : -EPROTO;
         snprintf(msg, sizeof msg, "%s",
@@ -423,7 +193,7 @@ static int handshake(const struct redis_ctx *t, const struct io *io)
     }
     freeReplyObject(r);
     if (redisSetTimeout(rc, shp__ns_to_timeval(t->cfg.command_timeout_ns)) != REDIS_OK)
-        return failed(t, rc->err ? ctx_errno(rc) : -EIO, "set_timeout", rc->errstr);
+        return failed(t, rc->err ? shp__redis_ctx_errno(rc) : -EIO, "set_timeout", rc->errstr);
     return 0;
 }
 
@@ -458,13 +228,13 @@ static int redis_connect(void *ctx, void **handle)
         free(c);
         return failed(t, -ENOMEM, "connect", NULL);
     }
-    struct io io;
+    struct redis_io io;
     if (nc.deadline >= 0) {
         bool acq = nc.deadline == shp_connect_deadline_ns();
-        io = (struct io){ .rc = rc, .deadline = nc.deadline, .acquire = acq,
-                          .bound = acq ? "the acquire's deadline" : "connect_timeout_ns" };
+        io = (struct redis_io){ .rc = rc, .deadline = nc.deadline, .acquire = acq,
+                                .bound = acq ? "the acquire's deadline" : "connect_timeout_ns" };
     } else {
-        io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", false);
+        io = shp__redis_io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", false);
     }
     if ((err = handshake(t, &io))) {
         free_context(rc);
@@ -476,7 +246,7 @@ static int redis_connect(void *ctx, void **handle)
                  nc.addr, rc->fd);
     else
         shp__log(SHP_LOG_DEBUG, t->name, "event=connected target=%s fd=%d", t->target, rc->fd);
-    c->magic = REDIS_CONN_MAGIC;
+    c->magic = SHP__REDIS_CONN_MAGIC;
     c->rc = rc;
     c->t = t;
     c->reset_pending = false;
@@ -491,7 +261,7 @@ static void redis_close(void *ctx, void *handle)
     struct redis_conn *c = handle;
     if (!c)
         return;
-    c->magic = REDIS_DEAD_MAGIC;
+    c->magic = SHP__REDIS_DEAD_MAGIC;
     free_context(c->rc);
     free(c);
 }
@@ -503,13 +273,11 @@ static int reset_failed(const struct redis_ctx *t, const struct redis_conn *c, i
                         const char *why)
 {
     char m[256];
-    log_text(m, sizeof m, why);
+    shp__redis_log_text(m, sizeof m, why);
     shp__log(SHP_LOG_INFO, t->name, "event=reset_failed target=%s fd=%d err=%s msg=\"%s\"",
              t->target, c->rc->fd, shp_err_name(err), m);
     return failed(t, err, "reset", why);
 }
-
-static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, const struct io *io);
 
 /* PING -> PONG within command_timeout_ns, capped by the deadline of the
  * acquire validating the connection; a cleanup still pending is collected
@@ -521,19 +289,20 @@ static int redis_check(void *ctx, void *handle)
     struct redis_conn *c = handle;
     redisContext *rc = c->rc;
     if (rc->err)
-        return failed(t, ctx_errno(rc), "check", rc->errstr);
-    struct io io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
-    if (io_expired(&io)) /* a round trip cannot make it: send nothing */
+        return failed(t, shp__redis_ctx_errno(rc), "check", rc->errstr);
+    struct redis_io io =
+        shp__redis_io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
+    if (shp__redis_io_expired(&io)) /* a round trip cannot make it: send nothing */
         return failed(t, -ETIMEDOUT, "check", "the acquire's deadline passed before the I/O");
-    int err = c->reset_pending ? finish_reset(t, c, &io) : 0;
+    int err = c->reset_pending ? shp__redis_finish_reset(t, c, &io) : 0;
     if (err)
         return err;
     const char *ping[1] = { "PING" };
     if (redisAppendCommandArgv(rc, 1, ping, NULL) != REDIS_OK)
         return failed(t, -ENOMEM, "check", NULL);
     redisReply *r = NULL;
-    if (io_flush(&io) || io_reply(&io, &r))
-        return io_failed(t, &io, "check");
+    if (shp__redis_io_flush(&io) || shp__redis_io_reply(&io, &r))
+        return shp__redis_io_failed(t, &io, "check");
     if (!reply_is(r, REDIS_REPLY_STATUS, "PONG"))
         err = failed(t, -EPROTO, "check",
                      r->type == REDIS_REPLY_ERROR && r->str ? r->str : "unexpected reply to PING");
@@ -541,17 +310,14 @@ static int redis_check(void *ctx, void *handle)
     return err;
 }
 
-/* Collects the answers to the cleanup that redis_reset sent, within io:
- * replies before "+RESET" are the last borrower's leftovers and are
- * dropped, then AUTH and SELECT must have succeeded.  Returns 0 or a
- * negative errno (the connection is then closed) with the detail set. */
-static int finish_reset(const struct redis_ctx *t, struct redis_conn *c, const struct io *io)
+int shp__redis_finish_reset(const struct redis_ctx *t, struct redis_conn *c,
+                            const struct redis_io *io)
 {
     c->reset_pending = false;
     for (int dropped = 0;; dropped++) {
         redisReply *r = NULL;
-        if (io_reply(io, &r))
-            return io_failed(t, io, "cleanup");
+        if (shp__redis_io_reply(io, &r))
+            return shp__redis_io_failed(t, io, "cleanup");
         bool done = reply_is(r, REDIS_REPLY_STATUS, "RESET");
         /* A server without RESET answers an error: the state is unknown. */
         bool unknown = r->type == REDIS_REPLY_ERROR && r->str &&
@@ -595,8 +361,8 @@ static int redis_reset(void *ctx, void *handle)
     struct redis_conn *c = handle;
     redisContext *rc = c->rc;
     if (rc->err)
-        return reset_failed(t, c, ctx_errno(rc), rc->errstr);
-    if (c->state & ST_CLOSE)
+        return reset_failed(t, c, shp__redis_ctx_errno(rc), rc->errstr);
+    if (c->state & SHP__REDIS_ST_CLOSE)
         return reset_failed(t, c, -EPROTO,
                             "a command left the connection unusable (QUIT, SYNC, ...)");
     /* A cleanup still in flight (prepare was not called since the last
@@ -610,9 +376,10 @@ static int redis_reset(void *ctx, void *handle)
     const char *reset[1] = { "RESET" };
     if (redisAppendCommandArgv(rc, 1, reset, NULL) != REDIS_OK || append_auth_select(t, rc) < 0)
         return reset_failed(t, c, -ENOMEM, "out of memory");
-    struct io io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
-    if (io_flush(&io))
-        return reset_failed(t, c, ctx_errno(rc), rc->errstr);
+    struct redis_io io =
+        shp__redis_io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
+    if (shp__redis_io_flush(&io))
+        return reset_failed(t, c, shp__redis_ctx_errno(rc), rc->errstr);
     c->reset_pending = true;
     c->state = 0; /* prepare closes it unless RESET and the rest answered */
     return 0;
@@ -628,254 +395,11 @@ static int redis_prepare(void *ctx, void *handle)
     struct redis_conn *c = handle;
     if (!c->reset_pending)
         return 0;
-    struct io io = io_start(c->rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
-    return finish_reset(t, c, &io);
+    struct redis_io io =
+        shp__redis_io_start(c->rc, t->cfg.command_timeout_ns, "command_timeout_ns", true);
+    return shp__redis_finish_reset(t, c, &io);
 }
 
-/* ---- the command calls ------------------------------------------------------------ */
-
-/* What a command does to the connection's state. */
-enum cmd_class {
-    CMD_NONE,    /* not a command (no arguments): not sent */
-    CMD_PLAIN,   /* nothing */
-    CMD_DIRTY,   /* something only the cleanup undoes */
-    CMD_CLOSE,   /* the connection cannot be reused */
-    CMD_CLIENT,  /* CLIENT: depends on the subcommand */
-    CMD_MULTI,
-    CMD_EXEC,
-    CMD_DISCARD,
-    CMD_WATCH,
-    CMD_UNWATCH,
-};
-
-/* Commands that are not CMD_PLAIN (see "What the calls track" in the
- * header, which lists the same). */
-static const struct { const char *name; unsigned char len, cls; } cmd_table[] = {
-#define C(n, c) { n, sizeof n - 1, c }
-    C("SELECT", CMD_DIRTY),       C("AUTH", CMD_DIRTY),         C("HELLO", CMD_DIRTY),
-    C("RESET", CMD_DIRTY),        C("MONITOR", CMD_DIRTY),      C("SUBSCRIBE", CMD_DIRTY),
-    C("PSUBSCRIBE", CMD_DIRTY),   C("SSUBSCRIBE", CMD_DIRTY),   C("UNSUBSCRIBE", CMD_DIRTY),
-    C("PUNSUBSCRIBE", CMD_DIRTY), C("SUNSUBSCRIBE", CMD_DIRTY), C("READONLY", CMD_DIRTY),
-    C("READWRITE", CMD_DIRTY),    C("ASKING", CMD_DIRTY),       C("CLIENT", CMD_CLIENT),
-    C("MULTI", CMD_MULTI),        C("EXEC", CMD_EXEC),          C("DISCARD", CMD_DISCARD),
-    C("WATCH", CMD_WATCH),        C("UNWATCH", CMD_UNWATCH),    C("QUIT", CMD_CLOSE),
-    C("SYNC", CMD_CLOSE),         C("PSYNC", CMD_CLOSE),        C("REPLCONF", CMD_CLOSE),
-#undef C
-};
-
-/* CLIENT subcommands that only read: every other one counts as dirty. */
-static const char *const client_readonly[] = {
-    "ID", "INFO", "LIST", "GETNAME", "GETREDIR", "TRACKINGINFO", "HELP",
-};
-
-/* Whether the len bytes at s spell word (upper case), in any case. */
-static bool word_is(const char *s, size_t len, const char *word)
-{
-    return strlen(word) == len && !strncasecmp(s, word, len);
-}
-
-/* Reads the unsigned decimal at *p up to "\r\n" (not past end) into *v and
- * moves *p past the "\r\n".  Returns false if there is none. */
-static bool resp_number(const char **p, const char *end, size_t *v)
-{
-    const char *q = *p;
-    size_t n = 0;
-    if (q >= end || *q < '0' || *q > '9')
-        return false;
-    for (; q < end && *q >= '0' && *q <= '9'; q++)
-        n = n * 10 + (size_t)(*q - '0');
-    if (end - q < 2 || q[0] != '\r' || q[1] != '\n')
-        return false;
-    *p = q + 2;
-    *v = n;
-    return true;
-}
-
-/* The first two arguments of cmd, a command of len bytes as hiredis
- * formats it ("*<argc>\r\n" then "$<len>\r\n<bytes>\r\n" per argument):
- * args[i] and lens[i] for i < the returned count (0..2). */
-static int resp_args(const char *cmd, size_t len, const char *args[2], size_t lens[2])
-{
-    const char *p = cmd, *end = cmd + len;
-    size_t argc;
-    if (p >= end || *p++ != '*' || !resp_number(&p, end, &argc))
-        return 0;
-    int n = 0;
-    for (; n < 2 && (size_t)n < argc; n++) {
-        size_t l;
-        if (p >= end || *p++ != '$' || !resp_number(&p, end, &l) || (size_t)(end - p) < l + 2)
-            break;
-        args[n] = p;
-        lens[n] = l;
-        p += l + 2;
-    }
-    return n;
-}
-
-/* The class of the formatted command cmd. */
-static enum cmd_class classify(const char *cmd, size_t len)
-{
-    const char *args[2];
-    size_t lens[2];
-    int n = resp_args(cmd, len, args, lens);
-    if (n < 1)
-        return CMD_NONE;
-    for (size_t i = 0; i < sizeof cmd_table / sizeof cmd_table[0]; i++) {
-        if (cmd_table[i].len != lens[0] || strncasecmp(cmd_table[i].name, args[0], lens[0]))
-            continue;
-        if (cmd_table[i].cls != CMD_CLIENT)
-            return (enum cmd_class)cmd_table[i].cls;
-        for (size_t k = 0; n == 2 && k < sizeof client_readonly / sizeof client_readonly[0]; k++)
-            if (word_is(args[1], lens[1], client_readonly[k]))
-                return CMD_PLAIN;
-        return CMD_DIRTY;
-    }
-    return CMD_PLAIN;
-}
-
-/* Logs a bad argument of a command call and returns NULL. */
-static redisReply *bad_arg(const struct redis_conn *c, const char *call, const char *why)
-{
-    shp__log(SHP_LOG_ERROR, c ? c->t->name : "redis", "event=command_bad_arg call=%s reason=\"%s\"",
-             call, why);
-    return NULL;
-}
-
-/* The adapter's handle of borrowed connection conn, or NULL. */
-static struct redis_conn *conn_of(shp_conn *conn)
-{
-    struct redis_conn *c = conn ? shp_conn_handle(conn) : NULL;
-    return c && c->magic == REDIS_CONN_MAGIC ? c : NULL;
-}
-
-/* Sends cmd (len bytes, or len < 0 if formatting failed; freed here) on c
- * and reads its reply, all within command_timeout_ns, signals or not (the
- * deadline-bound I/O above), keeping c->state up to date (see the
- * header). */
-static redisReply *run_command(struct redis_conn *c, const char *call, char *cmd, int len)
-{
-    if (len < 0 || !cmd) {
-        free(cmd);
-        return bad_arg(c, call, "the command does not format (bad directive or out of memory)");
-    }
-    const struct redis_ctx *t = c->t;
-    redisContext *rc = c->rc;
-    enum cmd_class cls = classify(cmd, (size_t)len);
-    if (cls == CMD_NONE) { /* hiredis would send it, and no reply would come */
-        free(cmd);
-        return bad_arg(c, call, "empty command");
-    }
-    struct io io = io_start(rc, t->cfg.command_timeout_ns, "command_timeout_ns", false);
-    if (c->reset_pending && finish_reset(t, c, &io) != 0) {
-        /* Only when the hooks are called directly, without prepare: not a
-         * pool callback, so the adapter logs it. */
-        char m[SHP_ERROR_DETAIL_MAX];
-        shp__error_detail_take(m, sizeof m);
-        shp__log(SHP_LOG_INFO, t->name, "event=command_failed target=%s fd=%d msg=\"%s\"",
-                 t->target, rc->fd, m);
-        free(cmd);
-        c->state |= ST_CLOSE;
-        return NULL;
-    }
-    /* Marked before sending: a failure half way leaves it on the safe side. */
-    switch (cls) {
-    case CMD_DIRTY: c->state |= ST_DIRTY; break;
-    case CMD_CLOSE: c->state |= ST_CLOSE; break;
-    case CMD_MULTI: c->state |= ST_MULTI; break;
-    case CMD_WATCH: c->state |= ST_WATCH; break;
-    default: break;
-    }
-    bool in_multi = c->state & ST_MULTI;
-    int ok = redisAppendFormattedCommand(rc, cmd, (size_t)len);
-    free(cmd);
-    redisReply *rep = NULL;
-    if (ok != REDIS_OK || io_flush(&io) != 0 || io_reply(&io, &rep) != 0) {
-        c->state |= ST_CLOSE;
-        char m[256];
-        int err = rc->err ? ctx_errno(rc) : -EIO;
-        log_text(m, sizeof m, rc->err ? rc->errstr : "no reply");
-        shp__log(SHP_LOG_INFO, t->name, "event=command_failed target=%s fd=%d err=%s msg=\"%s\"",
-                 t->target, rc->fd, shp_err_name(err), m);
-        return NULL;
-    }
-    bool error = rep->type == REDIS_REPLY_ERROR;
-    switch (cls) {
-    case CMD_EXEC:
-        /* An array or nil ran or dropped the transaction; EXECABORT
-         * discarded it.  Either way the server unwatched every key. */
-        if (in_multi && (!error || (rep->str && !strncmp(rep->str, "EXECABORT", 9))))
-            c->state &= (uint8_t)~(ST_MULTI | ST_WATCH);
-        break;
-    case CMD_DISCARD:
-        if (in_multi && !error)
-            c->state &= (uint8_t)~(ST_MULTI | ST_WATCH);
-        break;
-    case CMD_UNWATCH: /* inside MULTI it is only queued */
-        if (!in_multi && !error)
-            c->state &= (uint8_t)~ST_WATCH;
-        break;
-    default:
-        break;
-    }
-    if (error && in_multi)
-        c->state |= ST_DIRTY; /* a transaction in an unknown state */
-    return rep;
-}
-
-redisReply *shp_redis_vcommand(shp_conn *conn, const char *fmt, va_list ap)
-{
-    struct redis_conn *c = conn_of(conn);
-    if (!c)
-        return bad_arg(NULL, "shp_redis_vcommand", conn ? "not a redis adapter connection" : "conn NULL");
-    if (!fmt)
-        return bad_arg(c, "shp_redis_vcommand", "fmt NULL");
-    char *cmd = NULL;
-    int len = redisvFormatCommand(&cmd, fmt, ap);
-    return run_command(c, "shp_redis_vcommand", cmd, len);
-}
-
-redisReply *shp_redis_command(shp_conn *conn, const char *fmt, ...)
-{
-    struct redis_conn *c = conn_of(conn);
-    if (!c)
-        return bad_arg(NULL, "shp_redis_command", conn ? "not a redis adapter connection" : "conn NULL");
-    if (!fmt)
-        return bad_arg(c, "shp_redis_command", "fmt NULL");
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = NULL;
-    int len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
-    return run_command(c, "shp_redis_command", cmd, len);
-}
-
-redisReply *shp_redis_command_argv(shp_conn *conn, int argc, const char **argv,
-                                   const size_t *argvlen)
-{
-    static const char call[] = "shp_redis_command_argv";
-    struct redis_conn *c = conn_of(conn);
-    if (!c)
-        return bad_arg(NULL, call, conn ? "not a redis adapter connection" : "conn NULL");
-    if (argc < 1 || !argv)
-        return bad_arg(c, call, argc < 1 ? "argc < 1" : "argv NULL");
-    for (int i = 0; i < argc; i++)
-        if (!argv[i])
-            return bad_arg(c, call, "argv[i] NULL");
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    return run_command(c, call, cmd, len);
-}
-
-int shp_redis_mark_dirty(shp_conn *conn)
-{
-    struct redis_conn *c = conn_of(conn);
-    if (!c) {
-        bad_arg(NULL, "shp_redis_mark_dirty", conn ? "not a redis adapter connection" : "conn NULL");
-        return -EINVAL;
-    }
-    c->state |= ST_DIRTY;
-    return 0;
-}
 
 /* ---- public API -------------------------------------------------------------- */
 
@@ -985,7 +509,7 @@ int shp_redis_ops(shp_ops *ops, const shp_redis_config *cfg)
     t->cfg.user = t->user;
     t->cfg.password = NULL; /* only t->password holds it */
     t->cfg.name = t->name;
-    t->magic = REDIS_CTX_MAGIC;
+    t->magic = SHP__REDIS_CTX_MAGIC;
 
     *ops = (shp_ops){ .connect = redis_connect, .close = redis_close, .check = redis_check,
                       .reset = redis_reset, .prepare = redis_prepare, .ctx = t };
@@ -997,7 +521,7 @@ void shp_redis_ops_free(shp_ops *ops)
     if (!ops || ops->connect != redis_connect)
         return;
     struct redis_ctx *t = ops->ctx;
-    if (t && t->magic == REDIS_CTX_MAGIC)
+    if (t && t->magic == SHP__REDIS_CTX_MAGIC)
         ctx_free(t);
     memset(ops, 0, sizeof *ops);
 }
@@ -1005,7 +529,7 @@ void shp_redis_ops_free(shp_ops *ops)
 redisContext *shp_redis_ctx(void *handle)
 {
     struct redis_conn *c = handle;
-    if (!c || c->magic != REDIS_CONN_MAGIC)
+    if (!c || c->magic != SHP__REDIS_CONN_MAGIC)
         return NULL;
     return c->rc;
 }

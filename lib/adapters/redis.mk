@@ -8,6 +8,7 @@
 WITH_REDIS ?= 1
 ifeq ($(WITH_REDIS),1)
 ADAPTER_LIBNAMES   += redis
+ADAPTER_SRC_redis  := lib/adapters/redis.c lib/adapters/redis_io.c lib/adapters/redis_cmd.c
 ADAPTER_HDR        += include/shardpool/adapters/redis.h
 ADAPTER_UNIT       += adapters/redis_test
 ADAPTER_LIBS_redis := -lhiredis

@@ -24,7 +24,7 @@
 #   pg_config      shp_pg_ops: conninfo / URI parsing and the log target
 #   redis_config   shp_redis_ops
 #   redis_reply    the Redis adapter's cleanup and handshake reply readers
-#                  over a socketpair
+#                  over a socketpair (and its deadline-bound I/O)
 #   shpbench_opts  shpbench's duration, distribution, rate, count, pool list
 #                  and --sweep parsers
 #
@@ -83,14 +83,23 @@ $(B)/fuzz/bench/baselines.o: bench/baselines.c bench/baselines.h | $(B)/.deps-ch
 # Per target: extra objects (FUZZ_OBJ_<t>) and link flags (FUZZ_LD_<t>).
 # Targets that include an adapter's .c (to reach its static functions)
 # depend on it; the archive's copy of that adapter is then not linked in.
-FUZZ_OBJ_shpbench_opts := $(FUZZ_SHPB_OBJ)
+# The Redis targets include lib/adapters/redis.c (the ops and the hooks)
+# and link the adapter's other sources (ADAPTER_SRC_redis), compiled here.
+FUZZ_REDIS_OBJ := $(patsubst lib/%.c,$(B)/fuzz/lib/%.o,$(filter-out lib/adapters/redis.c,$(ADAPTER_SRC_redis)))
+FUZZ_OBJ_redis_config := $(FUZZ_REDIS_OBJ)
+FUZZ_OBJ_redis_reply  := $(FUZZ_REDIS_OBJ)
+# shpbench's backends call the adapter libraries (redis://, postgresql://):
+# every built adapter's sources, compiled here.
+FUZZ_ADAPTER_OBJ := $(patsubst lib/%.c,$(B)/fuzz/lib/%.o,$(foreach a,$(ADAPTER_LIBNAMES),$(ADAPTER_SRC_$(a))))
+FUZZ_OBJ_shpbench_opts := $(FUZZ_SHPB_OBJ) $(FUZZ_ADAPTER_OBJ)
 FUZZ_CFLAGS_shpbench_opts := $(SHPB_DEFS) -I bench -I tools
 # tcp_config wraps the adapter's socket, connect, poll and getaddrinfo calls:
 # its connect callback runs without a resolver or a connection.
 FUZZ_LD_tcp_config := -Wl,--wrap=socket,--wrap=connect,--wrap=getaddrinfo,--wrap=freeaddrinfo,--wrap=poll
 $(B)/fuzz/bin/fuzz_pg_config: lib/adapters/pg.c
-$(B)/fuzz/bin/fuzz_redis_config $(B)/fuzz/bin/fuzz_redis_reply: lib/adapters/redis.c
-$(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench/main.c $(FUZZ_SHPB_OBJ)
+$(B)/fuzz/bin/fuzz_redis_config $(B)/fuzz/bin/fuzz_redis_reply: lib/adapters/redis.c \
+    lib/adapters/redis_internal.h $(FUZZ_REDIS_OBJ)
+$(B)/fuzz/bin/fuzz_shpbench_opts: tools/shpbench/main.c $(FUZZ_SHPB_OBJ) $(FUZZ_ADAPTER_OBJ)
 
 $(B)/fuzz/bin/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(B)/fuzz/libshardpool.a
 	@mkdir -p $(dir $@)

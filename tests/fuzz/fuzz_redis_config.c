@@ -5,9 +5,9 @@
  * unix socket path that does not exist (a failed connect and its log line;
  * no host is ever connected to).
  *
- * The adapter is compiled into this file (a unity build of
- * lib/adapters/redis.c, to read the ops' private ctx); the archive's copy
- * is then not linked.
+ * lib/adapters/redis.c is compiled into this file (a unity build, to read
+ * the ops' private ctx) and the adapter's other sources are linked
+ * (fuzz.mk); the archive's copy is then not linked.
  *
  * Input: a flags byte (which strings are NULL), picks for port, db, the two
  * timeouts and cleanup, the password's 4-byte marker, then NUL-separated

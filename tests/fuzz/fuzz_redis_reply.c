@@ -1,11 +1,13 @@
 /*
  * fuzz_redis_reply.c - libFuzzer target: the Redis adapter's readers of
- * the server's answers (lib/adapters/redis.c, static: finish_reset through
- * the prepare hook, read_auth_select, get_reply, the check's PING and the
- * connect handshake), fed fuzzed bytes as the server's replies.
+ * the server's answers (lib/adapters/redis.c: the cleanup's,
+ * shp__redis_finish_reset, through the prepare hook; the static
+ * read_auth_select, the check's PING and the connect handshake; their I/O
+ * is redis_io.c's), fed fuzzed bytes as the server's replies.
  *
- * The adapter is compiled into this file (a unity build of
- * lib/adapters/redis.c); the archive's copy is then not linked.  Each input
+ * lib/adapters/redis.c is compiled into this file (a unity build, to reach
+ * its statics) and the adapter's other sources are linked (fuzz.mk); the
+ * archive's copy is then not linked.  Each input
  * becomes a socketpair: the fuzzed bytes are written to one end, which is
  * then shut for writing (reads end there), and a hiredis context made with
  * redisConnectFd on the other end is handed to the adapter's code.
@@ -241,7 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     redisContext *rc = redisConnectFd(sv[0]);
     if (!rc || rc->err)
         abort();
-    struct redis_conn c = { .magic = REDIS_CONN_MAGIC, .t = t, .rc = rc,
+    struct redis_conn c = { .magic = SHP__REDIS_CONN_MAGIC, .t = t, .rc = rc,
                             .reset_pending = true, .state = 0 };
 
     replies rs = split(srv.s, srv.len);
@@ -265,19 +267,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         {
             /* As redis_connect with no connect deadline: the command
              * timeout bounds the handshake (saturating near INT64_MAX). */
-            struct io io = io_start(rc, cfg.command_timeout_ns, "command_timeout_ns", false);
+            struct redis_io io =
+                shp__redis_io_start(rc, cfg.command_timeout_ns, "command_timeout_ns", false);
             ret = handshake(t, &io);
         }
         break;
     default: { /* M_RESET */
         c.reset_pending = false;
-        c.state = state & (ST_DIRTY | ST_MULTI | ST_WATCH | ST_CLOSE);
+        c.state = state & (SHP__REDIS_ST_DIRTY | SHP__REDIS_ST_MULTI | SHP__REDIS_ST_WATCH |
+                           SHP__REDIS_ST_CLOSE);
         /* Nothing was appended or read yet: hiredis' buffers are empty. */
         bool noop = cfg.cleanup == SHP_REDIS_CLEANUP_TRACKED && c.state == 0;
         int rret = ops.reset(t, &c);
         size_t sent_len;
         char *sent = drain(sv[1], &sent_len);
-        if (c.state & ST_CLOSE) {
+        if (c.state & SHP__REDIS_ST_CLOSE) {
             FZ_CHECK(rret < 0 && rret > -4096 && sent_len == 0,
                      "reset of a connection marked unusable: %d, %zu bytes sent", rret, sent_len);
         } else if (noop) {
