@@ -10,6 +10,14 @@
 /* The defaults of the fields whose 0 also means "the default". */
 #define DEFAULT_MAX_CONNECTING 4
 #define DEFAULT_METRICS_SAMPLE 256
+/* Without metrics (SHP_NO_METRICS) no acquire latency is measured, so the
+ * p99 alert is off by default there, and shp__config_resolve turns off one
+ * that is asked for, with a line. */
+#ifdef SHP_NO_METRICS
+#define DEFAULT_ALERT_ACQUIRE_P99_NS 0
+#else
+#define DEFAULT_ALERT_ACQUIRE_P99_NS SHP_NS_PER_S
+#endif
 
 void shp_config_init(shp_config *cfg)
 {
@@ -37,7 +45,7 @@ void shp_config_init(shp_config *cfg)
     cfg->metrics_interval_ns = SHP_NS_PER_S;
     cfg->history_len = 60;
     cfg->alert_utilization = 0.8;
-    cfg->alert_acquire_p99_ns = SHP_NS_PER_S;
+    cfg->alert_acquire_p99_ns = DEFAULT_ALERT_ACQUIRE_P99_NS;
     cfg->alert_failed_acquires = 5;
     cfg->alert_error_rate = 0.05;
     cfg->handoff_after_ns = 0;
@@ -50,6 +58,14 @@ void shp__config_resolve(shp_config *cfg)
         cfg->max_connecting = DEFAULT_MAX_CONNECTING;
     if (cfg->metrics_sample == 0)
         cfg->metrics_sample = DEFAULT_METRICS_SAMPLE;
+#ifdef SHP_NO_METRICS
+    if (cfg->alert_acquire_p99_ns > 0) {
+        shp__log(SHP_LOG_WARN, cfg->name,
+                 "event=alert_unavailable alert=acquire_p99 reason=built_without_metrics "
+                 "alert_acquire_p99_ns=off");
+        cfg->alert_acquire_p99_ns = 0;
+    }
+#endif
 }
 
 #define SHP__MAX_POOL_SIZE 1000000u

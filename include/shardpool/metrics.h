@@ -37,8 +37,9 @@
  * Building the library with -DSHP_NO_METRICS (make METRICS=0) compiles the
  * fast-path recording out: every call below still works and answers as
  * documented, but the acquire and hold histograms stay empty (count 0, so
- * interval_acquire_p99_ns stays 0 and SHP_ALERT_ACQUIRE_P99 never fires)
- * and fast_hits and releases stay 0: in such a build these fields are not
+ * interval_acquire_p99_ns stays 0; alert_acquire_p99_ns defaults to 0 and
+ * one set anyway is turned off at create, with one warning line,
+ * event=alert_unavailable) and fast_hits and releases stay 0: in such a build these fields are not
  * measured, and 0 there does not mean "none".  Counters the pool keeps
  * anyway (acquisitions, the slow-path counters, closes), the gauges, the
  * other alerts, history, the exporters and the monitor are unaffected.

@@ -187,7 +187,10 @@ typedef struct shp_config {
     unsigned history_len;        /* snapshots kept; default 60 */
     double alert_utilization;    /* in_use / max_size; <= 0 off; default 0.8 */
     int64_t alert_acquire_p99_ns; /* p99 acquire latency in an interval; <= 0
-                                     off; default 1 s */
+                                     off; default 1 s (0 in a library built
+                                     with SHP_NO_METRICS, which measures no
+                                     latency: there create turns a set one off
+                                     with one warning, event=alert_unavailable) */
     uint64_t alert_failed_acquires; /* failed acquires per interval; 0 off;
                                        default 5 */
     double alert_error_rate;     /* errors / attempts in an interval; <= 0 off;

@@ -36,6 +36,7 @@ static int failures;
     } while (0)
 
 static int unavailable_lines;
+static int alert_unavailable_lines;
 
 static void sink(shp_log_level level, const char *line, void *ud)
 {
@@ -43,6 +44,8 @@ static void sink(shp_log_level level, const char *line, void *ud)
     (void)ud;
     if (strstr(line, "event=monitor_unavailable"))
         unavailable_lines++;
+    if (strstr(line, "event=alert_unavailable"))
+        alert_unavailable_lines++;
 }
 
 static shp_pool *make_pool(fake_backend *fb, const char *name)
@@ -109,6 +112,29 @@ int main(void)
     CHECK(m.releases == N, "releases %llu, not %d", (unsigned long long)m.releases, N);
 #endif
 
+    /* The p99 alert: off by default without metrics, and one asked for is
+     * turned off with one line; with metrics, on by default and silent. */
+    shp_config dflt;
+    shp_config_init(&dflt);
+    shp_config acfg = dflt;
+    acfg.name = "alerttest";
+    acfg.alert_acquire_p99_ns = 1000000;
+    shp_ops aops = fake_ops(&fb);
+    shp_pool *a = NULL;
+    CHECK(shp_pool_create(&a, &acfg, &aops) == 0, "create with the p99 alert");
+    if (a)
+        CHECK(shp_pool_destroy(a, 0) == 0, "destroy");
+#ifdef EXPECT_NO_METRICS
+    CHECK(dflt.alert_acquire_p99_ns == 0, "default alert_acquire_p99_ns %lld, not 0",
+          (long long)dflt.alert_acquire_p99_ns);
+    CHECK(alert_unavailable_lines == 1, "%d alert_unavailable lines, not 1",
+          alert_unavailable_lines);
+#else
+    CHECK(dflt.alert_acquire_p99_ns > 0, "default alert_acquire_p99_ns off");
+    CHECK(alert_unavailable_lines == 0, "%d alert_unavailable lines, not 0",
+          alert_unavailable_lines);
+#endif
+
     CHECK(shp_pool_destroy(p, 0) == 0, "destroy");
     CHECK(shp_pool_destroy(q, 0) == 0, "destroy");
     CHECK(fake_open_now(&fb) == 0, "%llu connections left open",
@@ -122,7 +148,7 @@ int main(void)
            "monitor on",
 #endif
 #ifdef EXPECT_NO_METRICS
-           "metrics off: exact counters, empty histograms, fast_hits = releases = 0"
+           "metrics off: exact counters, empty histograms, fast_hits = releases = 0, p99 alert off"
 #else
            "metrics on: histograms recorded"
 #endif
