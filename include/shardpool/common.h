@@ -21,8 +21,15 @@
 #endif
 
 /* A public field renamed in 0.1: `now` is the name, `was` an alias of the
- * same storage (same layout, same ABI) that warns when used, until 0.2. */
+ * same storage (same layout, same ABI) that warns when used, until 0.2.
+ * An anonymous union: C11 and C++; __extension__ keeps -std=c99 -pedantic
+ * quiet. */
+#if defined(__GNUC__)
+#define SHP_RENAMED(now, was) \
+    __extension__ union { uint64_t now; uint64_t was SHP_DEPRECATED("renamed to " #now); }
+#else
 #define SHP_RENAMED(now, was) \
     union { uint64_t now; uint64_t was SHP_DEPRECATED("renamed to " #now); }
+#endif
 
 #endif

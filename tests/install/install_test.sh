@@ -149,6 +149,34 @@ for src in "$W"/ex/ex*.c; do
 done
 [ "$n" -ge 4 ] || fail "found $n \`\`\`c examples in README.md, expected at least 4"
 
+# ---- every installed header stands alone ---------------------------------------------
+# C99 and C11 with -pedantic, and C++11 when a C++ compiler is there: each
+# public header compiles on its own with its module's pkg-config flags.
+hdrs=0
+for h in "$R$PFX"/include/shardpool.h "$R$PFX"/include/shardpool/*.h "$R$PFX"/include/shardpool/adapters/*.h; do
+    [ -f "$h" ] || continue
+    rel=${h#"$R$PFX"/include/}
+    case $rel in
+        shardpool/adapters/pg.h) mod=shardpool-pg ;;
+        shardpool/adapters/redis.h) mod=shardpool-redis ;;
+        *) mod=shardpool ;;
+    esac
+    pc "$R" --exists "$mod" || continue
+    printf '#include <%s>\nint shp_header_check;\n' "$rel" > "$W/hdr.c"
+    for std in c99 c11; do
+        # shellcheck disable=SC2046
+        $CC -std=$std -pedantic -Wall -Wextra -Werror -fsyntax-only $(pc "$R" --cflags "$mod") "$W/hdr.c" ||
+            fail "<$rel> does not compile alone as -std=$std -pedantic"
+    done
+    if command -v g++ >/dev/null; then
+        # shellcheck disable=SC2046
+        g++ -x c++ -std=c++11 -pedantic -Wall -Wextra -Werror -fsyntax-only $(pc "$R" --cflags "$mod") "$W/hdr.c" ||
+            fail "<$rel> does not compile alone as C++11"
+    fi
+    hdrs=$((hdrs + 1))
+done
+step "$hdrs installed headers compile alone: C99 and C11 -pedantic$(command -v g++ >/dev/null && echo ', C++11' || echo ' (no g++: C++ not checked)')"
+
 # ---- run the core example -----------------------------------------------------------
 python3 - 5432 >"$W/listener.log" 2>&1 <<'PY' &
 import socket, sys, threading, time
