@@ -78,6 +78,24 @@ static inline void shp__hist_record(struct shp__hist *h, int64_t v, uint64_t wei
         ;
 }
 
+/* shp__hist_record for a histogram that only the calling thread records
+ * into (others may merge it meanwhile): relaxed loads and stores, no
+ * read-modify-write, so it costs what plain adds cost.  Two threads
+ * recording into one histogram this way lose counts. */
+static inline void shp__hist_record_owned(struct shp__hist *h, int64_t v, uint64_t weight)
+{
+    if (v < 0)
+        v = 0;
+    _Atomic uint64_t *b = &h->n[shp__hist_index(v)];
+    atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + weight,
+                          memory_order_relaxed);
+    atomic_store_explicit(&h->sum,
+                          atomic_load_explicit(&h->sum, memory_order_relaxed) + (uint64_t)v * weight,
+                          memory_order_relaxed);
+    if ((uint64_t)v > atomic_load_explicit(&h->max, memory_order_relaxed))
+        atomic_store_explicit(&h->max, (uint64_t)v, memory_order_relaxed);
+}
+
 /* Adds h's current counts into *out (which the caller zeroed). */
 void shp__hist_merge(struct shp__hist_copy *out, struct shp__hist *h);
 /* The value below which a fraction q (0..1) of the observations fall: the

@@ -1,12 +1,15 @@
 /*
  * tools/shpbench/latency.h - acquire latencies, recorded in the library's
  * histogram (lib/hist.h: struct shp__hist, log-linear, relaxed atomics) with
- * the little shpbench needs on top: the smallest value, and percentiles read
- * as upper bounds.
+ * the little shpbench needs on top: the smallest value, and percentiles
+ * kept within the smallest and largest values recorded.
  *
- * Resolution is lib/hist.h's: values below 64 ns exactly; above, a bucket
- * is at most 1/32 (3.1 %) of its lower bound wide; values from 2^41 ns
- * (~37 min) up share the last bucket.
+ * Resolution is lib/hist.h's, so shpbench and shp_pool_metrics report alike:
+ * values below 64 ns exactly; above, a bucket is at most 1/32 of its lower
+ * bound wide and a percentile (its bucket's midpoint) is within 1/64
+ * (1.6 %) of the value it stands for; values from 2^41 ns (~37 min) up
+ * share the last bucket.  Each worker records into its own recorder with
+ * shp__hist_record_owned: no read-modify-write between two timings.
  *
  * A recorder (shpb_lat_rec) belongs to one thread while it records; the
  * read side (shpb_lat) is a plain copy, filled by shpb_lat_add once the
@@ -31,7 +34,7 @@ void shpb_lat_rec_reset(shpb_lat_rec *r);
 /* Counts one value (ns).  Only r's own thread may call it. */
 static inline void shpb_lat_record(shpb_lat_rec *r, uint64_t ns)
 {
-    shp__hist_record(&r->h, ns > INT64_MAX ? INT64_MAX : (int64_t)ns, 1);
+    shp__hist_record_owned(&r->h, ns > INT64_MAX ? INT64_MAX : (int64_t)ns, 1);
     if (ns < r->min)
         r->min = ns;
 }
@@ -49,10 +52,10 @@ void shpb_lat_reset(shpb_lat *l);
 /* Adds r's counts to l.  r's thread must be done recording. */
 void shpb_lat_add(shpb_lat *l, shpb_lat_rec *r);
 
-/* The value at quantile q in [0, 1]: the upper bound of the bucket that
- * holds the ceil(q * count)-th smallest value, capped at the largest value
- * recorded, so it never under-reports and q = 1 is exact; q <= 0 gives the
- * smallest value.  0 if l is empty. */
+/* The value at quantile q in [0, 1]: the midpoint of the bucket that holds
+ * the ceil(q * count)-th smallest value (lib's shp__hist_quantile), kept
+ * within the smallest and largest values recorded, so q = 1 is exact; q <= 0
+ * gives the smallest value.  0 if l is empty. */
 uint64_t shpb_lat_quantile(const shpb_lat *l, double q);
 
 /* The mean of the values recorded, 0 if none. */
