@@ -1,6 +1,8 @@
 /*
  * prepare_test.c - the optional ops.prepare hook: run on every hand-out,
- * a refusal closes that connection and the acquire goes on with another.
+ * a refusal closes that connection and the acquire goes on with another,
+ * within the same deadline (exactly: not recomputed), recorded once in the
+ * acquire histogram, and with the refusal kept for shp_acquire_last_error.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,12 +72,85 @@ static void test_all_refused_gives_up(void **state)
     fx_finish(f);
 }
 
+/* ---- the replacement of a refused connection continues the acquire ------------ */
+
+/* Hooks that record the deadline each callback sees (shp_connect_deadline_ns)
+ * and refuse the first `refuse` prepares. */
+static int64_t prep_dl[8], conn_dl[8];
+static int nprep, nconn, refuse;
+static int (*real_connect)(void *, void **);
+
+static int rec_prepare(void *ctx, void *h)
+{
+    (void)ctx;
+    (void)h;
+    prep_dl[nprep++ & 7] = shp_connect_deadline_ns();
+    if (refuse > 0) {
+        refuse--;
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static int rec_connect(void *ctx, void **out)
+{
+    conn_dl[nconn++ & 7] = shp_connect_deadline_ns();
+    return real_connect(ctx, out);
+}
+
+static fx *make_recording(unsigned min, unsigned max, unsigned sample)
+{
+    fx *f = fx_new(min, max);
+    f->cfg.metrics_sample = sample;
+    real_connect = f->ops.connect;
+    f->ops.connect = rec_connect;
+    f->ops.prepare = rec_prepare;
+    nprep = nconn = 0;
+    fx_start(f);
+    nconn = 0; /* prefill's */
+    return f;
+}
+
+static void test_replacement_continues_deadline(void **state)
+{
+    (void)state;
+    fx *f = make_recording(1, 1, 256);
+    refuse = 1;
+    shp_conn *c;
+    assert_int_equal(shp_acquire(f->pool, &c, 500 * MS), 0);
+    assert_int_equal(nprep, 2);
+    assert_int_equal(nconn, 1);        /* the replacement connected */
+    assert_true(prep_dl[0] > 0);
+    assert_true(conn_dl[0] == prep_dl[0]); /* the same deadline, not recomputed */
+    assert_true(prep_dl[1] == prep_dl[0]);
+    shp_last_error e;
+    assert_int_equal(shp_acquire_last_error(&e), 0);
+    assert_int_equal(e.err, -EPROTO);  /* the replacement did not clear it */
+    assert_int_equal(shp_release(c), 0);
+    fx_finish(f);
+}
+
+static void test_replacement_not_recorded_again(void **state)
+{
+    (void)state;
+    fx *f = make_recording(1, 1, 1); /* every acquire sampled */
+    refuse = 1;
+    shp_conn *c;
+    assert_int_equal(shp_acquire(f->pool, &c, 500 * MS), 0);
+    assert_int_equal(shp_release(c), 0);
+    shp_metrics m = metrics_of(f);
+    assert_int_equal(m.acquire.count, 1); /* first attempt only */
+    fx_finish(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepare_runs_on_every_hand_out),
         cmocka_unit_test(test_refused_connection_is_replaced),
         cmocka_unit_test(test_all_refused_gives_up),
+        cmocka_unit_test(test_replacement_continues_deadline),
+        cmocka_unit_test(test_replacement_not_recorded_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
