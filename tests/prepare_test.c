@@ -134,12 +134,22 @@ static void test_replacement_not_recorded_again(void **state)
 {
     (void)state;
     fx *f = make_recording(1, 1, 1); /* every acquire sampled */
-    refuse = 1;
+    /* One acquire without a refusal: what one acquire records (1; 0 in a
+     * library built without metrics, where there is nothing to check). */
+    refuse = 0;
     shp_conn *c;
     assert_int_equal(shp_acquire(f->pool, &c, 500 * MS), 0);
     assert_int_equal(shp_release(c), 0);
-    shp_metrics m = metrics_of(f);
-    assert_int_equal(m.acquire.count, 1); /* first attempt only */
+    uint64_t one = metrics_of(f).acquire.count;
+    if (one == 0) {
+        fx_finish(f);
+        skip(); /* METRICS=0 */
+    }
+    assert_int_equal(one, 1);
+    refuse = 1;
+    assert_int_equal(shp_acquire(f->pool, &c, 500 * MS), 0);
+    assert_int_equal(shp_release(c), 0);
+    assert_int_equal(metrics_of(f).acquire.count, 2); /* its first attempt only */
     fx_finish(f);
 }
 
