@@ -88,6 +88,7 @@
 #include "echo.h"
 #include "pgserver.h"
 #include "redisserver.h"
+#include "clock.h" /* now_ns, nap_ns */
 
 extern char **environ;
 
@@ -105,23 +106,6 @@ extern char **environ;
 #define PHASE_NS         (1500 * NS_PER_MS) /* threads start acquires this long */
 #define REDIS_PASSWORD   "bh-Redis-s3cret"
 #define PG_PASSWORD      "bh-Pg-s3cret"
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-/* Sleeps ns.  Used only where the condition waited for is time itself (a
- * connection's age), as the workload's think time, or to pace a bounded
- * poll of a condition. */
-static void nap_ns(int64_t ns)
-{
-    struct timespec ts = { .tv_sec = ns / NS_PER_S, .tv_nsec = ns % NS_PER_S };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
 
 static double ms(int64_t ns) { return (double)ns / 1e6; }
 

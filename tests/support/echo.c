@@ -19,6 +19,8 @@
 
 #include <shardpool.h>
 
+#include "clock.h" /* now_ns, nap_ns */
+
 #define ECHO_MAX 256
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
@@ -40,19 +42,6 @@ struct echo_server {
     uint64_t cmd_seq, done_seq;
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-static void nap(int64_t ns)
-{
-    struct timespec ts = { .tv_sec = ns / NS_PER_S, .tv_nsec = ns % NS_PER_S };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
 
 /* A listener on 127.0.0.1:s->port (0: a free port, then recorded). */
 static int listen_on(echo_server *s)
@@ -152,7 +141,7 @@ static void *echo_main(void *arg)
                 continue;
             if (r > 0) {
                 if (s->o.reply_delay_ns > 0)
-                    nap(s->o.reply_delay_ns);
+                    nap_ns(s->o.reply_delay_ns);
                 if (send(s->fds[i], buf, (size_t)r, MSG_NOSIGNAL) == r)
                     continue; /* tiny messages: a short send is a dead peer */
             }
@@ -275,7 +264,7 @@ void echo_tcp_config(const echo_server *s, shp_tcp_config *tc)
 int echo_ping(int fd, void *ud)
 {
     int64_t bound = ud ? *(const int64_t *)ud : NS_PER_S;
-    int64_t deadline = mono_ns() + bound, acq = shp_connect_deadline_ns();
+    int64_t deadline = now_ns() + bound, acq = shp_connect_deadline_ns();
     if (acq >= 0 && acq < deadline)
         deadline = acq;
     static const char msg[] = "ping\n";
@@ -287,7 +276,7 @@ int echo_ping(int fd, void *ud)
     char buf[sizeof msg - 1];
     size_t got = 0;
     while (got < sizeof buf) {
-        int64_t left = deadline - mono_ns();
+        int64_t left = deadline - now_ns();
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd p = { .fd = fd, .events = POLLIN };

@@ -25,6 +25,7 @@
 
 #include <shardpool.h>
 
+#include "clock.h" /* nap_ns */
 #include "fakeconn.h"
 #include "fixture.h"
 
@@ -81,13 +82,6 @@ static inline int rel_broken(shp_conn *c)
 {
     tag_drop(fh(c));
     return shp_release_broken(c);
-}
-
-static inline void nap_ns(int64_t ns)
-{
-    struct timespec ts = { .tv_sec = ns / NS_PER_S, .tv_nsec = ns % NS_PER_S };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
 }
 
 /* Polls until stats.waiters == n; bounded.  Returns whether it was seen. */

@@ -16,19 +16,11 @@
 #include <string.h>
 #include <time.h>
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-static inline int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
+#include "clock.h" /* now_ns, nap_ns */
 
 static inline void nap_ms(int ms)
 {
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
+    nap_ns((int64_t)ms * 1000000LL);
 }
 
 /* Open descriptors of this process (the directory's own fd not counted),
