@@ -121,6 +121,45 @@ static void test_prepare_deadline_per_acquire(void **state)
     fx_finish(f);
 }
 
+/* The fake backend's prepare (which refuses while prepare_fail_next > 0) and
+ * connect, each recording the deadline it saw in stuck.seen, in call order. */
+static int (*plain_connect)(void *, void **);
+
+static int recording_refusing_prepare(void *ctx, void *handle)
+{
+    recording_prepare(ctx, handle);
+    return fake_prepare(ctx, handle);
+}
+
+static int recording_connect(void *ctx, void **handle)
+{
+    recording_prepare(ctx, NULL);
+    return plain_connect(ctx, handle);
+}
+
+/* A refused connection's replacement continues the acquire: its connect and
+ * its prepare see exactly the deadline the refused prepare saw, not one
+ * computed anew. */
+static void test_replacement_continues_the_deadline(void **state)
+{
+    (void)state;
+    fx *f = fx_new(1, 1);
+    plain_connect = f->ops.connect;
+    f->ops.connect = recording_connect;
+    f->ops.prepare = recording_refusing_prepare;
+    fx_start(f); /* the prefill's connect is outside any acquire */
+    memset(&stuck, 0, sizeof stuck);
+    atomic_store(&f->fb.prepare_fail_next, 1);
+    shp_conn *c;
+    assert_int_equal(shp_acquire(f->pool, &c, 500 * NS_PER_MS), 0);
+    assert_int_equal(atomic_load(&stuck.calls), 3); /* prepare (refused), connect, prepare */
+    assert_true(stuck.seen[0] > 0);
+    assert_int_equal(stuck.seen[1], stuck.seen[0]);
+    assert_int_equal(stuck.seen[2], stuck.seen[0]);
+    assert_int_equal(shp_release(c), 0);
+    fx_finish(f);
+}
+
 /* ---- no callback starts after the acquire's deadline --------------------------------- */
 
 /* Hooks that record whether they were started past the deadline of the
@@ -360,6 +399,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepare_gets_what_is_left_of_the_deadline),
         cmocka_unit_test(test_prepare_deadline_per_acquire),
+        cmocka_unit_test(test_replacement_continues_the_deadline),
         cmocka_unit_test(test_no_callback_after_the_deadline),
         cmocka_unit_test(test_int64_max_durations),
         cmocka_unit_test(test_acquire_does_not_spin_on_the_sweep),
